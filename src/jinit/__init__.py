@@ -1,0 +1,57 @@
+"""jinit: every Keras initializer, and what JAX and PyTorch add, as pure, hashable, jit-compiled JAX values."""
+
+from jinit._src.base import Initializer as Initializer
+from jinit._src.constant import constant as constant
+from jinit._src.constant import identity as identity
+from jinit._src.constant import ones as ones
+from jinit._src.constant import zeros as zeros
+from jinit._src.fans import compute_fans as compute_fans
+from jinit._src.orthogonal import delta_orthogonal as delta_orthogonal
+from jinit._src.orthogonal import orthogonal as orthogonal
+from jinit._src.random import normal as normal
+from jinit._src.random import random_normal as random_normal
+from jinit._src.random import random_uniform as random_uniform
+from jinit._src.random import truncated_normal as truncated_normal
+from jinit._src.random import uniform as uniform
+from jinit._src.typing import InitializerLike as InitializerLike
+from jinit._src.variance_scaling import glorot_normal as glorot_normal
+from jinit._src.variance_scaling import glorot_uniform as glorot_uniform
+from jinit._src.variance_scaling import he_normal as he_normal
+from jinit._src.variance_scaling import he_uniform as he_uniform
+from jinit._src.variance_scaling import kaiming_normal as kaiming_normal
+from jinit._src.variance_scaling import kaiming_uniform as kaiming_uniform
+from jinit._src.variance_scaling import lecun_normal as lecun_normal
+from jinit._src.variance_scaling import lecun_uniform as lecun_uniform
+from jinit._src.variance_scaling import variance_scaling as variance_scaling
+from jinit._src.variance_scaling import xavier_normal as xavier_normal
+from jinit._src.variance_scaling import xavier_uniform as xavier_uniform
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "Initializer",
+    "InitializerLike",
+    "compute_fans",
+    "constant",
+    "delta_orthogonal",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "identity",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "normal",
+    "ones",
+    "orthogonal",
+    "random_normal",
+    "random_uniform",
+    "truncated_normal",
+    "uniform",
+    "variance_scaling",
+    "xavier_normal",
+    "xavier_uniform",
+    "zeros",
+)

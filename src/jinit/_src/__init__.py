@@ -1,0 +1,1 @@
+"""Implementation of jinit. Everything public is re-exported by `jinit`."""

@@ -1,0 +1,94 @@
+"""The initializer value: a factory's name and its arguments, callable as ``init(key, shape, dtype)``."""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from jinit._src import checks
+from jinit._src.typing import DTypeLike, KeyArray, OutSharding, Shape
+
+Sampler = Callable[..., jax.Array]
+"""``sampler(key, shape, dtype, out_sharding, **arguments)`` with checked key, shape and resolved dtype."""
+
+_FACTORIES: dict[str, Callable[..., "Initializer"]] = {}
+_SAMPLERS: dict[str, Sampler] = {}
+_KEYLESS: set[str] = set()
+_READY: set[str] = set()
+
+
+def factory(name: str, sampler: Sampler, *, keyless: bool = False) -> Callable:
+    """Declares a factory: its values are named `name` and sampled by `sampler`.
+
+    `keyless` initializers (zeros, ones, constant, identity) use no randomness and accept ``key=None``.
+    """
+
+    def declare(build: Callable[..., "Initializer"]) -> Callable[..., "Initializer"]:
+        assert name not in _FACTORIES, name
+        _FACTORIES[name] = build
+        _SAMPLERS[name] = sampler
+        if keyless:
+            _KEYLESS.add(name)
+        return build
+
+    return declare
+
+
+def ready(name: str) -> "Initializer":
+    """The value of a factory that takes no arguments; it prints as its bare name (``zeros``)."""
+    _READY.add(name)
+    return _FACTORIES[name]()
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Initializer:
+    """An initializer as a value: `name` is the factory that built it, `arguments` every argument it got.
+
+    Two initializers are equal, and hash equal, when they were built by the same factory with the same
+    arguments, so an initializer can be a `jax.jit` static argument or a field of a Flax module without
+    retracing. It pickles by calling its factory again, prints as that call, and is not a pytree.
+
+    Calling it is ``init(key, shape, dtype=None, out_sharding=None)``: `dtype` defaults to the one given to the
+    factory, and that defaults to JAX's default float type (float64 under ``jax_enable_x64``, else float32).
+    """
+
+    name: str
+    arguments: tuple[tuple[str, Any], ...]
+
+    def __call__(
+        self,
+        key: KeyArray | None,
+        shape: Shape,
+        dtype: DTypeLike | None = None,
+        out_sharding: OutSharding = None,
+    ) -> jax.Array:
+        key = checks.key(key, optional=self.name in _KEYLESS)
+        shape = checks.shape(shape)
+        arguments = dict(self.arguments)
+        default_dtype = arguments.pop("dtype", None)
+        dtype = checks.dtype("dtype", dtype) if dtype is not None else default_dtype
+        return _SAMPLERS[self.name](key, shape, checks.resolve_dtype(self.name, dtype), out_sharding, **arguments)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The factory's arguments by name: ``factory(**init.config) == init``."""
+        return dict(self.arguments)
+
+    def __repr__(self) -> str:
+        if self.name in _READY and not self.arguments:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.arguments)})"
+
+    def __reduce__(self) -> tuple:
+        return (rebuild, (self.name, self.arguments))
+
+
+def rebuild(name: str, arguments: tuple[tuple[str, Any], ...]) -> Initializer:
+    """Calls the factory `name` with `arguments` again (unpickling)."""
+    return _FACTORIES[name](**dict(arguments))
+
+
+def make(name: str, **arguments: Any) -> Initializer:
+    """The value of factory `name` called with `arguments` (already checked, in the factory's order)."""
+    return Initializer(name, tuple(arguments.items()))

@@ -1,0 +1,202 @@
+"""Argument checks. Every error message of jinit is written here, once.
+
+Each check raises before any array is allocated, names the argument in backticks and ends with the value
+received, as Keras does: ``Argument `stddev` must be ... Received: stddev=-1.0``.
+"""
+
+import functools
+import math
+import numbers
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jinit._src.typing import Axis, DTypeLike, Shape
+
+
+def _received(name: str, value: Any) -> str:
+    return f"Received: {name}={value!r}"
+
+
+def _is_tracer(value: Any) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def number(name: str, value: Any, *, minimum: str | None = None) -> float:
+    """Returns `value` as a finite Python float.
+
+    Args:
+      name: the argument's name, for the message.
+      value: a Python or NumPy real number, or a concrete 0-d array.
+      minimum: None, ``"nonnegative"`` or ``"positive"``.
+    """
+    if _is_tracer(value):
+        raise TypeError(
+            f"Argument `{name}` must be a concrete number: an initializer is a hashable value, so its "
+            f"hyperparameters cannot be traced. Build the initializer outside `jax.jit`. {_received(name, value)}"
+        )
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | np.ndarray | jax.Array):
+        raise TypeError(f"Argument `{name}` must be a real number. {_received(name, value)}")
+    if isinstance(value, np.ndarray | jax.Array):
+        if value.shape != () or not jnp.issubdtype(value.dtype, np.number) or jnp.iscomplexobj(value):
+            raise TypeError(f"Argument `{name}` must be a real number. {_received(name, value)}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"Argument `{name}` must be a finite number. {_received(name, value)}")
+    if minimum == "nonnegative" and result < 0:
+        raise ValueError(f"Argument `{name}` must be a non-negative number. {_received(name, value)}")
+    if minimum == "positive" and result <= 0:
+        raise ValueError(f"Argument `{name}` must be a positive number. {_received(name, value)}")
+    return result
+
+
+def ordered(lower_name: str, lower: float, upper_name: str, upper: float) -> None:
+    """Checks `lower < upper`, both already checked by `number`."""
+    if not lower < upper:
+        raise ValueError(
+            f"Argument `{lower_name}` must be less than `{upper_name}`. "
+            f"Received: {lower_name}={lower!r}, {upper_name}={upper!r}"
+        )
+
+
+def choice(name: str, value: Any, options: Iterable[str]) -> str:
+    """Checks that `value` is one of the strings `options`."""
+    options = tuple(options)
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(
+            f"Argument `{name}` must be one of {', '.join(repr(o) for o in options)}. {_received(name, value)}"
+        )
+    return value
+
+
+def integer(name: str, value: Any) -> int:
+    """Checks that `value` is a Python or NumPy integer (not a bool) and returns it as an int."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"Argument `{name}` must be an integer. {_received(name, value)}")
+    return int(value)
+
+
+def axis(name: str, value: Any) -> int | tuple[int, ...]:
+    """Checks one axis (an int) or several (a sequence of ints); returns an int or a tuple."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, list | tuple):
+        return tuple(integer(name, a) for a in value)
+    raise TypeError(f"Argument `{name}` must be an int or a sequence of ints. {_received(name, value)}")
+
+
+def normalize_axes(name: str, value: Axis, rank: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Returns `value` as a tuple of non-negative axes of a rank-`rank` shape; checks range and repeats."""
+    axes = (value,) if isinstance(value, int) else tuple(value)
+    result = []
+    for a in axes:
+        if not -rank <= a < rank:
+            raise ValueError(
+                f"Argument `{name}` is out of range for a shape of rank {rank}. "
+                f"Received: {name}={value!r}, shape={shape}"
+            )
+        result.append(a % rank)
+    if len(set(result)) != len(result):
+        raise ValueError(f"Argument `{name}` repeats an axis. Received: {name}={value!r}, shape={shape}")
+    return tuple(result)
+
+
+def shape(value: Any) -> tuple[int, ...]:
+    """Checks a shape: a sequence of non-negative ints. Returns it as a tuple."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+        raise TypeError(f"Argument `shape` must be a sequence of ints; for one axis write ({value},). "
+                        f"{_received('shape', value)}")
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"Argument `shape` must be a sequence of ints. {_received('shape', value)}")
+    dims = []
+    for d in value:
+        if isinstance(d, bool | np.bool_) or not isinstance(d, numbers.Integral):
+            raise TypeError(f"Argument `shape` must contain only ints. {_received('shape', value)}")
+        if d < 0:
+            raise ValueError(f"Argument `shape` must not contain negative sizes. {_received('shape', value)}")
+        dims.append(int(d))
+    return tuple(dims)
+
+
+def dtype(name: str, value: DTypeLike | None) -> str | None:
+    """Checks a dtype argument; returns None or the dtype's canonical name (e.g. ``'bfloat16'``)."""
+    if value is None:
+        return None
+    try:
+        return jnp.dtype(value).name
+    except TypeError as err:
+        raise TypeError(f"Argument `{name}` must be a dtype. {_received(name, value)}") from err
+
+
+@functools.cache
+def _default_float() -> np.dtype:
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+
+
+def resolve_dtype(initializer: str, value: str | None) -> np.dtype:
+    """Resolves a checked dtype at call time: None is the default float type, as in JAX.
+
+    A 64-bit dtype while `jax_enable_x64` is off becomes its 32-bit counterpart, with JAX's warning.
+    """
+    if value is None:
+        return jnp.dtype(jnp.float64) if jax.config.jax_enable_x64 else jnp.dtype(jnp.float32)
+    requested = jnp.dtype(value)
+    canonical = jnp.dtype(jax.dtypes.canonicalize_dtype(requested))
+    if canonical != requested:
+        warnings.warn(
+            f"Explicitly requested dtype {requested.name} requested in `{initializer}` is not available, and will be "
+            f"truncated to dtype {canonical.name}. To enable more dtypes, set the jax_enable_x64 configuration "
+            "option or the JAX_ENABLE_X64 shell environment variable.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return canonical
+
+
+def random_dtype(initializer: str, value: np.dtype, *, complex_ok: bool) -> None:
+    """Checks that a random initializer can sample `value`: a float type, or complex where `complex_ok`."""
+    if jnp.issubdtype(value, jnp.floating) and value.itemsize * 8 >= 8 and jnp.finfo(value).nmant > 0:
+        return
+    if complex_ok and jnp.issubdtype(value, jnp.complexfloating):
+        return
+    kinds = "a floating-point or complex dtype" if complex_ok else "a floating-point dtype"
+    raise TypeError(f"`{initializer}` needs {kinds}. Received: dtype={value.name}")
+
+
+@functools.cache
+def _legacy_key_shape(impl: str) -> tuple[int, ...]:
+    return jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=impl))).shape
+
+
+_KEY_HINT = "Pass a single key such as `jax.random.key(0)`"
+
+
+def key(value: Any, *, optional: bool = False) -> Any:
+    """Checks a PRNG key: a typed key of shape () or a legacy uint32 key of the default implementation."""
+    if value is None and optional:
+        return None
+    if isinstance(value, jax.Array | np.ndarray | jax.core.Tracer) and hasattr(value, "dtype"):
+        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            if value.shape == ():
+                return value
+            raise TypeError(
+                f"Argument `key` must be a single PRNG key, not a batch of keys of shape {value.shape}; "
+                f"use `jax.vmap` over the keys. {_received('key', value)}"
+            )
+        legacy = _legacy_key_shape(jax.config.jax_default_prng_impl)
+        if value.dtype == np.uint32 and value.shape == legacy:
+            return value
+        if value.dtype == np.uint32 and value.shape[-len(legacy):] == legacy:
+            raise TypeError(
+                f"Argument `key` must be a single PRNG key, not a batch of keys of shape {value.shape}; "
+                f"use `jax.vmap` over the keys. {_received('key', value)}"
+            )
+    if isinstance(value, numbers.Integral):
+        raise TypeError(f"Argument `key` must be a PRNG key, not an integer seed: pass `jax.random.key({value!r})`. "
+                        f"{_received('key', value)}")
+    raise TypeError(f"Argument `key` must be a PRNG key. {_KEY_HINT} (or a legacy uint32 key from "
+                    f"`jax.random.PRNGKey`). {_received('key', value)}")

@@ -1,0 +1,150 @@
+"""Initializers that use no randomness: zeros, ones, constant and identity."""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jinit._src import base, checks
+from jinit._src.typing import DTypeLike, OutSharding
+
+
+def _device(out_sharding: OutSharding) -> Any:
+    """`out_sharding` as `jnp`'s `device` argument (a PartitionSpec needs the current mesh)."""
+    if isinstance(out_sharding, jax.sharding.PartitionSpec):
+        return jax.sharding.NamedSharding(jax.sharding.get_abstract_mesh(), out_sharding)
+    return out_sharding
+
+
+def _fill(key, shape, dtype, out_sharding, *, value) -> jax.Array:
+    return jnp.full(shape, value, dtype, device=_device(out_sharding))
+
+
+def _zeros_sampler(key, shape, dtype, out_sharding) -> jax.Array:
+    return jnp.zeros(shape, dtype, device=_device(out_sharding))
+
+
+def _ones_sampler(key, shape, dtype, out_sharding) -> jax.Array:
+    return jnp.ones(shape, dtype, device=_device(out_sharding))
+
+
+@base.factory("zeros", _zeros_sampler, keyless=True)
+def _zeros() -> base.Initializer:
+    return base.make("zeros")
+
+
+@base.factory("ones", _ones_sampler, keyless=True)
+def _ones() -> base.Initializer:
+    return base.make("ones")
+
+
+zeros = base.ready("zeros")
+"""An initializer of zeros: ``jinit.zeros(key, shape, dtype=None)``; the key may be None."""
+
+ones = base.ready("ones")
+"""An initializer of ones: ``jinit.ones(key, shape, dtype=None)``; the key may be None."""
+
+
+def _freeze(value: Any) -> Any:
+    """A constant as a hashable value: a Python number, or nested tuples of Python numbers."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            "Argument `value` must be concrete: an initializer is a hashable value. "
+            f"Received: value={value!r}"
+        )
+    try:
+        array = np.asarray(value)
+    except ValueError as err:  # ragged nested lists
+        raise TypeError(f"Argument `value` must be a number or an array-like. Received: value={value!r}") from err
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_ or array.dtype.kind == "V"):
+        raise TypeError(f"Argument `value` must be a number or an array-like of numbers. Received: value={value!r}")
+    if array.dtype.kind == "V":  # ml_dtypes scalars (bfloat16, float8...) that NumPy sees as void
+        array = array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.inexact) and np.isnan(array).any():
+        raise ValueError(
+            "Argument `value` must not contain NaN: NaN is not equal to itself, so the initializer could not be "
+            f"compared or hashed. Received: value={value!r}"
+        )
+
+    def freeze(x: Any) -> Any:
+        return tuple(freeze(v) for v in x) if isinstance(x, list) else x
+
+    return freeze(array.tolist())
+
+
+def _constant_sampler(key, shape, dtype, out_sharding, *, value) -> jax.Array:
+    value_shape = np.shape(value)
+    try:
+        broadcast = np.broadcast_shapes(value_shape, shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != shape:
+        raise ValueError(
+            f"`constant` value of shape {value_shape} does not broadcast to the requested shape. "
+            f"Received: shape={shape}"
+        )
+    if np.iscomplexobj(np.asarray(value)) and not jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"`constant` has a complex value, so it needs a complex dtype. Received: dtype={dtype.name}")
+    return _fill(key, shape, dtype, out_sharding, value=np.asarray(value))
+
+
+@base.factory("constant", _constant_sampler, keyless=True)
+def constant(value: Any, dtype: DTypeLike | None = None) -> base.Initializer:
+    """Builds an initializer that returns `value` broadcast to the requested shape.
+
+    Args:
+      value: a number, or an array-like that broadcasts to the shapes the initializer is called with. It is
+        stored as exact Python numbers, so the initializer is hashable; NaN is refused for that reason.
+      dtype: the default dtype of the result; None is JAX's default float type.
+
+    Returns:
+      An `Initializer`.
+
+    Raises:
+      TypeError: `value` is not numeric, or is traced.
+      ValueError: `value` contains NaN; when called, `value` does not broadcast to the shape.
+
+    Examples:
+      >>> import jax, jinit
+      >>> jinit.constant(0.5)(None, (2, 3))
+      Array([[0.5, 0.5, 0.5],
+             [0.5, 0.5, 0.5]], dtype=float32)
+      >>> jinit.constant([1, 2, 3], dtype="int32")(jax.random.key(0), (2, 3))
+      Array([[1, 2, 3],
+             [1, 2, 3]], dtype=int32)
+    """
+    return base.make("constant", value=_freeze(value), dtype=checks.dtype("dtype", dtype))
+
+
+def _identity_sampler(key, shape, dtype, out_sharding, *, gain) -> jax.Array:
+    if len(shape) != 2:
+        raise ValueError(f"`identity` needs a 2-D shape. Received: shape={shape}")
+    rows, cols = shape
+    eye = jnp.eye(rows, cols, dtype=dtype, device=_device(out_sharding))
+    return eye if gain == 1.0 else eye * jnp.asarray(gain, dtype)
+
+
+@base.factory("identity", _identity_sampler, keyless=True)
+def identity(gain: float = 1.0, dtype: DTypeLike | None = None) -> base.Initializer:
+    """Builds an initializer of identity matrices times `gain` (Keras's `Identity`).
+
+    A non-square shape gives the identity padded with zeros: ``result[i, j] = gain if i == j else 0``.
+
+    Args:
+      gain: the diagonal value, a finite number >= 0.
+      dtype: the default dtype of the result; None is JAX's default float type.
+
+    Returns:
+      An `Initializer` for 2-D shapes.
+
+    Raises:
+      ValueError: `gain` is negative or not finite; when called, the shape is not 2-D.
+
+    Examples:
+      >>> import jinit
+      >>> jinit.identity(2.0)(None, (2, 3))
+      Array([[2., 0., 0.],
+             [0., 2., 0.]], dtype=float32)
+    """
+    return base.make("identity", gain=checks.number("gain", gain, minimum="nonnegative"), dtype=checks.dtype("dtype", dtype))

@@ -1,0 +1,76 @@
+"""Fan-in and fan-out of a weight shape: plain Python on the static shape."""
+
+import math
+
+from jinit._src import checks
+from jinit._src.typing import Axis, Shape
+
+
+def compute_fans(
+    shape: Shape,
+    in_axis: Axis = -2,
+    out_axis: Axis = -1,
+    batch_axis: Axis = (),
+) -> tuple[int, int]:
+    """Computes the fan-in and fan-out of a weight of shape `shape`.
+
+    With the default axes this follows Keras: a scalar has fans ``(1, 1)``, a vector of size ``n`` has
+    ``(n, n)``, a matrix ``(shape[0], shape[1])``, and a convolution kernel ``(..., in, out)`` has
+    ``fan_in = in * receptive_field`` and ``fan_out = out * receptive_field`` where ``receptive_field`` is
+    the product of the leading (spatial) sizes. Other axes follow `jax.nn.initializers`: the receptive field
+    is the product of the sizes of every axis that is not an input, output or batch axis, so PyTorch's
+    ``(out, in, *kernel)`` layout is ``in_axis=1, out_axis=0``. A zero-size axis gives a zero fan, never an
+    error.
+
+    Args:
+      shape: the weight's shape.
+      in_axis: the input axis or axes.
+      out_axis: the output axis or axes.
+      batch_axis: axes that count in neither fan (e.g. independent heads).
+
+    Returns:
+      ``(fan_in, fan_out)`` as Python ints.
+
+    Raises:
+      ValueError: an axis out of range, or an axis named twice.
+      TypeError: a shape or axis that is not made of ints.
+
+    Examples:
+      >>> import jinit
+      >>> jinit.compute_fans((3, 3, 64, 128))
+      (576, 1152)
+      >>> jinit.compute_fans((128, 64, 3, 3), in_axis=1, out_axis=0)
+      (576, 1152)
+      >>> jinit.compute_fans((10,))
+      (10, 10)
+    """
+    shape = checks.shape(shape)
+    in_axis = checks.axis("in_axis", in_axis)
+    out_axis = checks.axis("out_axis", out_axis)
+    batch_axis = checks.axis("batch_axis", batch_axis)
+    return fans(shape, in_axis, out_axis, batch_axis)
+
+
+def fans(
+    shape: tuple[int, ...],
+    in_axis: int | tuple[int, ...],
+    out_axis: int | tuple[int, ...],
+    batch_axis: int | tuple[int, ...],
+) -> tuple[int, int]:
+    """`compute_fans` on arguments already checked by `checks.shape` and `checks.axis`."""
+    rank = len(shape)
+    if rank < 2 and (in_axis, out_axis, batch_axis) == (-2, -1, ()):
+        return (1, 1) if rank == 0 else (shape[0], shape[0])
+    ins = checks.normalize_axes("in_axis", in_axis, rank, shape)
+    outs = checks.normalize_axes("out_axis", out_axis, rank, shape)
+    batch = checks.normalize_axes("batch_axis", batch_axis, rank, shape)
+    named = ins + outs + batch
+    if len(set(named)) != len(named):
+        raise ValueError(
+            "Arguments `in_axis`, `out_axis` and `batch_axis` must name different axes. "
+            f"Received: in_axis={in_axis!r}, out_axis={out_axis!r}, batch_axis={batch_axis!r}, shape={shape}"
+        )
+    receptive_field = math.prod(d for i, d in enumerate(shape) if i not in named)
+    fan_in = math.prod(shape[i] for i in ins) * receptive_field
+    fan_out = math.prod(shape[i] for i in outs) * receptive_field
+    return fan_in, fan_out

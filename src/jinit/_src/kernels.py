@@ -1,0 +1,336 @@
+"""The jit-compiled samplers behind every random initializer.
+
+Each sample is computed by `_draw`, with the same `jax.random` calls and the same arithmetic, in the same
+order, as `jax.nn.initializers`, so float32, float64 and complex results are bitwise identical to JAX's.
+Low-precision floating types (bfloat16, float16, float8, ...) are sampled in float32 and cast once at the end,
+then clamped into the distribution's bounds, so they are unbiased and stay in range.
+
+`_draw` runs in one of two kernels, both compiled with shape and dtype static and hyperparameters traced:
+
+- `_exact_kernel` generates exactly the requested shape. It serves traced keys (inside a user's `jit` or
+  `vmap`), `out_sharding`, other PRNG implementations and `jax_threefry_partitionable=False`.
+- `_chunk_kernel` generates a flat chunk of a fixed size at a given position of the random stream. With
+  threefry and `jax_threefry_partitionable=True` (JAX's default) element ``i`` of a sample depends only on
+  the key and on ``i``, so an eager call of any shape is assembled from chunks of three sizes and never
+  compiles the sampler for a new shape. Chunk sizes are powers of two, so the stream position of every chunk
+  is known exactly; the random bits are threefry's, counted from that position, through a PRNG
+  implementation whose key also carries the position (`_POSITIONED_THREEFRY`).
+"""
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import random as jex_random
+
+from jinit._src.typing import OutSharding
+
+# --------------------------------------------------------------------------------------------- dtypes
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype a sample is computed in: float32 for floats narrower than 32 bits, else `dtype` itself."""
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+        return jnp.dtype(jnp.float32)
+    return dtype
+
+
+def _inward(bound: jax.Array, dtype: np.dtype, *, down: bool, strict: bool) -> jax.Array:
+    """`bound` (a float32 scalar) rounded into `dtype` on its inner side.
+
+    down=True gives the largest value of `dtype` that is <= bound (< bound when `strict`); down=False the
+    smallest that is >= bound.
+    """
+    rounded = bound.astype(dtype)
+    wide = rounded.astype(bound.dtype)
+    if down:
+        outside = (wide >= bound) if strict else (wide > bound)
+        return jnp.where(outside, jax.lax.nextafter(rounded, jnp.array(-jnp.inf, dtype)), rounded)
+    outside = wide < bound
+    return jnp.where(outside, jax.lax.nextafter(rounded, jnp.array(jnp.inf, dtype)), rounded)
+
+
+def _cast(x: jax.Array, dtype: np.dtype, lower: Any = None, upper: Any = None, upper_open: bool = False) -> jax.Array:
+    """Casts a sample computed in `compute_dtype` to `dtype`, keeping it inside [lower, upper] (or [lower, upper))."""
+    if x.dtype == dtype:
+        return x
+    y = x.astype(dtype)
+    if lower is not None:
+        y = jnp.maximum(y, _inward(jnp.asarray(lower, x.dtype), dtype, down=False, strict=False))
+    if upper is not None:
+        y = jnp.minimum(y, _inward(jnp.asarray(upper, x.dtype), dtype, down=True, strict=upper_open))
+    return y
+
+
+# ------------------------------------------------------------------------------------ distributions
+
+# Standard deviation of a standard normal truncated to (-2, 2), and of a complex standard normal whose
+# modulus is truncated to 2: variance scaling divides by these so that the variance is exactly `scale / n`.
+TRUNCATED_STDDEV = 0.87962566103423978
+COMPLEX_TRUNCATED_STDDEV = 0.95311164380491208
+
+KINDS = ("normal", "uniform", "truncated_normal", "random_uniform", "vs_truncated_normal", "vs_normal", "vs_uniform")
+
+
+def _materialized(x: jax.Array) -> jax.Array:
+    """`x` as a value XLA cannot fold into the arithmetic that uses it.
+
+    `jax.nn.initializers` scales a finished sample in a separate operation. In one program XLA would merge
+    ``sqrt(2) * erf_inv(u) * stddev`` into ``erf_inv(u) * (sqrt(2) * stddev)``, and turn a division by a
+    constant into a multiplication by its reciprocal, and fold constant expressions with its own (not the
+    run-time) functions; each rounds differently. The barrier keeps JAX's operations, and so the bits of
+    JAX's result.
+    """
+    return jax.lax.optimization_barrier(x)
+
+
+def _constant(value: complex, dtype: np.dtype) -> jax.Array:
+    """A constant that XLA computes with at run time, as in JAX's op-by-op code (see `_materialized`)."""
+    return _materialized(jnp.asarray(value, dtype))
+
+
+def _complex_uniform(key: jax.Array, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+    """Uniform on the unit-variance disk, as `jax.nn.initializers` computes it."""
+    key_r, key_theta = jax.random.split(key)
+    real_dtype = np.array(0, dtype).real.dtype
+    r = jnp.sqrt(_constant(2, real_dtype) * jax.random.uniform(key_r, shape, real_dtype)).astype(dtype)
+    theta = _constant(2 * np.pi, dtype) * jax.random.uniform(key_theta, shape, real_dtype).astype(dtype)
+    return r * jnp.exp(_constant(1j, dtype) * theta)
+
+
+def _complex_truncated_normal(key: jax.Array, upper: float, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+    """Complex standard normal with modulus truncated to `upper`, as `jax.nn.initializers` computes it."""
+    key_r, key_theta = jax.random.split(key)
+    real_dtype = np.array(0, dtype).real.dtype
+    one = _constant(1, dtype)
+    t = (one - jnp.exp(_constant(-(upper**2), dtype))) * jax.random.uniform(key_r, shape, real_dtype).astype(dtype)
+    r = jnp.sqrt(-_materialized(jnp.log(one - t)))
+    theta = _constant(2 * np.pi, dtype) * jax.random.uniform(key_theta, shape, real_dtype).astype(dtype)
+    return r * jnp.exp(_constant(1j, dtype) * theta)
+
+
+def _draw(kind: str, key: jax.Array, shape: tuple[int, ...], dtype: np.dtype, params: tuple) -> jax.Array:
+    """A sample of distribution `kind`; traceable, with `params` traced.
+
+    params by kind: normal (stddev, mean or None); uniform (scale,); truncated_normal (stddev, mean or None,
+    lower, upper); random_uniform (minval, maxval); vs_* (variance,).
+    """
+    ct = compute_dtype(dtype)
+    real = not jnp.issubdtype(ct, jnp.complexfloating)
+    if kind == "normal":
+        stddev, mean = params
+        x = _materialized(jax.random.normal(key, shape, ct)) * jnp.asarray(stddev, ct)
+        return _cast(x if mean is None else x + jnp.asarray(mean, ct), dtype)
+    if kind == "uniform":
+        (scale,) = params
+        x = _materialized(jax.random.uniform(key, shape, ct)) * jnp.asarray(scale, ct)
+        return _cast(x, dtype, 0.0, scale, upper_open=True)
+    if kind == "truncated_normal":
+        stddev, mean, lower, upper = params
+        x = _materialized(jax.random.truncated_normal(key, lower, upper, shape, ct)) * jnp.asarray(stddev, ct)
+        shift = 0.0 if mean is None else mean
+        x = x if mean is None else x + jnp.asarray(mean, ct)
+        return _cast(x, dtype, shift + lower * stddev, shift + upper * stddev)
+    if kind == "random_uniform":
+        minval, maxval = params
+        x = jax.random.uniform(key, shape, ct, minval, maxval)
+        return _cast(x, dtype, minval, maxval, upper_open=True)
+    (variance,) = params
+    variance = jnp.asarray(variance, ct)
+    if kind == "vs_truncated_normal":
+        if real:
+            stddev = jnp.sqrt(variance) / _constant(TRUNCATED_STDDEV, ct)
+            x = _materialized(jax.random.truncated_normal(key, -2, 2, shape, ct)) * stddev
+            return _cast(x, dtype, -2 * stddev, 2 * stddev)
+        stddev = jnp.sqrt(variance) / _constant(COMPLEX_TRUNCATED_STDDEV, ct)
+        return _materialized(_complex_truncated_normal(key, 2, shape, ct)) * stddev
+    if kind == "vs_normal":
+        return _cast(_materialized(jax.random.normal(key, shape, ct)) * jnp.sqrt(variance), dtype)
+    if kind == "vs_uniform":
+        if real:
+            limit = jnp.sqrt(3 * variance)
+            x = _materialized(jax.random.uniform(key, shape, ct, -1)) * limit
+            return _cast(x, dtype, -limit, limit, upper_open=True)
+        return _materialized(_complex_uniform(key, shape, ct)) * jnp.sqrt(variance)
+    raise AssertionError(kind)
+
+
+# ------------------------------------------------------------------------------------------ kernels
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "shape", "dtype", "out_sharding"))
+def _exact_kernel(key, params, *, kind, shape, dtype, out_sharding):
+    x = _draw(kind, key, shape, dtype, params)
+    if out_sharding is not None:
+        x = jax.lax.with_sharding_constraint(x, out_sharding)
+    return x
+
+
+def _positioned_bits(data: jax.Array, bit_width: int, shape: Sequence[int]) -> jax.Array:
+    """Threefry's partitionable random bits, counted from the 64-bit position held in `data[2:]`.
+
+    `data` is ``[k1, k2, position_hi, position_lo]``; element ``i`` (in row-major order) gets the bits that
+    `jax.random.bits` gives element ``position + i`` of a large enough sample from the key ``[k1, k2]``.
+    """
+    k1, k2, hi, lo = data[0], data[1], data[2], data[3]
+    index = jax.lax.iota(np.uint32, math.prod(shape)).reshape(shape)
+    count_lo = lo + index
+    count_hi = hi + (count_lo < lo).astype(np.uint32)
+    bits1, bits2 = jex_random.threefry2x32_p.bind(k1, k2, count_hi, count_lo)
+    if bit_width == 64:
+        return (bits1.astype(np.uint64) << np.uint64(32)) | bits2.astype(np.uint64)
+    bits = bits1 ^ bits2
+    return bits if bit_width == 32 else bits.astype(np.dtype(f"uint{bit_width}"))
+
+
+def _positioned_split(data: jax.Array, shape: Sequence[int]) -> jax.Array:
+    keys = jex_random.threefry_prng_impl.split(data[:2], tuple(shape))
+    return jnp.concatenate([keys, jnp.broadcast_to(data[2:], (*shape, 2))], axis=-1)
+
+
+def _positioned_fold_in(data: jax.Array, value: jax.Array) -> jax.Array:
+    return jnp.concatenate([jex_random.threefry_prng_impl.fold_in(data[:2], value), data[2:]])
+
+
+def _positioned_seed(seed: jax.Array) -> jax.Array:
+    return jnp.concatenate([jex_random.threefry_prng_impl.seed(seed), jnp.zeros(2, np.uint32)])
+
+
+_POSITIONED_THREEFRY = jex_random.define_prng_impl(
+    key_shape=(4,),
+    seed=_positioned_seed,
+    split=_positioned_split,
+    random_bits=_positioned_bits,
+    fold_in=_positioned_fold_in,
+    name="jinit_positioned_threefry2x32",
+    tag="jpt",
+)
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "size", "dtype"))
+def _chunk_kernel(key_data, position, params, *, kind, size, dtype):
+    key = jax.random.wrap_key_data(jnp.concatenate([key_data, position]), impl=_POSITIONED_THREEFRY)
+    return _draw(kind, key, (size,), dtype, params)
+
+
+CHUNK_SIZES = (2**10, 2**14, 2**18)
+"""The three sizes of chunk an eager sample is made of: each is compiled once per kind and dtype."""
+
+
+def chunk_plan(n: int) -> list[tuple[int, int]]:
+    """`(position, size)` of the chunks that cover a sample of `n` elements.
+
+    Whole chunks of the largest size first, then of each smaller size; a remainder larger than half a chunk
+    takes one more whole chunk of that size, and the last remainder one chunk of the smallest size. So at
+    most 2**9 elements are generated in vain, and at most 17 chunks are added to the largest ones.
+    """
+    plan = []
+    position = 0
+    for size in reversed(CHUNK_SIZES):
+        count, rest = divmod(n - position, size)
+        if rest * 2 > size or (size == CHUNK_SIZES[0] and rest):
+            count += 1
+        plan.extend((position + i * size, size) for i in range(count))
+        position = min(n, position + count * size)
+        if position >= n:
+            break
+    return plan
+
+
+def _chunkable(key: Any, out_sharding: OutSharding) -> bool:
+    """Whether an eager call can be assembled from chunks (see the module docstring)."""
+    if out_sharding is not None or isinstance(key, jax.core.Tracer) or not jax.config.jax_threefry_partitionable:
+        return False
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_impl(key) == "threefry2x32" and len(key.devices()) == 1
+    if jax.config.jax_default_prng_impl != "threefry2x32":
+        return False
+    return not isinstance(key, jax.Array) or len(key.devices()) == 1
+
+
+def _assemble_on_host(chunks: list[jax.Array], n: int, shape: tuple[int, ...], device: Any) -> jax.Array:
+    """CPU: the chunks are host memory; copy their first `n` elements into one buffer, with no compilation."""
+    out = np.empty(n, chunks[0].dtype)
+    position = 0
+    for chunk in chunks:
+        take = min(chunk.shape[0], n - position)
+        out[position : position + take] = np.asarray(chunk)[:take]
+        position += take
+    return jax.device_put(out.reshape(shape), device)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "shape"))
+def _assemble_on_device(chunks, *, n, shape):
+    """Other platforms: one small program per shape that concatenates, trims and reshapes the chunks."""
+    return jnp.concatenate(chunks)[:n].reshape(shape)
+
+
+def sample(
+    kind: str,
+    key: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    params: tuple,
+    out_sharding: OutSharding = None,
+) -> jax.Array:
+    """Draws a sample of distribution `kind` with a checked key, shape and dtype."""
+    if math.prod(shape) == 0:
+        return jnp.zeros(shape, dtype, out_sharding=out_sharding)
+    if not _chunkable(key, out_sharding):
+        return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=out_sharding)
+    key_data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    n = math.prod(shape)
+    chunks = [
+        _chunk_kernel(
+            key_data,
+            np.array([position >> 32, position & 0xFFFFFFFF], np.uint32),
+            params,
+            kind=kind,
+            size=size,
+            dtype=dtype,
+        )
+        for position, size in chunk_plan(n)
+    ]
+    device = next(iter(chunks[0].devices()))
+    if device.platform == "cpu":
+        return _assemble_on_host(chunks, n, shape, device)
+    if len(chunks) == 1 and chunks[0].shape == (n,):
+        return chunks[0].reshape(shape)
+    return _assemble_on_device(chunks, n=n, shape=shape)
+
+
+# ------------------------------------------------------------------------------------- orthogonal
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "column_axis", "dtype", "out_sharding"))
+def orthogonal_kernel(key, scale, *, shape, column_axis, dtype, out_sharding):
+    """An orthogonal matrix from the QR of a normal one, reshaped, as `jax.nn.initializers.orthogonal`.
+
+    `jax.random.orthogonal` multiplies each column of Q by the sign of R's diagonal, which makes the result
+    uniform over the orthogonal group (Haar measure).
+    """
+    ct = compute_dtype(dtype)
+    n_cols = shape[column_axis]
+    n_rows = math.prod(shape) // n_cols
+    q = jax.random.orthogonal(key, n_rows, (), ct, n_cols)
+    q = jnp.reshape(q, tuple(np.delete(shape, column_axis)) + (n_cols,))
+    q = jnp.moveaxis(q, -1, column_axis)
+    x = (jnp.asarray(scale, ct) * q).astype(dtype)
+    if out_sharding is not None:
+        x = jax.lax.with_sharding_constraint(x, out_sharding)
+    return x
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "column_axis", "dtype", "out_sharding"))
+def delta_orthogonal_kernel(key, scale, *, shape, column_axis, dtype, out_sharding):
+    """An orthogonal matrix at the centre of a convolution kernel, zeros elsewhere."""
+    matrix = orthogonal_kernel(key, scale, shape=shape[-2:], column_axis=column_axis, dtype=dtype, out_sharding=None)
+    centre = tuple((k - 1) // 2 for k in shape[:-2])
+    x = jnp.zeros(shape, dtype).at[centre].set(matrix)
+    if out_sharding is not None:
+        x = jax.lax.with_sharding_constraint(x, out_sharding)
+    return x
