@@ -225,8 +225,8 @@ def chunk_plan(n: int) -> list[tuple[int, int]]:
     """`(position, size)` of the chunks that cover a sample of `n` elements.
 
     Whole chunks of the largest size first, then of each smaller size; a remainder larger than half a chunk
-    takes one more whole chunk of that size, and the last remainder one chunk of the smallest size. So at
-    most 2**9 elements are generated in vain, and at most 17 chunks are added to the largest ones.
+    takes one more whole chunk of that size, and the last remainder one chunk of the smallest size. So less
+    than half of a largest chunk is generated in vain, and at most 17 chunks are added to the largest ones.
     """
     plan = []
     position = 0
@@ -280,21 +280,25 @@ def sample(
     """Draws a sample of distribution `kind` with a checked key, shape and dtype."""
     if math.prod(shape) == 0:
         return jnp.zeros(shape, dtype, out_sharding=out_sharding)
+    if kind == "vs_truncated_normal" and jnp.issubdtype(dtype, jnp.complexfloating):
+        # XLA's complex log rounds differently once fused with the operations around it, even across
+        # optimization barriers; run JAX's operations one by one, as `jax.nn.initializers` does.
+        x = _draw(kind, key, shape, dtype, params)
+        return x if out_sharding is None else jax.lax.with_sharding_constraint(x, out_sharding)
     if not _chunkable(key, out_sharding):
         return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=out_sharding)
     key_data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     n = math.prod(shape)
-    chunks = [
-        _chunk_kernel(
-            key_data,
-            np.array([position >> 32, position & 0xFFFFFFFF], np.uint32),
-            params,
-            kind=kind,
-            size=size,
-            dtype=dtype,
-        )
-        for position, size in chunk_plan(n)
-    ]
+
+    def chunk(position: int, size: int) -> jax.Array:
+        offset = np.array([position >> 32, position & 0xFFFFFFFF], np.uint32)
+        return _chunk_kernel(key_data, offset, params, kind=kind, size=size, dtype=dtype)
+
+    plan = chunk_plan(n)
+    first = chunk(*plan[0])
+    if isinstance(first, jax.core.Tracer):  # a concrete key closed over by a user's `jit`
+        return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=None)
+    chunks = [first, *(chunk(*entry) for entry in plan[1:])]
     device = next(iter(chunks[0].devices()))
     if device.platform == "cpu":
         return _assemble_on_host(chunks, n, shape, device)
