@@ -47,11 +47,12 @@ def _inward(bound: jax.Array, dtype: np.dtype, *, down: bool, strict: bool) -> j
     """
     rounded = bound.astype(dtype)
     wide = rounded.astype(bound.dtype)
+    # Step towards the finite extremes, not towards infinity: float8 types without infinities make it NaN.
     if down:
         outside = (wide >= bound) if strict else (wide > bound)
-        return jnp.where(outside, jax.lax.nextafter(rounded, jnp.array(-jnp.inf, dtype)), rounded)
+        return jnp.where(outside, jax.lax.nextafter(rounded, jnp.array(jnp.finfo(dtype).min, dtype)), rounded)
     outside = wide < bound
-    return jnp.where(outside, jax.lax.nextafter(rounded, jnp.array(jnp.inf, dtype)), rounded)
+    return jnp.where(outside, jax.lax.nextafter(rounded, jnp.array(jnp.finfo(dtype).max, dtype)), rounded)
 
 
 def _cast(x: jax.Array, dtype: np.dtype, lower: Any = None, upper: Any = None, upper_open: bool = False) -> jax.Array:
@@ -137,7 +138,9 @@ def _draw(kind: str, key: jax.Array, shape: tuple[int, ...], dtype: np.dtype, pa
         return _cast(x, dtype, shift + lower * stddev, shift + upper * stddev)
     if kind == "random_uniform":
         minval, maxval = params
-        x = jax.random.uniform(key, shape, ct, minval, maxval)
+        # Materialized bounds: folded as constants (under a user's `jit`), XLA would round differently.
+        low, high = _materialized(jnp.asarray(minval, ct)), _materialized(jnp.asarray(maxval, ct))
+        x = jax.random.uniform(key, shape, ct, low, high)
         return _cast(x, dtype, minval, maxval, upper_open=True)
     (variance,) = params
     variance = jnp.asarray(variance, ct)
