@@ -1,7 +1,6 @@
 """Every bad input is a ValueError or TypeError that names the argument and the value received, raised
 before any array is allocated."""
 
-import re
 
 import jax
 import jax.numpy as jnp

@@ -3,9 +3,9 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from jax._src.nn.initializers import _compute_fans as jax_compute_fans  # the reference for non-default axes
 
 import jinit
-from jax._src.nn.initializers import _compute_fans as jax_compute_fans  # the reference for non-default axes
 
 # (shape, axes, expected fans) derived by hand from the rules in the docstring
 TABLE = [

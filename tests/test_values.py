@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import jinit
+
 from cases import CASES, LOW_PRECISION, ids
 
 KEY = jax.random.key(1)
@@ -68,7 +69,7 @@ def test_zero_size_shapes(case):
     # so its input size is the one set to 0 instead of the last)
     last = -2 if case.id.startswith("delta") else -1
     zero_shapes = {
-        s[:i] + (0,) + s[i:][1:] for s in case.shapes if s for i in (0, len(s) + last if len(s) > 1 else 0)
+        (*s[:i], 0, *s[i:][1:]) for s in case.shapes if s for i in (0, len(s) + last if len(s) > 1 else 0)
     }
     for dtype in (jnp.float32, jnp.bfloat16):
         for shape in zero_shapes:

@@ -14,8 +14,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
-from jinit._src.typing import Axis, DTypeLike, Shape
+from jinit._src.typing import Axis, DTypeLike
+
+
+def flag(name: str) -> Any:
+    """The current value of a JAX configuration option, including its context-manager overrides."""
+    return getattr(jax.config, name)
 
 
 def _received(name: str, value: Any) -> str:
@@ -23,7 +29,7 @@ def _received(name: str, value: Any) -> str:
 
 
 def _is_tracer(value: Any) -> bool:
-    return isinstance(value, jax.core.Tracer)
+    return isinstance(value, Tracer)
 
 
 def number(name: str, value: Any, *, minimum: str | None = None) -> float:
@@ -39,11 +45,13 @@ def number(name: str, value: Any, *, minimum: str | None = None) -> float:
             f"Argument `{name}` must be a concrete number: an initializer is a hashable value, so its "
             f"hyperparameters cannot be traced. Build the initializer outside `jax.jit`. {_received(name, value)}"
         )
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | np.ndarray | jax.Array):
+    is_array = isinstance(value, np.ndarray | jax.Array)
+    if (
+        isinstance(value, bool | np.bool_)
+        or not (isinstance(value, numbers.Real) or is_array)
+        or (is_array and (value.shape != () or not jnp.issubdtype(value.dtype, np.number) or jnp.iscomplexobj(value)))
+    ):
         raise TypeError(f"Argument `{name}` must be a real number. {_received(name, value)}")
-    if isinstance(value, np.ndarray | jax.Array):
-        if value.shape != () or not jnp.issubdtype(value.dtype, np.number) or jnp.iscomplexobj(value):
-            raise TypeError(f"Argument `{name}` must be a real number. {_received(name, value)}")
     result = float(value)
     if not math.isfinite(result):
         raise ValueError(f"Argument `{name}` must be a finite number. {_received(name, value)}")
@@ -89,19 +97,17 @@ def axis(name: str, value: Any) -> int | tuple[int, ...]:
     raise TypeError(f"Argument `{name}` must be an int or a sequence of ints. {_received(name, value)}")
 
 
-def normalize_axes(name: str, value: Axis, rank: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+def normalize_axes(name: str, value: Axis, rank: int, shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """Returns `value` as a tuple of non-negative axes of a rank-`rank` shape; checks range and repeats."""
     axes = (value,) if isinstance(value, int) else tuple(value)
+    received = f"Received: {name}={value!r}" + ("" if shape is None else f", shape={shape}")
     result = []
     for a in axes:
         if not -rank <= a < rank:
-            raise ValueError(
-                f"Argument `{name}` is out of range for a shape of rank {rank}. "
-                f"Received: {name}={value!r}, shape={shape}"
-            )
+            raise ValueError(f"Argument `{name}` is out of range for a shape of rank {rank}. {received}")
         result.append(a % rank)
     if len(set(result)) != len(result):
-        raise ValueError(f"Argument `{name}` repeats an axis. Received: {name}={value!r}, shape={shape}")
+        raise ValueError(f"Argument `{name}` repeats an axis. {received}")
     return tuple(result)
 
 
@@ -132,18 +138,13 @@ def dtype(name: str, value: DTypeLike | None) -> str | None:
         raise TypeError(f"Argument `{name}` must be a dtype. {_received(name, value)}") from err
 
 
-@functools.cache
-def _default_float() -> np.dtype:
-    return jnp.dtype(jax.dtypes.canonicalize_dtype(np.float64))
-
-
 def resolve_dtype(initializer: str, value: str | None) -> np.dtype:
     """Resolves a checked dtype at call time: None is the default float type, as in JAX.
 
     A 64-bit dtype while `jax_enable_x64` is off becomes its 32-bit counterpart, with JAX's warning.
     """
     if value is None:
-        return jnp.dtype(jnp.float64) if jax.config.jax_enable_x64 else jnp.dtype(jnp.float32)
+        return jnp.dtype(jnp.float64) if flag("jax_enable_x64") else jnp.dtype(jnp.float32)
     requested = jnp.dtype(value)
     canonical = jnp.dtype(jax.dtypes.canonicalize_dtype(requested))
     if canonical != requested:
@@ -179,15 +180,15 @@ def key(value: Any, *, optional: bool = False) -> Any:
     """Checks a PRNG key: a typed key of shape () or a legacy uint32 key of the default implementation."""
     if value is None and optional:
         return None
-    if isinstance(value, jax.Array | np.ndarray | jax.core.Tracer) and hasattr(value, "dtype"):
-        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+    if isinstance(value, jax.Array | np.ndarray | Tracer) and hasattr(value, "dtype"):
+        if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
             if value.shape == ():
                 return value
             raise TypeError(
                 f"Argument `key` must be a single PRNG key, not a batch of keys of shape {value.shape}; "
                 f"use `jax.vmap` over the keys. {_received('key', value)}"
             )
-        legacy = _legacy_key_shape(jax.config.jax_default_prng_impl)
+        legacy = _legacy_key_shape(flag("jax_default_prng_impl"))
         if value.dtype == np.uint32 and value.shape == legacy:
             return value
         if value.dtype == np.uint32 and value.shape[-len(legacy):] == legacy:

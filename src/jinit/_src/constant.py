@@ -5,6 +5,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from jinit._src import base, checks
 from jinit._src.typing import DTypeLike, OutSharding
@@ -48,7 +49,7 @@ ones = base.ready("ones")
 
 def _freeze(value: Any) -> Any:
     """A constant as a hashable value: a Python number, or nested tuples of Python numbers."""
-    if isinstance(value, jax.core.Tracer):
+    if isinstance(value, Tracer):
         raise TypeError(
             "Argument `value` must be concrete: an initializer is a hashable value. "
             f"Received: value={value!r}"
@@ -147,4 +148,5 @@ def identity(gain: float = 1.0, dtype: DTypeLike | None = None) -> base.Initiali
       Array([[2., 0., 0.],
              [0., 2., 0.]], dtype=float32)
     """
-    return base.make("identity", gain=checks.number("gain", gain, minimum="nonnegative"), dtype=checks.dtype("dtype", dtype))
+    gain = checks.number("gain", gain, minimum="nonnegative")
+    return base.make("identity", gain=gain, dtype=checks.dtype("dtype", dtype))

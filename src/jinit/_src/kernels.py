@@ -20,13 +20,15 @@ then clamped into the distribution's bounds, so they are unbiased and stay in ra
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 from jax.extend import random as jex_random
 
+from jinit._src import checks
 from jinit._src.typing import OutSharding
 
 # --------------------------------------------------------------------------------------------- dtypes
@@ -97,7 +99,7 @@ def _constant(value: complex, dtype: np.dtype) -> jax.Array:
 def _complex_uniform(key: jax.Array, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
     """Uniform on the unit-variance disk, as `jax.nn.initializers` computes it."""
     key_r, key_theta = jax.random.split(key)
-    real_dtype = np.array(0, dtype).real.dtype
+    real_dtype = jnp.finfo(dtype).dtype
     r = jnp.sqrt(_constant(2, real_dtype) * jax.random.uniform(key_r, shape, real_dtype)).astype(dtype)
     theta = _constant(2 * np.pi, dtype) * jax.random.uniform(key_theta, shape, real_dtype).astype(dtype)
     return r * jnp.exp(_constant(1j, dtype) * theta)
@@ -106,7 +108,7 @@ def _complex_uniform(key: jax.Array, shape: tuple[int, ...], dtype: np.dtype) ->
 def _complex_truncated_normal(key: jax.Array, upper: float, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
     """Complex standard normal with modulus truncated to `upper`, as `jax.nn.initializers` computes it."""
     key_r, key_theta = jax.random.split(key)
-    real_dtype = np.array(0, dtype).real.dtype
+    real_dtype = jnp.finfo(dtype).dtype
     one = _constant(1, dtype)
     t = (one - jnp.exp(_constant(-(upper**2), dtype))) * jax.random.uniform(key_r, shape, real_dtype).astype(dtype)
     r = jnp.sqrt(-_materialized(jnp.log(one - t)))
@@ -195,7 +197,7 @@ def _positioned_split(data: jax.Array, shape: Sequence[int]) -> jax.Array:
     return jnp.concatenate([keys, jnp.broadcast_to(data[2:], (*shape, 2))], axis=-1)
 
 
-def _positioned_fold_in(data: jax.Array, value: jax.Array) -> jax.Array:
+def _positioned_fold_in(data: jax.Array, value: Any) -> jax.Array:
     return jnp.concatenate([jex_random.threefry_prng_impl.fold_in(data[:2], value), data[2:]])
 
 
@@ -246,11 +248,11 @@ def chunk_plan(n: int) -> list[tuple[int, int]]:
 
 def _chunkable(key: Any, out_sharding: OutSharding) -> bool:
     """Whether an eager call can be assembled from chunks (see the module docstring)."""
-    if out_sharding is not None or isinstance(key, jax.core.Tracer) or not jax.config.jax_threefry_partitionable:
+    if out_sharding is not None or isinstance(key, Tracer) or not checks.flag("jax_threefry_partitionable"):
         return False
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.key_impl(key) == "threefry2x32" and len(key.devices()) == 1
-    if jax.config.jax_default_prng_impl != "threefry2x32":
+    if checks.flag("jax_default_prng_impl") != "threefry2x32":
         return False
     return not isinstance(key, jax.Array) or len(key.devices()) == 1
 
@@ -282,7 +284,7 @@ def sample(
 ) -> jax.Array:
     """Draws a sample of distribution `kind` with a checked key, shape and dtype."""
     if math.prod(shape) == 0:
-        return jnp.zeros(shape, dtype, out_sharding=out_sharding)
+        return jnp.zeros(shape, dtype, out_sharding=cast(Any, out_sharding))
     if kind == "vs_truncated_normal" and jnp.issubdtype(dtype, jnp.complexfloating):
         # XLA's complex log rounds differently once fused with the operations around it, even across
         # optimization barriers; run JAX's operations one by one, as `jax.nn.initializers` does.
@@ -290,7 +292,7 @@ def sample(
         return x if out_sharding is None else jax.lax.with_sharding_constraint(x, out_sharding)
     if not _chunkable(key, out_sharding):
         return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=out_sharding)
-    key_data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     n = math.prod(shape)
 
     def chunk(position: int, size: int) -> jax.Array:
@@ -299,7 +301,7 @@ def sample(
 
     plan = chunk_plan(n)
     first = chunk(*plan[0])
-    if isinstance(first, jax.core.Tracer):  # a concrete key closed over by a user's `jit`
+    if isinstance(first, Tracer):  # a concrete key closed over by a user's `jit`
         return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=None)
     chunks = [first, *(chunk(*entry) for entry in plan[1:])]
     device = next(iter(chunks[0].devices()))
@@ -324,7 +326,7 @@ def orthogonal_kernel(key, scale, *, shape, column_axis, dtype, out_sharding):
     n_cols = shape[column_axis]
     n_rows = math.prod(shape) // n_cols
     q = jax.random.orthogonal(key, n_rows, (), ct, n_cols)
-    q = jnp.reshape(q, tuple(np.delete(shape, column_axis)) + (n_cols,))
+    q = jnp.reshape(q, (*tuple(np.delete(shape, column_axis)), n_cols))
     q = jnp.moveaxis(q, -1, column_axis)
     x = (jnp.asarray(scale, ct) * q).astype(dtype)
     if out_sharding is not None:

@@ -100,7 +100,7 @@ def delta_orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: DTypeLike
       (True, True)
     """
     column_axis = checks.integer("column_axis", column_axis)
-    checks.normalize_axes("column_axis", column_axis, 2, (None, None))
+    checks.normalize_axes("column_axis", column_axis, 2)  # an axis of the matrix at the centre
     return base.make(
         "delta_orthogonal",
         scale=checks.number("scale", scale, minimum="nonnegative"),

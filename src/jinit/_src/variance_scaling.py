@@ -2,8 +2,6 @@
 
 import functools
 
-import jax
-
 from jinit._src import base, checks, fans, kernels
 from jinit._src.typing import Axis, DTypeLike
 
