@@ -13,12 +13,15 @@ def _orthogonal_sampler(key, shape, dtype, out_sharding, *, scale, column_axis) 
     if len(shape) < 2:
         raise ValueError(f"`orthogonal` needs a shape of rank >= 2. Received: shape={shape}")
     checks.normalize_axes("column_axis", column_axis, len(shape), shape)
-    checks.random_dtype("orthogonal", dtype, complex_ok=True)
+    return _sample(kernels.orthogonal_kernel, "orthogonal", key, shape, dtype, out_sharding, scale, column_axis)
+
+
+def _sample(kernel, name, key, shape, dtype, out_sharding, scale, column_axis) -> jax.Array:
+    """Checks the dtype, then runs `kernel` (or returns an empty array for a zero-size shape)."""
+    checks.random_dtype(name, dtype, complex_ok=True)
     if math.prod(shape) == 0:
         return jnp.zeros(shape, dtype, out_sharding=out_sharding)
-    return kernels.orthogonal_kernel(
-        key, scale, shape=shape, column_axis=column_axis, dtype=dtype, out_sharding=out_sharding
-    )
+    return kernel(key, scale, shape=shape, column_axis=column_axis, dtype=dtype, out_sharding=out_sharding)
 
 
 @base.factory("orthogonal", _orthogonal_sampler)
@@ -65,11 +68,8 @@ def _delta_orthogonal_sampler(key, shape, dtype, out_sharding, *, scale, column_
             "`delta_orthogonal` needs at least as many output channels (last axis) as input channels "
             f"(second to last). Received: shape={shape}"
         )
-    checks.random_dtype("delta_orthogonal", dtype, complex_ok=True)
-    if math.prod(shape) == 0:
-        return jnp.zeros(shape, dtype, out_sharding=out_sharding)
-    return kernels.delta_orthogonal_kernel(
-        key, scale, shape=shape, column_axis=column_axis, dtype=dtype, out_sharding=out_sharding
+    return _sample(
+        kernels.delta_orthogonal_kernel, "delta_orthogonal", key, shape, dtype, out_sharding, scale, column_axis
     )
 
 

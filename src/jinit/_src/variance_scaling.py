@@ -84,11 +84,18 @@ def variance_scaling(
         scale=checks.number("scale", scale, minimum="positive"),
         mode=checks.choice("mode", mode, MODES),
         distribution=checks.choice("distribution", distribution, (*DISTRIBUTIONS, *_SYNONYMS)),
-        in_axis=checks.axis("in_axis", in_axis),
-        out_axis=checks.axis("out_axis", out_axis),
-        batch_axis=checks.axis("batch_axis", batch_axis),
+        **_axes(in_axis, out_axis, batch_axis),
         dtype=checks.dtype("dtype", dtype),
     )
+
+
+def _axes(in_axis: Axis, out_axis: Axis, batch_axis: Axis) -> dict[str, int | tuple[int, ...]]:
+    """The checked axis arguments of variance scaling and its presets."""
+    return {
+        "in_axis": checks.axis("in_axis", in_axis),
+        "out_axis": checks.axis("out_axis", out_axis),
+        "batch_axis": checks.axis("batch_axis", batch_axis),
+    }
 
 
 def _preset(name: str, scale: float, mode: str, distribution: str, formula: str):
@@ -102,13 +109,7 @@ def _preset(name: str, scale: float, mode: str, distribution: str, formula: str)
         batch_axis: Axis = (),
         dtype: DTypeLike | None = None,
     ) -> base.Initializer:
-        return base.make(
-            name,
-            in_axis=checks.axis("in_axis", in_axis),
-            out_axis=checks.axis("out_axis", out_axis),
-            batch_axis=checks.axis("batch_axis", batch_axis),
-            dtype=checks.dtype("dtype", dtype),
-        )
+        return base.make(name, **_axes(in_axis, out_axis, batch_axis), dtype=checks.dtype("dtype", dtype))
 
     build.__name__ = build.__qualname__ = name
     build.__module__ = __name__
