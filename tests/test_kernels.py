@@ -102,3 +102,20 @@ def test_compute_dtype_and_casts_stay_in_bounds():
     for dtype in (jnp.bfloat16, jnp.float16, jnp.float8_e4m3fn, jnp.float8_e5m2):
         y = kernels._cast(x, jnp.dtype(dtype), -1.0, 1.0, upper_open=True).astype(jnp.float32)
         assert float(y.max()) < 1.0 and float(y.min()) >= -1.0, dtype
+
+
+def test_repeated_shape_gets_its_own_kernel(monkeypatch):
+    """A shape's second eager call compiles its exact kernel in the background; later calls use it."""
+    init = jinit.lecun_uniform()
+    shape = (37, 41)  # a shape no other test uses
+    first = init(KEY, shape)
+    np.testing.assert_array_equal(init(KEY, shape), first)
+    kernels.settle()
+
+    def no_chunks(*args, **kwargs):
+        raise AssertionError("the chunk kernel ran for a repeated shape")
+
+    monkeypatch.setattr(kernels, "_chunk_kernel", no_chunks)
+    np.testing.assert_array_equal(init(KEY, shape), first)
+    with pytest.raises(AssertionError, match="chunk kernel"):  # another dtype is another kernel
+        jinit.lecun_uniform()(KEY, shape, jnp.bfloat16)

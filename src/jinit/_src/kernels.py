@@ -17,8 +17,11 @@ then clamped into the distribution's bounds, so they are unbiased and stay in ra
   implementation whose key also carries the position (`_POSITIONED_THREEFRY`).
 """
 
+import collections
+import concurrent.futures
 import functools
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -167,9 +170,10 @@ def _draw(kind: str, key: jax.Array, shape: tuple[int, ...], dtype: np.dtype, pa
 # ------------------------------------------------------------------------------------------ kernels
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "shape", "dtype", "out_sharding"))
-def _exact_kernel(key, params, *, kind, shape, dtype, out_sharding):
-    x = _draw(kind, key, shape, dtype, params)
+@functools.partial(jax.jit, static_argnames=("kind", "shape", "dtype", "out_sharding", "flat"))
+def _exact_kernel(key, params, *, kind, shape, dtype, out_sharding, flat):
+    """A sample of exactly `shape`; drawn flat and reshaped where that gives the same values (see `_flat`)."""
+    x = _draw(kind, key, (math.prod(shape),) if flat else shape, dtype, params).reshape(shape)
     if out_sharding is not None:
         x = jax.lax.with_sharding_constraint(x, out_sharding)
     return x
@@ -246,15 +250,67 @@ def chunk_plan(n: int) -> list[tuple[int, int]]:
     return plan
 
 
-def _chunkable(key: Any, out_sharding: OutSharding) -> bool:
-    """Whether an eager call can be assembled from chunks (see the module docstring)."""
-    if out_sharding is not None or isinstance(key, Tracer) or not checks.flag("jax_threefry_partitionable"):
+def _flat(key: Any, out_sharding: OutSharding) -> bool:
+    """Whether a sample of any shape is the flat sample of its size, reshaped: partitionable threefry.
+
+    A flat sample compiles faster and runs faster on CPU than one of a convolution kernel's rank.
+    """
+    if out_sharding is not None or not checks.flag("jax_threefry_partitionable"):
         return False
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return jax.random.key_impl(key) == "threefry2x32" and len(key.devices()) == 1
-    if checks.flag("jax_default_prng_impl") != "threefry2x32":
+        return jax.random.key_impl(key) == "threefry2x32"
+    return checks.flag("jax_default_prng_impl") == "threefry2x32"
+
+
+def _chunkable(key: Any, out_sharding: OutSharding) -> bool:
+    """Whether an eager call can be assembled from chunks (see the module docstring)."""
+    if isinstance(key, Tracer) or not _flat(key, out_sharding):
         return False
     return not isinstance(key, jax.Array) or len(key.devices()) == 1
+
+
+# A shape that is asked for again is likely to be asked for many times (the layers of a model, a loop):
+# its exact kernel is then compiled in the background, and used once ready. Chunks are faster on a first
+# call, since nothing compiles; the exact kernel is faster warm, as it is one dispatch with no copy.
+_REPEATED_MOST = 2**22  # larger samples gain nothing from it, as chunks are as fast there
+_calls: collections.Counter = collections.Counter()
+_compiled: set[tuple] = set()
+_pending: list[concurrent.futures.Future] = []
+_lock = threading.Lock()
+_compiler = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jinit-compile")
+
+
+def _exact_is_ready(kind: str, key: Any, shape: tuple[int, ...], dtype: np.dtype, params: tuple) -> bool:
+    """Whether the exact kernel of this call is compiled; on a shape's second call, starts compiling it."""
+    if math.prod(shape) > _REPEATED_MOST:
+        return False
+    signature = (kind, shape, dtype, key.dtype, key.shape, tuple(p is None for p in params))
+    with _lock:
+        if signature in _compiled:
+            return True
+        _calls[signature] += 1
+        if _calls[signature] != 2:
+            return False
+    x64 = checks.flag("jax_enable_x64")  # the worker thread does not see this thread's config contexts
+    device = next(iter(key.devices())) if isinstance(key, jax.Array) else None
+
+    def compile_() -> None:
+        with jax.enable_x64(x64), jax.default_device(device):
+            x = _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=None, flat=True)
+            x.block_until_ready()
+        with _lock:
+            _compiled.add(signature)
+
+    with _lock:
+        _pending.append(_compiler.submit(compile_))
+    return False
+
+
+def settle() -> None:
+    """Waits for the exact kernels being compiled in the background (for benchmarks and tests)."""
+    with _lock:
+        pending, _pending[:] = list(_pending), []
+    concurrent.futures.wait(pending)
 
 
 def _assemble_on_host(chunks: list[jax.Array], n: int, shape: tuple[int, ...], device: Any) -> jax.Array:
@@ -291,7 +347,10 @@ def sample(
         x = _draw(kind, key, shape, dtype, params)
         return x if out_sharding is None else jax.lax.with_sharding_constraint(x, out_sharding)
     if not _chunkable(key, out_sharding):
-        return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=out_sharding)
+        flat = _flat(key, out_sharding)
+        return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=out_sharding, flat=flat)
+    if _exact_is_ready(kind, key, shape, dtype, params):
+        return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=None, flat=True)
     key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     n = math.prod(shape)
 
@@ -302,7 +361,7 @@ def sample(
     plan = chunk_plan(n)
     first = chunk(*plan[0])
     if isinstance(first, Tracer):  # a concrete key closed over by a user's `jit`
-        return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=None)
+        return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=None, flat=True)
     chunks = [first, *(chunk(*entry) for entry in plan[1:])]
     device = next(iter(chunks[0].devices()))
     if device.platform == "cpu":
