@@ -24,10 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cases import LOW_PRECISION
 from scipy import stats
 
 import jinit
+
+from cases import LOW_PRECISION
 
 ALPHA = 1e-3  # level of every Kolmogorov-Smirnov test
 K = 5.0  # standard errors: P(|N(0, 1)| > 5) = 5.7e-7
@@ -289,7 +290,9 @@ def test_orthogonal_is_orthonormal(shape, column_axis, scale):
     _assert_orthonormal(_as_matrix(np.asarray(x), column_axis), scale)
 
 
-@pytest.mark.parametrize(("shape", "centre"), [((4, 8, 8), (1,)), ((3, 3, 16, 32), (1, 1)), ((3, 2, 3, 4, 4), (1, 0, 1))])
+@pytest.mark.parametrize(
+    ("shape", "centre"), [((4, 8, 8), (1,)), ((3, 3, 16, 32), (1, 1)), ((3, 2, 3, 4, 4), (1, 0, 1))]
+)
 def test_delta_orthogonal_centre_tap(shape, centre):
     x = np.asarray(jinit.delta_orthogonal(1.3)(_key("delta_orthogonal", shape), shape), np.float64)
     _assert_orthonormal(x[centre], 1.3)
@@ -358,8 +361,12 @@ LOW_ROWS = (
     # [0, 1): values that round up to 1.0 are clamped to the largest value below 1.
     LowRow("uniform", jinit.uniform(1.0), stats.uniform(0, 1), 0.0, 1.0, upper_open=True),
     LowRow(
-        "glorot_uniform", jinit.glorot_uniform(), stats.uniform(-GLOROT_LIMIT, 2 * GLOROT_LIMIT),
-        -GLOROT_LIMIT, GLOROT_LIMIT, upper_open=True,
+        "glorot_uniform",
+        jinit.glorot_uniform(),
+        stats.uniform(-GLOROT_LIMIT, 2 * GLOROT_LIMIT),
+        -GLOROT_LIMIT,
+        GLOROT_LIMIT,
+        upper_open=True,
     ),
     LowRow("he_normal", jinit.he_normal(), stats.truncnorm(-2, 2, scale=HE_STDDEV), -2 * HE_STDDEV, 2 * HE_STDDEV),
 )
@@ -462,16 +469,15 @@ def test_complex_truncated_normal():
     _assert_within(np.abs(z), 0.0, 2 * stddev, rtol=4 * FLOAT32_ROUNDING)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="COMPLEX_TRUNCATED_STDDEV**2 = 1 - 5 exp(-4) = E[r^2; r^2 <= 4] is not divided by P(r^2 <= 4), so "
-    "E|z|^2 = 1.0187 * variance (as in jax.nn.initializers); the normalized constant is 0.96196182800821",
-)
-def test_complex_truncated_normal_variance():
-    # Documented: variance scaling divides by the constant "so that the variance is exactly scale / n".
+def test_complex_truncated_normal_variance_is_jax_s():
+    # JAX's constant COMPLEX_TRUNCATED_STDDEV**2 = 1 - 5 exp(-4) is E[r^2; r^2 <= 4], not divided by
+    # P(r^2 <= 4) = 1 - exp(-4); so E|z|^2 = stddev^2 E[r^2 | r^2 <= 4] = variance / (1 - exp(-4)), 1.87% more
+    # than scale / n. jinit keeps JAX's values bitwise (the README says so); this pins the exact figure.
     # Var |z|^2 = stddev^4 Var(r^2) for r^2 ~ truncexpon(4): the standard error of the mean of |z|^2.
     z, variance, stddev = _complex_truncated()
     modulus2 = np.abs(z) ** 2
+    assert stddev**2 * stats.truncexpon(4.0).mean() == pytest.approx(variance / (1 - math.exp(-4)), rel=1e-12)
+    expected = variance / (1 - math.exp(-4))
     se = stddev**2 * stats.truncexpon(4.0).std() / math.sqrt(z.size)
-    assert abs(modulus2.mean() - variance) <= K * se, (modulus2.mean() / variance, se / variance)
+    assert abs(modulus2.mean() - expected) <= K * se, (modulus2.mean() / variance, se / variance)
+    assert abs(modulus2.mean() - variance) > K * se  # the sample is large enough to tell the two apart

@@ -53,7 +53,9 @@ def variance_scaling(
       ``VarianceScaling(distribution="normal")`` means the truncated normal.
     - ``"uniform"``: uniform in ``[-limit, limit)`` with ``limit = sqrt(3 * variance)``.
 
-    Complex dtypes sample the complex analogues (a truncated normal of the modulus, a uniform disk).
+    Complex dtypes sample the complex analogues (a truncated normal of the modulus, a uniform disk). As in
+    JAX, the complex truncated normal's variance is ``variance / (1 - exp(-4))``, 1.87% more than
+    ``variance``: its constant leaves out the truncation's probability; jinit keeps JAX's values.
 
     Args:
       scale: the scaling factor, a positive finite number.
