@@ -171,13 +171,40 @@ def test_vmap_over_keys():
     np.testing.assert_array_equal(ortho[2], jinit.orthogonal()(keys[2], (4, 4)))
 
 
-def test_single_device_out_sharding():
-    device = jax.devices()[0]
-    sharding = jax.sharding.SingleDeviceSharding(device)
-    for init, key in [(jinit.normal(), KEY), (jinit.orthogonal(), KEY), (jinit.zeros, None)]:
-        x = init(key, (4, 4), out_sharding=sharding)
-        assert x.sharding == sharding
-        np.testing.assert_array_equal(x, init(key, (4, 4)))
+SHARDED = [
+    (jinit.normal(), (4, 6)),
+    (jinit.glorot_uniform(), (4, 6)),
+    (jinit.variance_scaling(1.0, "fan_in", "truncated_normal"), (4, 6)),
+    (jinit.orthogonal(), (4, 6)),
+    (jinit.delta_orthogonal(), (3, 4, 6)),
+    (jinit.zeros, (4, 6)),
+    (jinit.constant(2.0), (4, 6)),
+    (jinit.identity(), (4, 6)),
+]
+
+
+@pytest.mark.parametrize("axis_type", ["Explicit", "Auto"])
+@pytest.mark.parametrize("init, shape", SHARDED, ids=[init.name for init, _ in SHARDED])
+def test_out_sharding(init, shape, axis_type):
+    mesh = jax.make_mesh((1,), ("x",), axis_types=(getattr(jax.sharding.AxisType, axis_type),))
+    expected = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("x"))
+    unsharded = init(KEY, shape)
+    x = init(KEY, shape, out_sharding=expected)
+    assert x.sharding.is_equivalent_to(expected, x.ndim)
+    np.testing.assert_array_equal(x, unsharded)
+    with jax.set_mesh(mesh):
+        y = init(KEY, shape, out_sharding=jax.sharding.PartitionSpec("x"))
+    assert y.sharding.is_equivalent_to(expected, y.ndim)
+    np.testing.assert_array_equal(y, unsharded)
+    z = init(KEY, shape, out_sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    np.testing.assert_array_equal(z, unsharded)
+
+
+def test_out_sharding_rejects():
+    with pytest.raises(ValueError, match=r"`out_sharding`.*no mesh is set.*out_sharding=P\('x',\)"):
+        jinit.normal()(KEY, (2, 2), out_sharding=jax.sharding.PartitionSpec("x"))
+    with pytest.raises(TypeError, match=r"`out_sharding`.*out_sharding='x'"):
+        jinit.zeros(KEY, (2, 2), out_sharding="x")
 
 
 def test_keyless_initializers_accept_a_key_or_none():

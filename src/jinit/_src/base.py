@@ -68,7 +68,8 @@ class Initializer:
         arguments = dict(self.arguments)
         default_dtype = arguments.pop("dtype", None)
         dtype = checks.dtype("dtype", dtype) if dtype is not None else default_dtype
-        return _SAMPLERS[self.name](key, shape, checks.resolve_dtype(self.name, dtype), out_sharding, **arguments)
+        sharding = checks.out_sharding(out_sharding)
+        return _SAMPLERS[self.name](key, shape, checks.resolve_dtype(self.name, dtype), sharding, **arguments)
 
     @property
     def config(self) -> dict[str, Any]:

@@ -201,3 +201,21 @@ def key(value: Any, *, optional: bool = False) -> Any:
                         f"{_received('key', value)}")
     raise TypeError(f"Argument `key` must be a PRNG key. {_KEY_HINT} (or a legacy uint32 key from "
                     f"`jax.random.PRNGKey`). {_received('key', value)}")
+
+
+def out_sharding(value: Any) -> jax.sharding.Sharding | None:
+    """Checks `out_sharding`: None, a `Sharding`, or a `PartitionSpec` of the mesh set by `jax.set_mesh`."""
+    if value is None or isinstance(value, jax.sharding.Sharding):
+        return value
+    if isinstance(value, jax.sharding.PartitionSpec):
+        mesh = jax.sharding.get_mesh()
+        if mesh.empty:
+            raise ValueError(
+                "Argument `out_sharding` is a PartitionSpec, but no mesh is set: call inside "
+                f"`with jax.set_mesh(mesh):` or pass a `NamedSharding`. {_received('out_sharding', value)}"
+            )
+        return jax.sharding.NamedSharding(mesh, value)
+    raise TypeError(
+        f"Argument `out_sharding` must be None, a `jax.sharding.Sharding` or a `PartitionSpec`. "
+        f"{_received('out_sharding', value)}"
+    )

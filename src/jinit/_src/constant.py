@@ -8,26 +8,19 @@ import numpy as np
 from jax.core import Tracer
 
 from jinit._src import base, checks
-from jinit._src.typing import DTypeLike, OutSharding
-
-
-def _device(out_sharding: OutSharding) -> Any:
-    """`out_sharding` as `jnp`'s `device` argument (a PartitionSpec needs the current mesh)."""
-    if isinstance(out_sharding, jax.sharding.PartitionSpec):
-        return jax.sharding.NamedSharding(jax.sharding.get_abstract_mesh(), out_sharding)
-    return out_sharding
+from jinit._src.typing import DTypeLike
 
 
 def _fill(key, shape, dtype, out_sharding, *, value) -> jax.Array:
-    return jnp.full(shape, value, dtype, device=_device(out_sharding))
+    return jnp.full(shape, value, dtype, device=out_sharding)
 
 
 def _zeros_sampler(key, shape, dtype, out_sharding) -> jax.Array:
-    return jnp.zeros(shape, dtype, device=_device(out_sharding))
+    return jnp.zeros(shape, dtype, device=out_sharding)
 
 
 def _ones_sampler(key, shape, dtype, out_sharding) -> jax.Array:
-    return jnp.ones(shape, dtype, device=_device(out_sharding))
+    return jnp.ones(shape, dtype, device=out_sharding)
 
 
 @base.factory("zeros", _zeros_sampler, keyless=True)
@@ -122,7 +115,7 @@ def _identity_sampler(key, shape, dtype, out_sharding, *, gain) -> jax.Array:
     if len(shape) != 2:
         raise ValueError(f"`identity` needs a 2-D shape. Received: shape={shape}")
     rows, cols = shape
-    eye = jnp.eye(rows, cols, dtype=dtype, device=_device(out_sharding))
+    eye = jnp.eye(rows, cols, dtype=dtype, device=out_sharding)
     return eye if gain == 1.0 else eye * jnp.asarray(gain, dtype)
 
 

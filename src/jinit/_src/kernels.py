@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 from jax.extend import random as jex_random
+from jax.sharding import Sharding
 
 from jinit._src import checks
-from jinit._src.typing import OutSharding
 
 # --------------------------------------------------------------------------------------------- dtypes
 
@@ -172,13 +172,22 @@ def _draw(kind: str, key: jax.Array, shape: tuple[int, ...], dtype: np.dtype, pa
 # ------------------------------------------------------------------------------------------ kernels
 
 
+def lay_out(draw: Any, out_sharding: Sharding | None, *args: Any) -> jax.Array:
+    """``draw(*args)`` laid out as `out_sharding`, as `jax.random` does for explicit and auto mesh axes."""
+    if out_sharding is None:
+        return draw(*args)
+    mesh = getattr(out_sharding, "mesh", None)
+    explicit = getattr(mesh, "explicit_axes", ())
+    if explicit:
+        return cast(jax.Array, jax.sharding.auto_axes(draw, out_sharding=out_sharding, axes=explicit)(*args))
+    return jax.lax.with_sharding_constraint(draw(*args), out_sharding)
+
+
 @functools.partial(jax.jit, static_argnames=("kind", "shape", "dtype", "out_sharding", "flat"))
 def _exact_kernel(key, params, *, kind, shape, dtype, out_sharding, flat):
     """A sample of exactly `shape`; drawn flat and reshaped where that gives the same values (see `_flat`)."""
-    x = _draw(kind, key, (math.prod(shape),) if flat else shape, dtype, params).reshape(shape)
-    if out_sharding is not None:
-        x = jax.lax.with_sharding_constraint(x, out_sharding)
-    return x
+    drawn = (math.prod(shape),) if flat else shape
+    return lay_out(lambda k, p: _draw(kind, k, drawn, dtype, p).reshape(shape), out_sharding, key, params)
 
 
 def _positioned_bits(data: jax.Array, bit_width: int, shape: Sequence[int]) -> jax.Array:
@@ -252,7 +261,7 @@ def chunk_plan(n: int) -> list[tuple[int, int]]:
     return plan
 
 
-def _flat(key: Any, out_sharding: OutSharding) -> bool:
+def _flat(key: Any, out_sharding: Sharding | None) -> bool:
     """Whether a sample of any shape is the flat sample of its size, reshaped: partitionable threefry.
 
     A flat sample compiles faster and runs faster on CPU than one of a convolution kernel's rank.
@@ -264,7 +273,7 @@ def _flat(key: Any, out_sharding: OutSharding) -> bool:
     return checks.flag("jax_default_prng_impl") == "threefry2x32"
 
 
-def _chunkable(key: Any, out_sharding: OutSharding) -> bool:
+def _chunkable(key: Any, out_sharding: Sharding | None) -> bool:
     """Whether an eager call can be assembled from chunks (see the module docstring)."""
     if isinstance(key, Tracer) or not _flat(key, out_sharding):
         return False
@@ -338,7 +347,7 @@ def sample(
     shape: tuple[int, ...],
     dtype: np.dtype,
     params: tuple,
-    out_sharding: OutSharding = None,
+    out_sharding: Sharding | None = None,
 ) -> jax.Array:
     """Draws a sample of distribution `kind` with a checked key, shape and dtype."""
     if math.prod(shape) == 0:
@@ -346,8 +355,7 @@ def sample(
     if kind == "vs_truncated_normal" and jnp.issubdtype(dtype, jnp.complexfloating):
         # XLA's complex log rounds differently once fused with the operations around it, even across
         # optimization barriers; run JAX's operations one by one, as `jax.nn.initializers` does.
-        x = _draw(kind, key, shape, dtype, params)
-        return x if out_sharding is None else jax.lax.with_sharding_constraint(x, out_sharding)
+        return lay_out(lambda k, p: _draw(kind, k, shape, dtype, p), out_sharding, key, params)
     if not _chunkable(key, out_sharding):
         flat = _flat(key, out_sharding)
         return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=out_sharding, flat=flat)
@@ -376,8 +384,7 @@ def sample(
 # ------------------------------------------------------------------------------------- orthogonal
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "column_axis", "dtype", "out_sharding"))
-def orthogonal_kernel(key, scale, *, shape, column_axis, dtype, out_sharding):
+def _orthogonal(key, scale, shape, column_axis, dtype):
     """An orthogonal matrix from the QR of a normal one, reshaped, as `jax.nn.initializers.orthogonal`.
 
     `jax.random.orthogonal` multiplies each column of Q by the sign of R's diagonal, which makes the result
@@ -387,20 +394,23 @@ def orthogonal_kernel(key, scale, *, shape, column_axis, dtype, out_sharding):
     n_cols = shape[column_axis]
     n_rows = math.prod(shape) // n_cols
     q = jax.random.orthogonal(key, n_rows, (), ct, n_cols)
-    q = jnp.reshape(q, (*tuple(np.delete(shape, column_axis)), n_cols))
+    q = jnp.reshape(q, (*np.delete(shape, column_axis), n_cols))
     q = jnp.moveaxis(q, -1, column_axis)
-    x = (jnp.asarray(scale, ct) * q).astype(dtype)
-    if out_sharding is not None:
-        x = jax.lax.with_sharding_constraint(x, out_sharding)
-    return x
+    return (jnp.asarray(scale, ct) * q).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "column_axis", "dtype", "out_sharding"))
+def orthogonal_kernel(key, scale, *, shape, column_axis, dtype, out_sharding):
+    """`_orthogonal`, laid out as `out_sharding`."""
+    return lay_out(lambda k, s: _orthogonal(k, s, shape, column_axis, dtype), out_sharding, key, scale)
 
 
 @functools.partial(jax.jit, static_argnames=("shape", "column_axis", "dtype", "out_sharding"))
 def delta_orthogonal_kernel(key, scale, *, shape, column_axis, dtype, out_sharding):
     """An orthogonal matrix at the centre of a convolution kernel, zeros elsewhere."""
-    matrix = orthogonal_kernel(key, scale, shape=shape[-2:], column_axis=column_axis, dtype=dtype, out_sharding=None)
-    centre = tuple((k - 1) // 2 for k in shape[:-2])
-    x = jnp.zeros(shape, dtype).at[centre].set(matrix)
-    if out_sharding is not None:
-        x = jax.lax.with_sharding_constraint(x, out_sharding)
-    return x
+
+    def draw(k, s):
+        matrix = _orthogonal(k, s, shape[-2:], column_axis, dtype)
+        return jnp.zeros(shape, dtype).at[tuple((size - 1) // 2 for size in shape[:-2])].set(matrix)
+
+    return lay_out(draw, out_sharding, key, scale)
