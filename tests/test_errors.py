@@ -17,6 +17,7 @@ NAN, INF = float("nan"), float("inf")
 FACTORY_ERRORS = [
     ("normal_negative_stddev", lambda: jinit.normal(-1.0), ValueError, r"`stddev`.*Received: stddev=-1\.0"),
     ("normal_nan_stddev", lambda: jinit.normal(NAN), ValueError, r"`stddev`.*finite.*stddev=nan"),
+    ("normal_huge_int_stddev", lambda: jinit.normal(10**400), ValueError, r"`stddev`.*finite"),
     ("normal_inf_mean", lambda: jinit.normal(1.0, mean=INF), ValueError, r"`mean`.*mean=inf"),
     ("normal_str_stddev", lambda: jinit.normal("1"), TypeError, r"`stddev`.*real number.*stddev='1'"),
     ("normal_bool_stddev", lambda: jinit.normal(True), TypeError, r"`stddev`.*stddev=True"),

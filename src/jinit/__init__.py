@@ -13,6 +13,11 @@ from jinit._src.random import random_normal as random_normal
 from jinit._src.random import random_uniform as random_uniform
 from jinit._src.random import truncated_normal as truncated_normal
 from jinit._src.random import uniform as uniform
+from jinit._src.registry import deserialize as deserialize
+from jinit._src.registry import get as get
+from jinit._src.registry import register as register
+from jinit._src.registry import registered_names as registered_names
+from jinit._src.registry import serialize as serialize
 from jinit._src.typing import InitializerLike as InitializerLike
 from jinit._src.variance_scaling import glorot_normal as glorot_normal
 from jinit._src.variance_scaling import glorot_uniform as glorot_uniform
@@ -34,6 +39,8 @@ __all__ = (
     "compute_fans",
     "constant",
     "delta_orthogonal",
+    "deserialize",
+    "get",
     "glorot_normal",
     "glorot_uniform",
     "he_normal",
@@ -48,6 +55,9 @@ __all__ = (
     "orthogonal",
     "random_normal",
     "random_uniform",
+    "register",
+    "registered_names",
+    "serialize",
     "truncated_normal",
     "uniform",
     "variance_scaling",

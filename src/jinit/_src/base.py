@@ -35,6 +35,11 @@ def factory(name: str, sampler: Sampler, *, keyless: bool = False) -> Callable:
     return declare
 
 
+def factories() -> dict[str, Callable[..., "Initializer"]]:
+    """Every declared factory by name (a copy)."""
+    return dict(_FACTORIES)
+
+
 def ready(name: str) -> "Initializer":
     """The value of a factory that takes no arguments; it prints as its bare name (``zeros``)."""
     _READY.add(name)

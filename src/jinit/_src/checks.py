@@ -52,7 +52,10 @@ def number(name: str, value: Any, *, minimum: str | None = None) -> float:
         or (is_array and (value.shape != () or not jnp.issubdtype(value.dtype, np.number) or jnp.iscomplexobj(value)))
     ):
         raise TypeError(f"Argument `{name}` must be a real number. {_received(name, value)}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:
+        result = math.inf
     if not math.isfinite(result):
         raise ValueError(f"Argument `{name}` must be a finite number. {_received(name, value)}")
     if minimum == "nonnegative" and result < 0:
@@ -133,9 +136,12 @@ def dtype(name: str, value: DTypeLike | None) -> str | None:
     if value is None:
         return None
     try:
-        return jnp.dtype(value).name
+        result = jnp.dtype(value)
     except TypeError as err:
         raise TypeError(f"Argument `{name}` must be a dtype. {_received(name, value)}") from err
+    if not (jnp.issubdtype(result, np.number) or result == np.bool_):
+        raise TypeError(f"Argument `{name}` must be a numeric or boolean dtype. {_received(name, value)}")
+    return result.name
 
 
 def resolve_dtype(initializer: str, value: str | None) -> np.dtype:

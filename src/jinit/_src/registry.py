@@ -1,0 +1,361 @@
+"""The registry: initializers to and from plain, JSON-safe config dicts, and custom factories.
+
+A config is ``{"module": "jinit", "class_name": NAME, "config": {ARGUMENT: VALUE, ...}}`` with every argument of
+the factory written out (dtypes by name, tuples as lists), so it never depends on defaults.
+
+Loading is safe on configs from files a user did not write: `deserialize` never imports a module, never
+evaluates code and never calls anything that is not a registered factory. Before any factory is called, a
+config must be made only of dicts with string keys, lists, strings, finite numbers, booleans and None, at most
+`MAX_DEPTH` deep and `MAX_ITEMS` items in all, with exactly the factory's argument names as keys; the factory
+then checks the values. Every failure is a `ValueError` or `TypeError` naming the offending key and value, and
+a failed load changes nothing.
+"""
+
+import inspect
+import math
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jinit._src import base, checks, kernels
+
+MAX_DEPTH = 8
+"""How deeply lists and dicts may nest in a config."""
+MAX_ITEMS = 100_000
+"""How many values a config may hold in all (a `constant` value counts one per number)."""
+MAX_STRING = 256
+"""The longest string a config may hold."""
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
+_lock = threading.Lock()
+_custom: dict[str, Callable[..., Any]] = {}
+
+# Strings speak Keras (2 and 3): class names, snake_case names and Keras's aliases, with Keras's defaults.
+# A jinit name that Keras does not have (e.g. "delta_orthogonal") is the jinit factory with its own defaults.
+_KERAS_STRINGS: dict[str, Callable[[], base.Initializer]] = {}
+
+
+def _keras_string(names: tuple[str, ...], build: Callable[[], base.Initializer]) -> None:
+    for name in names:
+        _KERAS_STRINGS[name] = build
+
+
+def _declare_keras_strings() -> None:
+    """The Keras identifiers and what each means, with Keras's default arguments."""
+    from jinit._src import constant, orthogonal, random, variance_scaling
+
+    _keras_string(("Zeros", "zeros", "zero"), lambda: constant.zeros)
+    _keras_string(("Ones", "ones", "one"), lambda: constant.ones)
+    _keras_string(("Constant", "constant"), lambda: constant.constant(0.0))
+    _keras_string(("RandomNormal", "random_normal", "normal"), lambda: random.random_normal(0.0, 0.05))
+    _keras_string(("RandomUniform", "random_uniform", "uniform"), lambda: random.random_uniform(-0.05, 0.05))
+    # Keras's TruncatedNormal cuts at two standard deviations around the mean, with no variance correction.
+    _keras_string(("TruncatedNormal", "truncated_normal"), lambda: random.truncated_normal(0.05))
+    _keras_string(
+        ("VarianceScaling", "variance_scaling"),
+        lambda: variance_scaling.variance_scaling(1.0, "fan_in", "truncated_normal"),
+    )
+    for keras_name, name in [
+        ("GlorotUniform", "glorot_uniform"),
+        ("GlorotNormal", "glorot_normal"),
+        ("HeUniform", "he_uniform"),
+        ("HeNormal", "he_normal"),
+        ("LecunUniform", "lecun_uniform"),
+        ("LecunNormal", "lecun_normal"),
+    ]:
+        _keras_string((keras_name, name), getattr(variance_scaling, name))
+    for alias in ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"):  # JAX's aliases
+        _keras_string((alias,), getattr(variance_scaling, alias))
+    _keras_string(("Orthogonal", "OrthogonalInitializer", "orthogonal"), lambda: orthogonal.orthogonal(1.0))
+    _keras_string(("Identity", "IdentityInitializer", "identity"), lambda: constant.identity(1.0))
+
+
+def _factories() -> dict[str, Callable[..., base.Initializer]]:
+    return base.factories()
+
+
+def registered_names() -> tuple[str, ...]:
+    """The names of every factory a config can name: jinit's own and those added with `register`.
+
+    Examples:
+      >>> import jinit
+      >>> "glorot_uniform" in jinit.registered_names()
+      True
+    """
+    return tuple(sorted(_factories()))
+
+
+def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., base.Initializer]]:
+    """Registers a custom factory, so that its initializers are values that serialize like jinit's own.
+
+    The decorated function takes hyperparameters (numbers, strings, booleans, None, or tuples of them, with
+    defaults as usual) and returns a function ``init(key, shape, dtype)``. The decorator returns a factory with
+    the same signature whose result is an `Initializer`: equal, hashable, printable, picklable (when the factory
+    is importable under its name) and serializable. A `dtype` argument, if the function has one, is the
+    initializer's default dtype, as for jinit's factories. Registration is thread-safe.
+
+    Args:
+      name: the factory's name in configs: letters, digits, ``_`` and ``.``, not already taken.
+
+    Returns:
+      A decorator.
+
+    Raises:
+      ValueError: the name is taken or malformed.
+      TypeError: the name is not a string, or the decorated object is not a function.
+
+    Examples:
+      >>> import jax, jinit
+      >>> @jinit.register("docs.scaled_normal")
+      ... def scaled_normal(scale=1.0):
+      ...     return lambda key, shape, dtype: scale * jax.random.normal(key, shape, dtype)
+      >>> init = scaled_normal(2.0)
+      >>> init
+      docs.scaled_normal(scale=2.0)
+      >>> jinit.serialize(init)
+      {'module': 'jinit', 'class_name': 'docs.scaled_normal', 'config': {'scale': 2.0}}
+      >>> jinit.deserialize(jinit.serialize(init)) == init
+      True
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
+    if not _NAME.match(name) or len(name) > MAX_STRING:
+        raise ValueError(
+            f"Argument `name` must be made of letters, digits, `_` and `.`, and not start with a digit. "
+            f"Received: name={name!r}"
+        )
+
+    def decorator(function: Callable[..., Any]) -> Callable[..., base.Initializer]:
+        if not inspect.isfunction(function):
+            raise TypeError(f"`register` decorates a function. Received: {function!r}")
+        signature = inspect.signature(function)
+
+        def build(*args: Any, **kwargs: Any) -> base.Initializer:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as err:
+                raise TypeError(f"`{name}`: {err}") from None
+            bound.apply_defaults()
+            arguments = {
+                k: checks.dtype(k, v) if k == "dtype" else _hashable(k, v) for k, v in bound.arguments.items()
+            }
+            return base.make(name, **arguments)
+
+        def sampler(key, shape, dtype, out_sharding, **arguments):
+            init = function(**arguments)
+            return kernels.lay_out(lambda k: init(k, shape, dtype), out_sharding, key)
+
+        build.__name__ = build.__qualname__ = function.__name__
+        build.__doc__ = function.__doc__
+        build.__module__ = function.__module__
+        build.__signature__ = signature  # type: ignore[attr-defined]
+        with _lock:
+            if name in _factories():
+                raise ValueError(f"An initializer named {name!r} is already registered. Received: name={name!r}")
+            base.factory(name, sampler)(build)
+            _custom[name] = build
+        return build
+
+    return decorator
+
+
+def _hashable(name: str, value: Any) -> Any:
+    """A custom factory's argument as a hashable, JSON-safe value (lists become tuples)."""
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(name, v) for v in value)
+    if value is None or isinstance(value, bool | int | float | str):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"Argument `{name}` must be finite. Received: {name}={value!r}")
+        return value
+    raise TypeError(
+        f"Argument `{name}` of a registered initializer must be a number, string, boolean, None or a tuple of "
+        f"them. Received: {name}={value!r}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- serialize
+
+
+def _to_json(value: Any) -> Any:
+    return [_to_json(v) for v in value] if isinstance(value, tuple) else value
+
+
+def serialize(init: base.Initializer) -> dict[str, Any]:
+    """The config of `init`: a JSON-safe dict with every argument written out.
+
+    Args:
+      init: an `Initializer`.
+
+    Returns:
+      ``{"module": "jinit", "class_name": NAME, "config": {...}}``; `deserialize` turns it back into `init`.
+
+    Raises:
+      TypeError: `init` is not an `Initializer` (a plain function cannot be saved).
+
+    Examples:
+      >>> import jinit
+      >>> config = jinit.serialize(jinit.he_normal(in_axis=(0, 1)))
+      >>> config["class_name"], config["config"]
+      ('he_normal', {'in_axis': [0, 1], 'out_axis': -1, 'batch_axis': [], 'dtype': None})
+    """
+    if not isinstance(init, base.Initializer):
+        raise TypeError(
+            f"Only a jinit `Initializer` can be serialized (build it with a jinit factory, or `jinit.register` "
+            f"your own). Received: init={init!r}"
+        )
+    return {"module": "jinit", "class_name": init.name, "config": {k: _to_json(v) for k, v in init.arguments}}
+
+
+# --------------------------------------------------------------------------------------------- deserialize
+
+
+def _check_plain(path: str, value: Any, depth: int, budget: list[int]) -> Any:
+    """`value` made only of plain JSON values, lists as tuples; checks depth, size, strings and numbers."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError(f"A config may hold at most {MAX_ITEMS} values. Received more, at `{path}`")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"A config may nest at most {MAX_DEPTH} levels deep. Received deeper nesting at `{path}`")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) >= 2**63:
+            raise ValueError(f"Config key `{path}` holds an integer out of range. Received: {path}={value!r}")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"Config key `{path}` must be finite. Received: {path}={value!r}")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise ValueError(
+                f"Config key `{path}` holds a string longer than {MAX_STRING} characters. "
+                f"Received: {path}={value[:40]!r}..."
+            )
+        return value
+    if isinstance(value, list | tuple):
+        return tuple(_check_plain(f"{path}[{i}]", v, depth + 1, budget) for i, v in enumerate(value))
+    if isinstance(value, Mapping):
+        for k in value:
+            if not isinstance(k, str):
+                raise TypeError(f"Config keys must be strings. Received: key {k!r} in `{path}`")
+        return {k: _check_plain(f"{path}.{k}", v, depth + 1, budget) for k, v in value.items()}
+    raise TypeError(
+        f"Config key `{path}` must hold JSON values (numbers, strings, booleans, None, lists, dicts). "
+        f"Received: {path}={value!r}"
+    )
+
+
+def _arguments(name: str, factory: Callable[..., Any], config: Any) -> dict[str, Any]:
+    """The config's arguments, checked against the factory's parameters: none unknown, none missing."""
+    if not isinstance(config, dict):
+        raise TypeError(f"Config key `config` must be a dict of arguments. Received: config={config!r}")
+    parameters = inspect.signature(factory).parameters
+    for key in config:
+        if key not in parameters:
+            raise ValueError(
+                f"Unknown argument {key!r} for `{name}`. Known: {', '.join(parameters)}. "
+                f"Received: {key}={config[key]!r}"
+            )
+    missing = [p for p in parameters if p not in config]
+    if missing:
+        raise ValueError(
+            f"Config of `{name}` lacks {', '.join(repr(p) for p in missing)}: a config writes every argument out. "
+            f"Received: config={config!r}"
+        )
+    return config
+
+
+def deserialize(config: Any) -> base.Initializer:
+    """The initializer a config describes, checked as described in the module docstring.
+
+    Args:
+      config: a dict as written by `serialize`.
+
+    Returns:
+      An `Initializer` equal to the one serialized.
+
+    Raises:
+      ValueError: an unknown initializer, unknown or missing arguments, bad values, NaN or infinity, nesting
+        or sizes past the limits.
+      TypeError: values of the wrong type.
+
+    Examples:
+      >>> import jinit
+      >>> jinit.deserialize(jinit.serialize(jinit.orthogonal(2.0))) == jinit.orthogonal(2.0)
+      True
+    """
+    if not isinstance(config, Mapping):
+        raise TypeError(f"A config must be a dict. Received: config={config!r}")
+    config = _check_plain("config", config, 0, [MAX_ITEMS])
+    for key in config:
+        if key not in ("module", "class_name", "config"):
+            raise ValueError(f"Unknown config key {key!r}. Known: 'module', 'class_name', 'config'. "
+                             f"Received: {key}={config[key]!r}")
+    if config.get("module", "jinit") != "jinit":
+        raise ValueError(f"Config key `module` must be 'jinit'. Received: module={config['module']!r}")
+    name = config.get("class_name")
+    factories = _factories()
+    if not isinstance(name, str) or name not in factories:
+        raise ValueError(
+            f"Unknown initializer {name!r}. Known: {', '.join(sorted(factories))}. Received: class_name={name!r}"
+        )
+    factory = factories[name]
+    arguments = _arguments(name, factory, config.get("config", {}))
+    try:
+        return factory(**arguments)
+    except (ValueError, TypeError):
+        raise
+    except Exception as err:  # a registered factory's own failure; nothing else may escape
+        raise ValueError(f"`{name}` failed on its config: {err!r}. Received: config={arguments!r}") from err
+
+
+def get(identifier: Any) -> Any:
+    """Resolves an initializer identifier, as Keras's `initializers.get` does.
+
+    Args:
+      identifier: None; an `Initializer` (returned as is); a string (a Keras identifier such as
+        ``"GlorotUniform"``, ``"glorot_uniform"``, ``"normal"`` with Keras's defaults, or a jinit factory name
+        whose arguments all have defaults); a config dict (`deserialize`); or any other callable
+        ``init(key, shape, dtype)``, returned as is.
+
+    Returns:
+      None, an `Initializer`, or the callable given.
+
+    Raises:
+      ValueError: an unknown string, a factory that needs arguments, or anything else.
+
+    Examples:
+      >>> import jinit
+      >>> jinit.get("random_normal")
+      random_normal(mean=0.0, stddev=0.05, dtype=None)
+      >>> jinit.get("GlorotUniform") == jinit.glorot_uniform()
+      True
+    """
+    if identifier is None or isinstance(identifier, base.Initializer):
+        return identifier
+    if isinstance(identifier, str):
+        if not _KERAS_STRINGS:
+            _declare_keras_strings()
+        if identifier in _KERAS_STRINGS:
+            return _KERAS_STRINGS[identifier]()
+        factory = _factories().get(identifier)
+        if factory is None:
+            known = sorted(set(_KERAS_STRINGS) | set(_factories()))
+            raise ValueError(f"Unknown initializer {identifier!r}. Known: {', '.join(known)}")
+        try:
+            return factory()
+        except TypeError as err:
+            raise ValueError(
+                f"Initializer {identifier!r} needs arguments; pass a config dict instead. "
+                f"Received: identifier={identifier!r}"
+            ) from err
+    if isinstance(identifier, Mapping):
+        return deserialize(identifier)
+    if callable(identifier):
+        return identifier
+    raise ValueError(
+        "Argument `identifier` must be None, an Initializer, a string, a config dict or a callable "
+        f"`init(key, shape, dtype)`. Received: identifier={identifier!r}"
+    )
