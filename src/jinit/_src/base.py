@@ -60,6 +60,21 @@ class Initializer:
 
     name: str
     arguments: tuple[tuple[str, Any], ...]
+    seed: int | None = None
+
+    def with_seed(self, seed: int | None) -> "Initializer":
+        """This initializer with a seed: called with ``key=None``, it draws from ``jax.random.key(seed)``.
+
+        So a seeded initializer gives the same values on every call, as a seeded Keras initializer does. A key
+        passed to the call still wins over the seed.
+
+        Examples:
+          >>> import jinit
+          >>> init = jinit.glorot_uniform().with_seed(3)
+          >>> bool((init(None, (2, 3)) == init(None, (2, 3))).all())
+          True
+        """
+        return dataclasses.replace(self, seed=checks.seed(seed))
 
     def __call__(
         self,
@@ -68,6 +83,8 @@ class Initializer:
         dtype: DTypeLike | None = None,
         out_sharding: OutSharding = None,
     ) -> jax.Array:
+        if key is None and self.seed is not None:
+            key = jax.random.key(self.seed)
         key = checks.key(key, optional=self.name in _KEYLESS)
         shape = checks.shape(shape)
         arguments = dict(self.arguments)
@@ -83,16 +100,19 @@ class Initializer:
 
     def __repr__(self) -> str:
         if self.name in _READY and not self.arguments:
-            return self.name
-        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.arguments)})"
+            text = self.name
+        else:
+            text = f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.arguments)})"
+        return text if self.seed is None else f"{text}.with_seed({self.seed})"
 
     def __reduce__(self) -> tuple:
-        return (rebuild, (self.name, self.arguments))
+        return (rebuild, (self.name, self.arguments, self.seed))
 
 
-def rebuild(name: str, arguments: tuple[tuple[str, Any], ...]) -> Initializer:
-    """Calls the factory `name` with `arguments` again (unpickling)."""
-    return _FACTORIES[name](**dict(arguments))
+def rebuild(name: str, arguments: tuple[tuple[str, Any], ...], seed: int | None = None) -> Initializer:
+    """Calls the factory `name` with `arguments` again, and gives the result `seed` (unpickling)."""
+    init = _FACTORIES[name](**dict(arguments))
+    return init if seed is None else init.with_seed(seed)
 
 
 def make(name: str, **arguments: Any) -> Initializer:

@@ -91,6 +91,16 @@ def integer(name: str, value: Any) -> int:
     return int(value)
 
 
+def seed(value: Any) -> int | None:
+    """Checks a seed: None, or an integer that `jax.random.key` takes (0 <= seed < 2**63)."""
+    if value is None:
+        return None
+    result = integer("seed", value)
+    if not 0 <= result < 2**63:
+        raise ValueError(f"Argument `seed` must be in [0, 2**63). {_received('seed', value)}")
+    return result
+
+
 def axis(name: str, value: Any) -> int | tuple[int, ...]:
     """Checks one axis (an int) or several (a sequence of ints); returns an int or a tuple."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
@@ -205,6 +215,9 @@ def key(value: Any, *, optional: bool = False) -> Any:
     if isinstance(value, numbers.Integral):
         raise TypeError(f"Argument `key` must be a PRNG key, not an integer seed: pass `jax.random.key({value!r})`. "
                         f"{_received('key', value)}")
+    if value is None:
+        raise TypeError(f"Argument `key` is needed: this initializer is random and has no seed. {_KEY_HINT}, or "
+                        f"give the initializer a seed with `init.with_seed(seed)`. {_received('key', value)}")
     raise TypeError(f"Argument `key` must be a PRNG key. {_KEY_HINT} (or a legacy uint32 key from "
                     f"`jax.random.PRNGKey`). {_received('key', value)}")
 

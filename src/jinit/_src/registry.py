@@ -204,7 +204,10 @@ def serialize(init: base.Initializer) -> dict[str, Any]:
             f"Only a jinit `Initializer` can be serialized (build it with a jinit factory, or `jinit.register` "
             f"your own). Received: init={init!r}"
         )
-    return {"module": "jinit", "class_name": init.name, "config": {k: _to_json(v) for k, v in init.arguments}}
+    config = {k: _to_json(v) for k, v in init.arguments}
+    if init.seed is not None:
+        config["seed"] = init.seed
+    return {"module": "jinit", "class_name": init.name, "config": config}
 
 
 # --------------------------------------------------------------------------------------------- deserialize
@@ -247,10 +250,8 @@ def _check_plain(path: str, value: Any, depth: int, budget: list[int]) -> Any:
     )
 
 
-def _arguments(name: str, factory: Callable[..., Any], config: Any) -> dict[str, Any]:
+def _arguments(name: str, factory: Callable[..., Any], config: dict[str, Any]) -> dict[str, Any]:
     """The config's arguments, checked against the factory's parameters: none unknown, none missing."""
-    if not isinstance(config, dict):
-        raise TypeError(f"Config key `config` must be a dict of arguments. Received: config={config!r}")
     parameters = inspect.signature(factory).parameters
     for key in config:
         if key not in parameters:
@@ -289,26 +290,121 @@ def deserialize(config: Any) -> base.Initializer:
     if not isinstance(config, Mapping):
         raise TypeError(f"A config must be a dict. Received: config={config!r}")
     config = _check_plain("config", config, 0, [MAX_ITEMS])
-    for key in config:
-        if key not in ("module", "class_name", "config"):
-            raise ValueError(f"Unknown config key {key!r}. Known: 'module', 'class_name', 'config'. "
-                             f"Received: {key}={config[key]!r}")
-    if config.get("module", "jinit") != "jinit":
-        raise ValueError(f"Config key `module` must be 'jinit'. Received: module={config['module']!r}")
     name = config.get("class_name")
     factories = _factories()
-    if not isinstance(name, str) or name not in factories:
-        raise ValueError(
-            f"Unknown initializer {name!r}. Known: {', '.join(sorted(factories))}. Received: class_name={name!r}"
-        )
-    factory = factories[name]
-    arguments = _arguments(name, factory, config.get("config", {}))
+    keras = _keras_classes()
+    module = config.get("module")
+    if module in (None, "jinit") and isinstance(name, str) and name in factories:
+        known_keys, build = ("module", "class_name", "config"), factories[name]
+    elif (module is None or (isinstance(module, str) and module.startswith("keras"))) and name in keras:
+        known_keys, build = ("module", "class_name", "config", "registered_name"), keras[name]
+    elif module not in (None, "jinit") and not (isinstance(module, str) and module.startswith("keras")):
+        raise ValueError(f"Config key `module` must be 'jinit' or a Keras module. Received: module={module!r}")
+    else:
+        known = ", ".join(sorted(set(factories) | set(keras)))
+        raise ValueError(f"Unknown initializer {name!r}. Known: {known}. Received: class_name={name!r}")
+    for key in config:
+        if key not in known_keys:
+            known = ", ".join(map(repr, known_keys))
+            raise ValueError(f"Unknown config key {key!r}. Known: {known}. Received: {key}={config[key]!r}")
+    arguments = config.get("config", {})
+    if not isinstance(arguments, dict):
+        raise TypeError(f"Config key `config` must be a dict of arguments. Received: config={arguments!r}")
+    arguments = dict(arguments)
+    seed = checks.seed(arguments.pop("seed", None))
+    if build is not keras.get(name):
+        arguments = _arguments(name, build, arguments)
+    else:
+        _known_arguments(name, build, arguments)
     try:
-        return factory(**arguments)
+        init = build(**arguments)
     except (ValueError, TypeError):
         raise
     except Exception as err:  # a registered factory's own failure; nothing else may escape
         raise ValueError(f"`{name}` failed on its config: {err!r}. Received: config={arguments!r}") from err
+    return init if seed is None else init.with_seed(seed)
+
+
+def _known_arguments(name: str, build: Callable[..., Any], arguments: dict[str, Any]) -> None:
+    """Keras configs may leave arguments out (Keras's defaults apply) but not add unknown ones."""
+    parameters = inspect.signature(build).parameters
+    for key in arguments:
+        if key not in parameters:
+            raise ValueError(
+                f"Unknown argument {key!r} for Keras's `{name}`. Known: {', '.join(parameters)}, seed. "
+                f"Received: {key}={arguments[key]!r}"
+            )
+
+
+_KERAS_CLASSES: dict[str, Callable[..., base.Initializer]] = {}
+
+
+def _keras_classes() -> dict[str, Callable[..., base.Initializer]]:
+    """Keras's class names, each with a function of its config's keys (Keras's defaults) giving the initializer.
+
+    A Keras 2 config may carry a stray `dtype`: it becomes the initializer's default dtype.
+    """
+    if _KERAS_CLASSES:
+        return _KERAS_CLASSES
+    from jinit._src import constant, orthogonal, random, variance_scaling
+
+    def no_axes(input_axes: Any, output_axes: Any) -> None:
+        if input_axes is not None and output_axes is not None:
+            raise ValueError(
+                "Keras's `input_axes` and `output_axes` count only those axes in the fans, with no receptive field; "
+                "jinit cannot load that yet: use jinit's in_axis/out_axis/batch_axis. "
+                f"Received: input_axes={input_axes!r}, output_axes={output_axes!r}"
+            )
+
+    def zeros(dtype=None):
+        return constant.zeros if dtype is None else constant.constant(0.0, dtype)
+
+    def ones(dtype=None):
+        return constant.ones if dtype is None else constant.constant(1.0, dtype)
+
+    def truncated(mean=0.0, stddev=0.05, dtype=None):  # cut at two standard deviations around the mean
+        return random.truncated_normal(stddev, dtype, -2.0, 2.0, mean=mean)
+
+    def scaling(scale=1.0, mode="fan_in", distribution="truncated_normal", input_axes=None, output_axes=None,
+                dtype=None):
+        no_axes(input_axes, output_axes)
+        if isinstance(distribution, str):  # in Keras, "normal" is the truncated normal
+            distribution = {"normal": "truncated_normal", "untruncated_normal": "normal"}.get(
+                distribution.lower(), distribution.lower()
+            )
+        return variance_scaling.variance_scaling(scale, mode, distribution, dtype=dtype)
+
+    def preset(name: str) -> Callable[..., base.Initializer]:
+        def build(input_axes=None, output_axes=None, dtype=None):
+            no_axes(input_axes, output_axes)
+            return getattr(variance_scaling, name)(dtype=dtype)
+
+        return build
+
+    classes: dict[str, Callable[..., base.Initializer]] = {
+        "Zeros": zeros,
+        "Ones": ones,
+        "Constant": lambda value=0.0, dtype=None: constant.constant(value, dtype),
+        "RandomNormal": lambda mean=0.0, stddev=0.05, dtype=None: random.random_normal(mean, stddev, dtype),
+        "RandomUniform": lambda minval=-0.05, maxval=0.05, dtype=None: random.random_uniform(minval, maxval, dtype),
+        "TruncatedNormal": truncated,
+        "VarianceScaling": scaling,
+        "Orthogonal": lambda gain=1.0, dtype=None: orthogonal.orthogonal(gain, dtype=dtype),
+        "Identity": lambda gain=1.0, dtype=None: constant.identity(gain, dtype),
+    }
+    classes["OrthogonalInitializer"] = classes["Orthogonal"]
+    classes["IdentityInitializer"] = classes["Identity"]
+    for keras_name, name in [
+        ("GlorotUniform", "glorot_uniform"),
+        ("GlorotNormal", "glorot_normal"),
+        ("HeUniform", "he_uniform"),
+        ("HeNormal", "he_normal"),
+        ("LecunUniform", "lecun_uniform"),
+        ("LecunNormal", "lecun_normal"),
+    ]:
+        classes[keras_name] = preset(name)
+    _KERAS_CLASSES.update(classes)
+    return _KERAS_CLASSES
 
 
 def get(identifier: Any) -> Any:
