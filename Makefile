@@ -1,4 +1,4 @@
-# The two set-up commands: `make demo` and `make test`. Each creates .venv when it is missing and installs
+# The two set-up commands: `make demo` and `make test` (which also installs the framework extras its tests use). Each creates .venv when it is missing and installs
 # what it needs from the package registries; only Python >= 3.11 and make are required.
 
 PYTHON ?= python3
@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,keras]'
 	@touch $@ $(VENV)/.installed
 
 $(VENV)/.installed-lint: pyproject.toml | $(BIN)/python

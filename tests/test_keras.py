@@ -1,0 +1,122 @@
+"""Against real Keras 3 (JAX backend): Keras's own configs load into initializers with Keras's distributions."""
+
+import json
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported
+
+import jax
+import keras
+import numpy as np
+import pytest
+from scipy import stats
+
+import jinit
+
+ALPHA = 1e-3  # level of each two-sample KS test
+N = 2**16  # samples per library
+
+ki = keras.initializers
+SPREAD = [
+    (ki.RandomNormal(), (256, 256)),
+    (ki.RandomNormal(mean=1.0, stddev=0.3), (256, 256)),
+    (ki.RandomUniform(), (256, 256)),
+    (ki.RandomUniform(minval=-2.0, maxval=3.0), (256, 256)),
+    (ki.TruncatedNormal(), (256, 256)),
+    (ki.TruncatedNormal(mean=-1.0, stddev=2.0), (256, 256)),
+    (ki.VarianceScaling(), (256, 256)),
+    (ki.VarianceScaling(2.0, "fan_out", "normal"), (4, 4, 64, 64)),
+    (ki.VarianceScaling(0.5, "fan_avg", "untruncated_normal"), (8, 128, 64)),
+    (ki.VarianceScaling(3.0, "fan_in", "uniform"), (4, 4, 64, 64)),
+    (ki.GlorotUniform(), (256, 256)),
+    (ki.GlorotNormal(), (4, 4, 64, 64)),
+    (ki.HeUniform(), (4, 4, 64, 64)),
+    (ki.HeNormal(), (256, 256)),
+    (ki.LecunUniform(), (65536,)),
+    (ki.LecunNormal(), (8, 128, 64)),
+]
+
+
+def _ids(rows):
+    return [f"{type(obj).__name__}-{json.dumps(ki.serialize(obj)['config'])}-{shape}" for obj, shape in rows]
+
+
+@pytest.mark.parametrize("obj, shape", SPREAD, ids=_ids(SPREAD))
+def test_same_distribution_as_keras(obj, shape):
+    ours = jinit.deserialize(ki.serialize(obj))
+    theirs = np.asarray(type(obj).from_config({**obj.get_config(), "seed": 1})(shape, "float32")).ravel()
+    x = np.asarray(ours(jax.random.key(1), shape, "float32")).ravel()
+    assert x.size == theirs.size >= N
+    result = stats.ks_2samp(x, theirs)
+    assert result.pvalue > ALPHA, (ours, result)
+    if not isinstance(obj, ki.RandomNormal) and obj.get_config().get("distribution") != "untruncated_normal":
+        # bounded: the same support, up to 1% of its width (both samples come close to both ends)
+        lo, hi = theirs.min(), theirs.max()
+        assert abs(x.min() - lo) <= 0.01 * (hi - lo) and abs(x.max() - hi) <= 0.01 * (hi - lo)
+
+
+@pytest.mark.parametrize(
+    "obj, shape",
+    [(ki.Zeros(), (3, 4)), (ki.Ones(), (3, 4)), (ki.Constant(2.5), (3, 4)), (ki.Identity(), (3, 5)),
+     (ki.Identity(), (4, 4))],
+    ids=["Zeros", "Ones", "Constant", "Identity-wide", "Identity-square"],
+)
+def test_deterministic_initializers_equal_keras(obj, shape):
+    ours = jinit.deserialize(ki.serialize(obj))
+    np.testing.assert_array_equal(ours(None, shape), np.asarray(obj(shape, "float32")))
+
+
+def test_orthogonal_matches_keras_gain_and_orthogonality():
+    obj = ki.Orthogonal(gain=1.7, seed=3)
+    ours = jinit.deserialize(ki.serialize(obj))
+    assert ours == jinit.orthogonal(1.7).with_seed(3)
+    with jax.numpy_rank_promotion("allow"):  # Keras's own code broadcasts implicitly
+        theirs = np.asarray(obj((64, 32), "float32"), np.float64)
+    for q in (np.asarray(ours(None, (64, 32)), np.float64), theirs):
+        np.testing.assert_allclose(q.T @ q, 1.7**2 * np.eye(32), atol=1e-4)
+
+
+def test_seed_round_trips_through_keras_configs():
+    ours = jinit.deserialize(ki.serialize(ki.HeNormal(seed=11)))
+    assert ours.seed == 11
+    np.testing.assert_array_equal(ours(None, (8, 8)), ours(None, (8, 8)))
+
+
+def _initializer_configs(node):
+    """Every initializer config in a model's JSON: the values of keys ending in `_initializer`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key.endswith("_initializer") and isinstance(value, dict):
+                yield key, value
+            else:
+                yield from _initializer_configs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _initializer_configs(value)
+
+
+def test_configs_from_a_real_keras_model_all_load():
+    with jax.numpy_rank_promotion("allow"):  # Keras's own code broadcasts implicitly
+        model = _model()
+        text = model.to_json()
+    found = list(_initializer_configs(json.loads(text)))
+    assert len(found) >= 10
+    for key, config in found:
+        init = jinit.deserialize(config)
+        assert isinstance(init, jinit.Initializer), key
+    names = {jinit.deserialize(config).name for _, config in found}
+    assert {"he_normal", "orthogonal", "variance_scaling", "zeros", "ones", "glorot_uniform"} <= names
+
+
+def _model():
+    return keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(8, 3, kernel_initializer="he_normal"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Reshape((14, 14 * 8)),
+            keras.layers.LSTM(8, recurrent_initializer=ki.Orthogonal(gain=1.1, seed=2)),
+            keras.layers.LayerNormalization(),
+            keras.layers.Dense(4, kernel_initializer=ki.VarianceScaling(2.0, "fan_avg", "uniform", seed=5)),
+        ]
+    )
