@@ -1,5 +1,6 @@
-# The two set-up commands: `make demo` and `make test` (which also installs the framework extras its tests use). Each creates .venv when it is missing and installs
-# what it needs from the package registries; only Python >= 3.11 and make are required.
+# The two set-up commands: `make demo` and `make test`. Each creates .venv when it is missing and installs what
+# it needs from the package registries (`make test` also installs the frameworks its tests compare against);
+# only Python >= 3.11 and make are required.
 
 PYTHON ?= python3
 VENV := .venv
