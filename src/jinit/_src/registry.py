@@ -210,6 +210,89 @@ def serialize(init: base.Initializer) -> dict[str, Any]:
     return {"module": "jinit", "class_name": init.name, "config": config}
 
 
+_KERAS_PRESETS = {
+    "glorot_uniform": "GlorotUniform",
+    "glorot_normal": "GlorotNormal",
+    "he_uniform": "HeUniform",
+    "he_normal": "HeNormal",
+    "lecun_uniform": "LecunUniform",
+    "lecun_normal": "LecunNormal",
+}
+_DEFAULT_AXES = {"in_axis": -2, "out_axis": -1, "batch_axis": ()}
+
+
+def to_keras(init: base.Initializer) -> dict[str, Any]:
+    """A Keras 3 config that `keras.initializers.deserialize` turns into the equivalent Keras initializer.
+
+    Args:
+      init: an `Initializer`.
+
+    Returns:
+      ``{"module": "keras.initializers", "class_name": ..., "config": {...}, "registered_name": None}``.
+
+    Raises:
+      ValueError: Keras cannot express `init`: a factory Keras lacks (e.g. `delta_orthogonal`), the mode
+        ``"fan_geo_avg"``, axes other than the defaults, `truncated_normal` bounds other than ±2, an
+        `orthogonal` `column_axis` other than -1, or a dtype (Keras initializers take it when called).
+      TypeError: `init` is not an `Initializer`.
+
+    Examples:
+      >>> import jinit
+      >>> jinit.to_keras(jinit.he_normal().with_seed(1))["class_name"]
+      'HeNormal'
+      >>> jinit.to_keras(jinit.variance_scaling(2.0, "fan_in", "normal"))["config"]["distribution"]
+      'untruncated_normal'
+    """
+    config = serialize(init)["config"]
+    seed = config.pop("seed", None)
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"Keras cannot express `{init!r}`: {why}.")
+
+    if config.pop("dtype", None) is not None:
+        raise refuse("a Keras initializer takes its dtype when called, not in its config")
+    if any(k in config and config[k] != _to_json(v) for k, v in _DEFAULT_AXES.items()):
+        raise refuse("Keras's fans use the default axes (in_axis=-2, out_axis=-1, batch_axis=())")
+    for k in _DEFAULT_AXES:
+        config.pop(k, None)
+    name, random_ = init.name, True
+    if name in ("zeros", "ones"):
+        class_name, keras_config, random_ = name.capitalize(), {}, False
+    elif name == "constant":
+        class_name, keras_config, random_ = "Constant", {"value": config["value"]}, False
+    elif name == "identity":
+        class_name, keras_config, random_ = "Identity", {"gain": config["gain"]}, False
+    elif name in ("normal", "random_normal"):
+        class_name, keras_config = "RandomNormal", {"mean": config["mean"], "stddev": config["stddev"]}
+    elif name == "uniform":
+        class_name, keras_config = "RandomUniform", {"minval": 0.0, "maxval": config["scale"]}
+    elif name == "random_uniform":
+        class_name, keras_config = "RandomUniform", {"minval": config["minval"], "maxval": config["maxval"]}
+    elif name == "truncated_normal":
+        if (config["lower"], config["upper"]) != (-2.0, 2.0):
+            raise refuse("Keras's TruncatedNormal cuts at two standard deviations (lower=-2.0, upper=2.0)")
+        class_name, keras_config = "TruncatedNormal", {"mean": config["mean"], "stddev": config["stddev"]}
+    elif name == "variance_scaling":
+        if config["mode"] == "fan_geo_avg":
+            raise refuse("Keras's VarianceScaling has no mode 'fan_geo_avg'")
+        distribution = {"normal": "untruncated_normal"}.get(config["distribution"], config["distribution"])
+        class_name = "VarianceScaling"
+        keras_config = {"scale": config["scale"], "mode": config["mode"], "distribution": distribution}
+    elif name in _KERAS_PRESETS:
+        class_name, keras_config = _KERAS_PRESETS[name], {}
+    elif name == "orthogonal":
+        if config["column_axis"] != -1:
+            raise refuse("Keras's Orthogonal takes the last axis as the columns (column_axis=-1)")
+        class_name, keras_config = "Orthogonal", {"gain": config["scale"]}
+    else:
+        raise refuse(f"Keras has no `{name}`")
+    if random_:
+        keras_config["seed"] = seed
+    elif seed is not None:
+        raise refuse("Keras's non-random initializers take no seed")
+    return {"module": "keras.initializers", "class_name": class_name, "config": keras_config, "registered_name": None}
+
+
 # --------------------------------------------------------------------------------------------- deserialize
 
 
