@@ -6,6 +6,7 @@ from jinit._src.constant import identity as identity
 from jinit._src.constant import ones as ones
 from jinit._src.constant import zeros as zeros
 from jinit._src.fans import compute_fans as compute_fans
+from jinit._src.keras import to_keras as to_keras
 from jinit._src.orthogonal import delta_orthogonal as delta_orthogonal
 from jinit._src.orthogonal import orthogonal as orthogonal
 from jinit._src.random import normal as normal
@@ -18,7 +19,6 @@ from jinit._src.registry import get as get
 from jinit._src.registry import register as register
 from jinit._src.registry import registered_names as registered_names
 from jinit._src.registry import serialize as serialize
-from jinit._src.registry import to_keras as to_keras
 from jinit._src.typing import InitializerLike as InitializerLike
 from jinit._src.variance_scaling import glorot_normal as glorot_normal
 from jinit._src.variance_scaling import glorot_uniform as glorot_uniform

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinit._src import base, checks, kernels
+from jinit._src import keras as keras_compat
 
 MAX_DEPTH = 8
 """How deeply lists and dicts may nest in a config."""
@@ -30,46 +31,6 @@ MAX_STRING = 256
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 _lock = threading.Lock()
 _custom: dict[str, Callable[..., Any]] = {}
-
-# Strings speak Keras (2 and 3): class names, snake_case names and Keras's aliases, with Keras's defaults.
-# A jinit name that Keras does not have (e.g. "delta_orthogonal") is the jinit factory with its own defaults.
-_KERAS_STRINGS: dict[str, Callable[[], base.Initializer]] = {}
-
-
-def _keras_string(names: tuple[str, ...], build: Callable[[], base.Initializer]) -> None:
-    for name in names:
-        _KERAS_STRINGS[name] = build
-
-
-def _declare_keras_strings() -> None:
-    """The Keras identifiers and what each means, with Keras's default arguments."""
-    from jinit._src import constant, orthogonal, random, variance_scaling
-
-    _keras_string(("Zeros", "zeros", "zero"), lambda: constant.zeros)
-    _keras_string(("Ones", "ones", "one"), lambda: constant.ones)
-    _keras_string(("Constant", "constant"), lambda: constant.constant(0.0))
-    _keras_string(("RandomNormal", "random_normal", "normal"), lambda: random.random_normal(0.0, 0.05))
-    _keras_string(("RandomUniform", "random_uniform", "uniform"), lambda: random.random_uniform(-0.05, 0.05))
-    # Keras's TruncatedNormal cuts at two standard deviations around the mean, with no variance correction.
-    _keras_string(("TruncatedNormal", "truncated_normal"), lambda: random.truncated_normal(0.05))
-    _keras_string(
-        ("VarianceScaling", "variance_scaling"),
-        lambda: variance_scaling.variance_scaling(1.0, "fan_in", "truncated_normal"),
-    )
-    for keras_name, name in [
-        ("GlorotUniform", "glorot_uniform"),
-        ("GlorotNormal", "glorot_normal"),
-        ("HeUniform", "he_uniform"),
-        ("HeNormal", "he_normal"),
-        ("LecunUniform", "lecun_uniform"),
-        ("LecunNormal", "lecun_normal"),
-    ]:
-        _keras_string((keras_name, name), getattr(variance_scaling, name))
-    for alias in ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"):  # JAX's aliases
-        _keras_string((alias,), getattr(variance_scaling, alias))
-    _keras_string(("Orthogonal", "OrthogonalInitializer", "orthogonal"), lambda: orthogonal.orthogonal(1.0))
-    _keras_string(("Identity", "IdentityInitializer", "identity"), lambda: constant.identity(1.0))
-
 
 def _factories() -> dict[str, Callable[..., base.Initializer]]:
     return base.factories()
@@ -177,8 +138,8 @@ def _hashable(name: str, value: Any) -> Any:
 # ----------------------------------------------------------------------------------------------- serialize
 
 
-def _to_json(value: Any) -> Any:
-    return [_to_json(v) for v in value] if isinstance(value, tuple) else value
+def to_json(value: Any) -> Any:
+    return [to_json(v) for v in value] if isinstance(value, tuple) else value
 
 
 def serialize(init: base.Initializer) -> dict[str, Any]:
@@ -204,93 +165,10 @@ def serialize(init: base.Initializer) -> dict[str, Any]:
             f"Only a jinit `Initializer` can be serialized (build it with a jinit factory, or `jinit.register` "
             f"your own). Received: init={init!r}"
         )
-    config = {k: _to_json(v) for k, v in init.arguments}
+    config = {k: to_json(v) for k, v in init.arguments}
     if init.seed is not None:
         config["seed"] = init.seed
     return {"module": "jinit", "class_name": init.name, "config": config}
-
-
-_KERAS_PRESETS = {
-    "glorot_uniform": "GlorotUniform",
-    "glorot_normal": "GlorotNormal",
-    "he_uniform": "HeUniform",
-    "he_normal": "HeNormal",
-    "lecun_uniform": "LecunUniform",
-    "lecun_normal": "LecunNormal",
-}
-_DEFAULT_AXES = {"in_axis": -2, "out_axis": -1, "batch_axis": ()}
-
-
-def to_keras(init: base.Initializer) -> dict[str, Any]:
-    """A Keras 3 config that `keras.initializers.deserialize` turns into the equivalent Keras initializer.
-
-    Args:
-      init: an `Initializer`.
-
-    Returns:
-      ``{"module": "keras.initializers", "class_name": ..., "config": {...}, "registered_name": None}``.
-
-    Raises:
-      ValueError: Keras cannot express `init`: a factory Keras lacks (e.g. `delta_orthogonal`), the mode
-        ``"fan_geo_avg"``, axes other than the defaults, `truncated_normal` bounds other than ±2, an
-        `orthogonal` `column_axis` other than -1, or a dtype (Keras initializers take it when called).
-      TypeError: `init` is not an `Initializer`.
-
-    Examples:
-      >>> import jinit
-      >>> jinit.to_keras(jinit.he_normal().with_seed(1))["class_name"]
-      'HeNormal'
-      >>> jinit.to_keras(jinit.variance_scaling(2.0, "fan_in", "normal"))["config"]["distribution"]
-      'untruncated_normal'
-    """
-    config = serialize(init)["config"]
-    seed = config.pop("seed", None)
-
-    def refuse(why: str) -> ValueError:
-        return ValueError(f"Keras cannot express `{init!r}`: {why}.")
-
-    if config.pop("dtype", None) is not None:
-        raise refuse("a Keras initializer takes its dtype when called, not in its config")
-    if any(k in config and config[k] != _to_json(v) for k, v in _DEFAULT_AXES.items()):
-        raise refuse("Keras's fans use the default axes (in_axis=-2, out_axis=-1, batch_axis=())")
-    for k in _DEFAULT_AXES:
-        config.pop(k, None)
-    name, random_ = init.name, True
-    if name in ("zeros", "ones"):
-        class_name, keras_config, random_ = name.capitalize(), {}, False
-    elif name == "constant":
-        class_name, keras_config, random_ = "Constant", {"value": config["value"]}, False
-    elif name == "identity":
-        class_name, keras_config, random_ = "Identity", {"gain": config["gain"]}, False
-    elif name in ("normal", "random_normal"):
-        class_name, keras_config = "RandomNormal", {"mean": config["mean"], "stddev": config["stddev"]}
-    elif name == "uniform":
-        class_name, keras_config = "RandomUniform", {"minval": 0.0, "maxval": config["scale"]}
-    elif name == "random_uniform":
-        class_name, keras_config = "RandomUniform", {"minval": config["minval"], "maxval": config["maxval"]}
-    elif name == "truncated_normal":
-        if (config["lower"], config["upper"]) != (-2.0, 2.0):
-            raise refuse("Keras's TruncatedNormal cuts at two standard deviations (lower=-2.0, upper=2.0)")
-        class_name, keras_config = "TruncatedNormal", {"mean": config["mean"], "stddev": config["stddev"]}
-    elif name == "variance_scaling":
-        if config["mode"] == "fan_geo_avg":
-            raise refuse("Keras's VarianceScaling has no mode 'fan_geo_avg'")
-        distribution = {"normal": "untruncated_normal"}.get(config["distribution"], config["distribution"])
-        class_name = "VarianceScaling"
-        keras_config = {"scale": config["scale"], "mode": config["mode"], "distribution": distribution}
-    elif name in _KERAS_PRESETS:
-        class_name, keras_config = _KERAS_PRESETS[name], {}
-    elif name == "orthogonal":
-        if config["column_axis"] != -1:
-            raise refuse("Keras's Orthogonal takes the last axis as the columns (column_axis=-1)")
-        class_name, keras_config = "Orthogonal", {"gain": config["scale"]}
-    else:
-        raise refuse(f"Keras has no `{name}`")
-    if random_:
-        keras_config["seed"] = seed
-    elif seed is not None:
-        raise refuse("Keras's non-random initializers take no seed")
-    return {"module": "keras.initializers", "class_name": class_name, "config": keras_config, "registered_name": None}
 
 
 # --------------------------------------------------------------------------------------------- deserialize
@@ -375,7 +253,7 @@ def deserialize(config: Any) -> base.Initializer:
     config = _check_plain("config", config, 0, [MAX_ITEMS])
     name = config.get("class_name")
     factories = _factories()
-    keras = _keras_classes()
+    keras = keras_compat.classes()
     module = config.get("module")
     if module in (None, "jinit") and isinstance(name, str) and name in factories:
         known_keys, build = ("module", "class_name", "config"), factories[name]
@@ -419,77 +297,6 @@ def _known_arguments(name: str, build: Callable[..., Any], arguments: dict[str, 
             )
 
 
-_KERAS_CLASSES: dict[str, Callable[..., base.Initializer]] = {}
-
-
-def _keras_classes() -> dict[str, Callable[..., base.Initializer]]:
-    """Keras's class names, each with a function of its config's keys (Keras's defaults) giving the initializer.
-
-    A Keras 2 config may carry a stray `dtype`: it becomes the initializer's default dtype.
-    """
-    if _KERAS_CLASSES:
-        return _KERAS_CLASSES
-    from jinit._src import constant, orthogonal, random, variance_scaling
-
-    def no_axes(input_axes: Any, output_axes: Any) -> None:
-        if input_axes is not None and output_axes is not None:
-            raise ValueError(
-                "Keras's `input_axes` and `output_axes` count only those axes in the fans, with no receptive field; "
-                "jinit cannot load that yet: use jinit's in_axis/out_axis/batch_axis. "
-                f"Received: input_axes={input_axes!r}, output_axes={output_axes!r}"
-            )
-
-    def zeros(dtype=None):
-        return constant.zeros if dtype is None else constant.constant(0.0, dtype)
-
-    def ones(dtype=None):
-        return constant.ones if dtype is None else constant.constant(1.0, dtype)
-
-    def truncated(mean=0.0, stddev=0.05, dtype=None):  # cut at two standard deviations around the mean
-        return random.truncated_normal(stddev, dtype, -2.0, 2.0, mean=mean)
-
-    def scaling(scale=1.0, mode="fan_in", distribution="truncated_normal", input_axes=None, output_axes=None,
-                dtype=None):
-        no_axes(input_axes, output_axes)
-        if isinstance(distribution, str):  # in Keras, "normal" is the truncated normal
-            distribution = {"normal": "truncated_normal", "untruncated_normal": "normal"}.get(
-                distribution.lower(), distribution.lower()
-            )
-        return variance_scaling.variance_scaling(scale, mode, distribution, dtype=dtype)
-
-    def preset(name: str) -> Callable[..., base.Initializer]:
-        def build(input_axes=None, output_axes=None, dtype=None):
-            no_axes(input_axes, output_axes)
-            return getattr(variance_scaling, name)(dtype=dtype)
-
-        return build
-
-    classes: dict[str, Callable[..., base.Initializer]] = {
-        "Zeros": zeros,
-        "Ones": ones,
-        "Constant": lambda value=0.0, dtype=None: constant.constant(value, dtype),
-        "RandomNormal": lambda mean=0.0, stddev=0.05, dtype=None: random.random_normal(mean, stddev, dtype),
-        "RandomUniform": lambda minval=-0.05, maxval=0.05, dtype=None: random.random_uniform(minval, maxval, dtype),
-        "TruncatedNormal": truncated,
-        "VarianceScaling": scaling,
-        "Orthogonal": lambda gain=1.0, dtype=None: orthogonal.orthogonal(gain, dtype=dtype),
-        "Identity": lambda gain=1.0, dtype=None: constant.identity(gain, dtype),
-    }
-    classes["OrthogonalInitializer"] = classes["Orthogonal"]
-    classes["IdentityInitializer"] = classes["Identity"]
-    for keras_name, name in [
-        ("GlorotUniform", "glorot_uniform"),
-        ("GlorotNormal", "glorot_normal"),
-        ("HeUniform", "he_uniform"),
-        ("HeNormal", "he_normal"),
-        ("LecunUniform", "lecun_uniform"),
-        ("LecunNormal", "lecun_normal"),
-    ]:
-        classes[keras_name] = preset(name)
-    _KERAS_CLASSES.update(classes)
-    return _KERAS_CLASSES
-
-
 def get(identifier: Any) -> Any:
     """Resolves an initializer identifier, as Keras's `initializers.get` does.
 
@@ -515,13 +322,12 @@ def get(identifier: Any) -> Any:
     if identifier is None or isinstance(identifier, base.Initializer):
         return identifier
     if isinstance(identifier, str):
-        if not _KERAS_STRINGS:
-            _declare_keras_strings()
-        if identifier in _KERAS_STRINGS:
-            return _KERAS_STRINGS[identifier]()
+        strings = keras_compat.strings()
+        if identifier in strings:
+            return strings[identifier]()
         factory = _factories().get(identifier)
         if factory is None:
-            known = sorted(set(_KERAS_STRINGS) | set(_factories()))
+            known = sorted(set(strings) | set(_factories()))
             raise ValueError(f"Unknown initializer {identifier!r}. Known: {', '.join(known)}")
         try:
             return factory()
