@@ -91,6 +91,7 @@ CASES = (
     Case("ones", jinit.ones, EVERY, jnn.ones, complex_ok=True, random=False),
     Case("constant", jinit.constant(0.25), EVERY, jnn.constant(0.25), complex_ok=True, random=False),
     Case("identity", jinit.identity(1.5), DENSE, None, complex_ok=True, random=False),
+    Case("stft", jinit.stft("imag", "hamming", "spectrum", periodic=True), ((8, 1, 5), (16, 2, 9)), random=False),
 )
 
 LOW_PRECISION = tuple(

@@ -11,7 +11,7 @@ EXPECTED = {
     "glorot_uniform", "he_normal", "he_uniform", "identity", "kaiming_normal", "kaiming_uniform", "lecun_normal",
     "lecun_uniform", "normal", "ones", "orthogonal", "random_normal", "random_uniform", "truncated_normal",
     "uniform", "variance_scaling", "xavier_normal", "xavier_uniform", "zeros",
-    "serialize", "deserialize", "get", "register", "registered_names", "to_keras",
+    "serialize", "deserialize", "get", "register", "registered_names", "to_keras", "stft",
 }  # fmt: skip
 
 # Factories that jax.nn.initializers also has: same argument names, order, kinds and defaults (jinit may add

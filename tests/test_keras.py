@@ -165,3 +165,29 @@ REFUSED = [
 def test_to_keras_refuses_what_keras_cannot_express(init, message):
     with pytest.raises(ValueError, match=rf"Keras cannot express.*{message}"):
         jinit.to_keras(init)
+
+
+STFT_CONFIGS = [
+    {"side": side, "window": window, "scaling": scaling, "periodic": periodic}
+    for side in ("real", "imag")
+    for window, scaling, periodic in [
+        ("hann", "density", False), ("hann", "spectrum", True), ("hamming", "density", True),
+        ("blackman", None, False), ("bartlett", "spectrum", False), ("boxcar", "density", True),
+        (None, None, False), ([0.5, 1.0, 2.0, 1.0, 0.5, 0.25, 0.1, 0.0], "density", False),
+    ]
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("config", STFT_CONFIGS, ids=[json.dumps(c) for c in STFT_CONFIGS])
+def test_stft_equals_keras(config):
+    obj = ki.STFT(**config)
+    ours = jinit.deserialize(ki.serialize(obj))
+    assert ours == jinit.stft(**config) and ki.deserialize(jinit.to_keras(ours)).get_config() == obj.get_config()
+    for shape in [(8, 1, 5), (8, 1, 9)]:
+        theirs = np.asarray(obj(shape, "float32"))
+        # Keras computes the angle 2 pi t f / n in float32, jinit in float64: Keras's angle is off by up to a few
+        # roundings of the largest angle, and so are its cos and sin (the window and scaling are at most 1)
+        frame, _, bins = shape
+        largest_angle = 2 * np.pi * (frame - 1) * (bins - 1) / (2 * (bins - 1))
+        np.testing.assert_allclose(ours(None, shape), theirs, rtol=0, atol=4 * largest_angle * 2.0**-24 + 1e-7)
+    assert ours(None, (8, 3, 5)).shape == (8, 3, 5)  # repeated over the channels (Keras gives (8, 1, 5))

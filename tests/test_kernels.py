@@ -119,3 +119,11 @@ def test_repeated_shape_gets_its_own_kernel(monkeypatch):
     np.testing.assert_array_equal(init(KEY, shape), first)
     with pytest.raises(AssertionError, match="chunk kernel"):  # another dtype is another kernel
         jinit.lecun_uniform()(KEY, shape, jnp.bfloat16)
+
+
+def test_random_uniform_never_reaches_maxval():
+    """minval + u * (maxval - minval) rounds up to maxval for some u; the result stays in [minval, maxval)."""
+    narrow = jinit.random_uniform(1.0, 1.0 + 2**-22)(KEY, (1000,))  # without the clamp, a quarter hit maxval
+    assert float(narrow.min()) >= 1.0 and float(narrow.max()) < 1.0 + 2**-22
+    wide = jinit.random_uniform(0.9, 1.0)(jax.random.key(0), (2**24,))  # without the clamp, 3 values are 1.0
+    assert float(wide.max()) < 1.0

@@ -19,6 +19,7 @@ from jinit._src.registry import get as get
 from jinit._src.registry import register as register
 from jinit._src.registry import registered_names as registered_names
 from jinit._src.registry import serialize as serialize
+from jinit._src.stft import stft as stft
 from jinit._src.typing import InitializerLike as InitializerLike
 from jinit._src.variance_scaling import glorot_normal as glorot_normal
 from jinit._src.variance_scaling import glorot_uniform as glorot_uniform
@@ -59,6 +60,7 @@ __all__ = (
     "register",
     "registered_names",
     "serialize",
+    "stft",
     "to_keras",
     "truncated_normal",
     "uniform",

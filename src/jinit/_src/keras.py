@@ -7,7 +7,7 @@ and a Keras ``VarianceScaling(distribution="normal")`` is the truncated normal.
 from collections.abc import Callable
 from typing import Any
 
-from jinit._src import base, constant, orthogonal, random, registry, variance_scaling
+from jinit._src import base, constant, orthogonal, random, registry, stft, variance_scaling
 
 # Strings speak Keras (2 and 3): class names, snake_case names and Keras's aliases, with Keras's defaults.
 # A jinit name that Keras does not have (e.g. "delta_orthogonal") is the jinit factory with its own defaults.
@@ -47,6 +47,7 @@ def strings() -> dict[str, Callable[[], base.Initializer]]:
         _keras_string((alias,), getattr(variance_scaling, alias))
     _keras_string(("Orthogonal", "OrthogonalInitializer", "orthogonal"), lambda: orthogonal.orthogonal(1.0))
     _keras_string(("Identity", "IdentityInitializer", "identity"), lambda: constant.identity(1.0))
+    _keras_string(("STFT", "STFTInitializer", "stft"), lambda: stft.stft())
     return _KERAS_STRINGS
 
 
@@ -105,6 +106,7 @@ def classes() -> dict[str, Callable[..., base.Initializer]]:
         "Orthogonal": lambda gain=1.0, dtype=None: orthogonal.orthogonal(gain, dtype=dtype),
         "Identity": lambda gain=1.0, dtype=None: constant.identity(gain, dtype),
     }
+    classes["STFT"] = classes["STFTInitializer"] = stft.stft
     classes["OrthogonalInitializer"] = classes["Orthogonal"]
     classes["IdentityInitializer"] = classes["Identity"]
     for keras_name, name in [
@@ -194,6 +196,9 @@ def to_keras(init: base.Initializer) -> dict[str, Any]:
         if config["column_axis"] != -1:
             raise refuse("Keras's Orthogonal takes the last axis as the columns (column_axis=-1)")
         class_name, keras_config = "Orthogonal", {"gain": config["scale"]}
+    elif name == "stft":
+        class_name, random_ = "STFT", False
+        keras_config = {k: config[k] for k in ("side", "window", "scaling", "periodic")}
     else:
         raise refuse(f"Keras has no `{name}`")
     if random_:

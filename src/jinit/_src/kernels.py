@@ -60,9 +60,14 @@ def _inward(bound: jax.Array, dtype: np.dtype, *, down: bool, strict: bool) -> j
     return jnp.where(outside, jax.lax.nextafter(rounded, jnp.array(jnp.finfo(dtype).max, dtype)), rounded)
 
 
-def _cast(x: jax.Array, dtype: np.dtype, lower: Any = None, upper: Any = None, upper_open: bool = False) -> jax.Array:
-    """Casts a sample computed in `compute_dtype` to `dtype`, keeping it inside [lower, upper] (or [lower, upper))."""
-    if x.dtype == dtype:
+def _cast(
+    x: jax.Array, dtype: np.dtype, lower: Any = None, upper: Any = None, upper_open: bool = False, always: bool = False
+) -> jax.Array:
+    """Casts a sample computed in `compute_dtype` to `dtype`, keeping it inside [lower, upper] (or [lower, upper)).
+
+    A sample already in `dtype` is left alone (it is JAX's), unless `always`.
+    """
+    if x.dtype == dtype and not always:
         return x
     y = x.astype(dtype)
     if lower is not None:
@@ -148,7 +153,8 @@ def _draw(kind: str, key: jax.Array, shape: tuple[int, ...], dtype: np.dtype, pa
         # Materialized bounds: folded as constants (under a user's `jit`), XLA would round differently.
         low, high = _materialized(jnp.asarray(minval, ct)), _materialized(jnp.asarray(maxval, ct))
         x = jax.random.uniform(key, shape, ct, low, high)
-        return _cast(x, dtype, minval, maxval, upper_open=True)
+        # minval + u * (maxval - minval) can round up to maxval, in any dtype: keep [minval, maxval) half-open
+        return _cast(x, dtype, minval, maxval, upper_open=True, always=True)
     (variance,) = params
     variance = jnp.asarray(variance, ct)
     if kind == "vs_truncated_normal":

@@ -1,0 +1,113 @@
+"""Keras 3's STFT initializer: convolution kernels that compute a short-time Fourier transform."""
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jinit._src import base, checks
+from jinit._src.typing import DTypeLike
+
+SIDES = ("real", "imag")
+WINDOWS = ("hann", "hamming", "blackman", "bartlett", "boxcar")
+SCALINGS = ("density", "spectrum")
+
+
+def _window(name: str, length: int, periodic: bool) -> np.ndarray:
+    """`scipy.signal.get_window(name, length, fftbins=periodic)` for the windows in `WINDOWS`, in float64."""
+    if length == 1:
+        return np.ones(1)
+    m = length + 1 if periodic else length  # a periodic window is the symmetric one of length + 1, truncated
+    n = np.arange(m)
+    phase = 2 * np.pi * n / (m - 1)
+    if name == "hann":
+        w = 0.5 - 0.5 * np.cos(phase)
+    elif name == "hamming":
+        w = 0.54 - 0.46 * np.cos(phase)
+    elif name == "blackman":
+        w = 0.42 - 0.5 * np.cos(phase) + 0.08 * np.cos(2 * phase)
+    elif name == "bartlett":
+        w = 1 - np.abs(2 * n / (m - 1) - 1)
+    else:
+        w = np.ones(m)
+    return w[:length]
+
+
+def _stft_sampler(key, shape, dtype, out_sharding, *, side, window, scaling, periodic) -> jax.Array:
+    if len(shape) != 3:
+        raise ValueError(f"`stft` needs a shape (frame_length, channels, fft_bins) of rank 3. Received: shape={shape}")
+    frame_length, _, bins = shape
+    if isinstance(window, tuple) and len(window) != frame_length:
+        raise ValueError(
+            f"`stft` window of length {len(window)} does not match the frame length. Received: shape={shape}"
+        )
+    if math.prod(shape) == 0:
+        return jnp.zeros(shape, dtype, device=out_sharding)
+    fft_length = max(1, (bins - 1) * 2)
+    angle = -2 * np.pi * np.arange(frame_length)[:, None, None] * np.arange(bins)[None, None, :] / fft_length
+    kernel = np.cos(angle) if side == "real" else np.sin(angle)
+    if window is not None:
+        w = np.asarray(window, np.float64) if isinstance(window, tuple) else _window(window, frame_length, periodic)
+        norm = {"density": np.sqrt(np.sum(w**2)), "spectrum": np.sum(np.abs(w)), None: 1.0}[scaling]
+        kernel = kernel * w[:, None, None] / norm
+    return jnp.asarray(np.broadcast_to(kernel, shape), dtype, device=out_sharding)
+
+
+@base.factory("stft", _stft_sampler, keyless=True)
+def stft(
+    side: str = "real",
+    window: Any = "hann",
+    scaling: str | None = "density",
+    periodic: bool = False,
+    dtype: DTypeLike | None = None,
+) -> base.Initializer:
+    """Builds an initializer of short-time Fourier transform kernels, as Keras 3's `STFT`.
+
+    For a shape ``(T, C, F)`` (frame length, input channels, frequency bins), with ``n = 2 * (F - 1)``,
+    ``kernel[t, c, f] = cos(-2 pi t f / n) * w[t] / s`` for ``side="real"`` (``sin`` for ``"imag"``), where ``w``
+    is the window (ones for None) and ``s`` is ``sqrt(sum(w**2))`` (``"density"``), ``sum(|w|)``
+    (``"spectrum"``) or 1 (None). Keras returns ``(T, 1, F)`` whatever ``C``; jinit repeats the kernel over
+    the channels so that the result has the requested shape. Computed in float64 with NumPy (a constant, no
+    randomness), then cast.
+
+    Args:
+      side: ``"real"`` or ``"imag"``.
+      window: ``"hann"``, ``"hamming"``, ``"blackman"``, ``"bartlett"``, ``"boxcar"`` (as
+        `scipy.signal.get_window`), a sequence of ``T`` finite numbers, or None.
+      scaling: ``"density"``, ``"spectrum"`` or None.
+      periodic: whether a named window is periodic (for spectral analysis) rather than symmetric.
+      dtype: the default dtype of the result; None is JAX's default float type.
+
+    Returns:
+      An `Initializer` for shapes of rank 3; the key may be None.
+
+    Raises:
+      ValueError: an unknown side, window or scaling; when called, a shape of another rank or a window of
+        another length than the frame.
+      TypeError: `periodic` is not a boolean, or `window` is not a string, numbers or None.
+
+    Examples:
+      >>> import jinit
+      >>> jinit.stft(window=None, scaling=None)(None, (2, 1, 2))[:, 0, :]
+      Array([[ 1.,  1.],
+             [ 1., -1.]], dtype=float32)
+    """
+    if isinstance(window, str) or window is None:
+        window = window if window is None else checks.choice("window", window, WINDOWS)
+    elif isinstance(window, list | tuple | np.ndarray | jax.Array):
+        window = tuple(checks.number("window", w) for w in np.asarray(window).reshape(-1).tolist())
+    else:
+        raise TypeError(f"Argument `window` must be a window's name, a sequence of numbers or None. "
+                        f"Received: window={window!r}")
+    if not isinstance(periodic, bool):
+        raise TypeError(f"Argument `periodic` must be a boolean. Received: periodic={periodic!r}")
+    return base.make(
+        "stft",
+        side=checks.choice("side", side, SIDES),
+        window=window,
+        scaling=None if scaling is None else checks.choice("scaling", scaling, SCALINGS),
+        periodic=periodic,
+        dtype=checks.dtype("dtype", dtype),
+    )
