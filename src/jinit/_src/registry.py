@@ -255,7 +255,8 @@ def deserialize(config: Any) -> base.Initializer:
     factories = _factories()
     keras = keras_compat.classes()
     module = config.get("module")
-    if module in (None, "jinit") and isinstance(name, str) and name in factories:
+    from_keras = not (module in (None, "jinit") and isinstance(name, str) and name in factories)
+    if not from_keras:
         known_keys, build = ("module", "class_name", "config"), factories[name]
     elif (module is None or (isinstance(module, str) and module.startswith("keras"))) and name in keras:
         known_keys, build = ("module", "class_name", "config", "registered_name"), keras[name]
@@ -273,10 +274,10 @@ def deserialize(config: Any) -> base.Initializer:
         raise TypeError(f"Config key `config` must be a dict of arguments. Received: config={arguments!r}")
     arguments = dict(arguments)
     seed = checks.seed(arguments.pop("seed", None))
-    if build is not keras.get(name):
-        arguments = _arguments(name, build, arguments)
-    else:
+    if from_keras:
         _known_arguments(name, build, arguments)
+    else:
+        arguments = _arguments(name, build, arguments)
     try:
         init = build(**arguments)
     except (ValueError, TypeError):
