@@ -91,6 +91,12 @@ CASES = (
     Case("ones", jinit.ones, EVERY, jnn.ones, complex_ok=True, random=False),
     Case("constant", jinit.constant(0.25), EVERY, jnn.constant(0.25), complex_ok=True, random=False),
     Case("identity", jinit.identity(1.5), DENSE, None, complex_ok=True, random=False),
+    Case(
+        "keras_variance_scaling",
+        jinit.keras_variance_scaling(2.0, "fan_in", "normal", (0,), (1, 2)),
+        ((6, 5, 4),),
+        complex_ok=True,
+    ),
     Case("stft", jinit.stft("imag", "hamming", "spectrum", periodic=True), ((8, 1, 5), (16, 2, 9)), random=False),
 )
 

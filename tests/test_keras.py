@@ -34,6 +34,9 @@ SPREAD = [
     (ki.HeNormal(), (256, 256)),
     (ki.LecunUniform(), (65536,)),
     (ki.LecunNormal(), (8, 128, 64)),
+    # fans over the given axes only: 64 in, 32 out, the middle axis counts in neither
+    (ki.VarianceScaling(2.0, "fan_in", "untruncated_normal", input_axes=[0], output_axes=[2]), (64, 32, 32)),
+    (ki.GlorotUniform(input_axes=[0, 1], output_axes=[2]), (16, 8, 512)),
 ]
 
 
@@ -130,6 +133,7 @@ EXPRESSIBLE = [
     jinit.variance_scaling(3.0, "fan_in", "uniform").with_seed(9),
     jinit.glorot_uniform(), jinit.glorot_normal(), jinit.he_uniform(), jinit.he_normal().with_seed(2),
     jinit.lecun_uniform(), jinit.lecun_normal(), jinit.orthogonal(1.3),
+    jinit.keras_variance_scaling(1.5, "fan_avg", "uniform", (0,), (1, 2)),
 ]  # fmt: skip
 
 
@@ -138,7 +142,7 @@ def test_to_keras_is_what_keras_loads(init):
     config = jinit.to_keras(init)
     obj = ki.deserialize(json.loads(json.dumps(config)))
     assert type(obj).__name__ == config["class_name"]
-    shape = (2,) if init.name == "constant" else (6, 5)
+    shape = {"constant": (2,), "keras_variance_scaling": (6, 5, 4)}.get(init.name, (6, 5))
     if init.name in ("zeros", "ones", "constant", "identity"):
         # Keras 3's Identity leaves `gain` out of its own config, so compare the Keras object's values
         np.testing.assert_array_equal(np.asarray(obj(shape, "float32")), init(None, shape))

@@ -135,6 +135,10 @@ KERAS_CONFIGS = [
      jinit.identity(1.0)),
     ({"class_name": "Constant", "config": {"value": 3.0}}, jinit.constant(3.0)),
     ({"class_name": "Zeros", "config": {}}, jinit.zeros),
+    ({"class_name": "HeNormal", "config": {"input_axes": [0], "output_axes": [1, 2], "seed": None}},
+     jinit.keras_variance_scaling(2.0, "fan_in", "truncated_normal", (0,), (1, 2))),
+    ({"class_name": "VarianceScaling", "config": {"input_axes": [0], "output_axes": None}},
+     jinit.variance_scaling(1.0, "fan_in", "truncated_normal")),  # Keras ignores one axis list alone
     ({"class_name": "Ones", "config": {"dtype": "float32"}}, jinit.constant(1.0, "float32")),
 ]
 
@@ -220,8 +224,8 @@ BAD_CONFIGS = [
     ("float_seed", {**GOOD, "config": {**GOOD["config"], "seed": 1.5}}, TypeError, r"`seed`.*seed=1\.5"),
     ("keras_unknown_key", {"class_name": "GlorotUniform", "config": {"seed": None, "gain": 2}}, ValueError,
      r"Unknown argument 'gain' for Keras's `GlorotUniform`.*gain=2"),
-    ("keras_input_axes", {"class_name": "HeNormal", "config": {"input_axes": [0], "output_axes": [1]}}, ValueError,
-     r"`input_axes`.*input_axes=\(0,\)"),
+    ("keras_input_axes", {"class_name": "HeNormal", "config": {"input_axes": "0", "output_axes": [1]}}, TypeError,
+     r"`input_axes`.*input_axes='0'"),
     ("keras_bad_distribution", {"class_name": "VarianceScaling", "config": {"distribution": "gauss"}}, ValueError,
      r"`distribution`.*distribution='gauss'"),
     ("keras_module_elsewhere", {"module": "builtins", "class_name": "GlorotUniform", "config": {}}, ValueError,

@@ -6,6 +6,7 @@ from jinit._src.constant import identity as identity
 from jinit._src.constant import ones as ones
 from jinit._src.constant import zeros as zeros
 from jinit._src.fans import compute_fans as compute_fans
+from jinit._src.keras import keras_variance_scaling as keras_variance_scaling
 from jinit._src.keras import to_keras as to_keras
 from jinit._src.orthogonal import delta_orthogonal as delta_orthogonal
 from jinit._src.orthogonal import orthogonal as orthogonal
@@ -50,6 +51,7 @@ __all__ = (
     "identity",
     "kaiming_normal",
     "kaiming_uniform",
+    "keras_variance_scaling",
     "lecun_normal",
     "lecun_uniform",
     "normal",

@@ -4,10 +4,78 @@ Strings and configs speak Keras, with Keras's defaults: ``"normal"`` is Keras's 
 and a Keras ``VarianceScaling(distribution="normal")`` is the truncated normal.
 """
 
+import math
 from collections.abc import Callable
 from typing import Any
 
-from jinit._src import base, constant, orthogonal, random, registry, stft, variance_scaling
+from jinit._src import base, checks, constant, orthogonal, random, registry, stft, variance_scaling
+from jinit._src.typing import DTypeLike
+
+
+def _keras_axes_sampler(key, shape, dtype, out_sharding, *, scale, mode, distribution, input_axes, output_axes):
+    rank = len(shape)
+    ins = checks.normalize_axes("input_axes", input_axes, rank, shape)
+    outs = checks.normalize_axes("output_axes", output_axes, rank, shape)
+    fan_in, fan_out = math.prod(shape[a] for a in ins), math.prod(shape[a] for a in outs)
+    return variance_scaling.sample(
+        "keras_variance_scaling", key, shape, dtype, out_sharding, scale, mode, distribution, fan_in, fan_out
+    )
+
+
+def _axes(name: str, value: Any) -> tuple[int, ...]:
+    axes = checks.axis(name, value)
+    return (axes,) if isinstance(axes, int) else axes
+
+
+@base.factory("keras_variance_scaling", _keras_axes_sampler)
+def keras_variance_scaling(
+    scale: float,
+    mode: str,
+    distribution: str,
+    input_axes: tuple[int, ...],
+    output_axes: tuple[int, ...],
+    dtype: DTypeLike | None = None,
+) -> base.Initializer:
+    """Builds Keras 3's `VarianceScaling` with `input_axes` and `output_axes`: fans count only those axes.
+
+    ``fan_in = prod(shape[a] for a in input_axes)`` and ``fan_out`` likewise, with no receptive field (unlike
+    `variance_scaling`'s axes, which multiply by every axis that is neither an input, output nor batch axis;
+    the two agree when the axes cover the whole shape). `distribution` is jinit's (``"normal"`` untruncated).
+    Keras configs with both axes given load into this factory.
+
+    Args:
+      scale: the scaling factor, a positive finite number.
+      mode: ``"fan_in"``, ``"fan_out"``, ``"fan_avg"`` or ``"fan_geo_avg"``.
+      distribution: ``"truncated_normal"``, ``"normal"`` or ``"uniform"``.
+      input_axes: the input axes.
+      output_axes: the output axes.
+      dtype: the default dtype of the result; None is JAX's default float type.
+
+    Returns:
+      An `Initializer`.
+
+    Raises:
+      ValueError: as `variance_scaling`; when called, an axis out of range or repeated.
+
+    Examples:
+      >>> import jax, jinit
+      >>> init = jinit.get({"class_name": "HeNormal", "config": {"input_axes": [0], "output_axes": [1, 2]}})
+      >>> init.name, init.config["input_axes"], init.config["output_axes"]
+      ('keras_variance_scaling', (0,), (1, 2))
+      >>> init(jax.random.key(0), (64, 4, 16)).shape
+      (64, 4, 16)
+    """
+    base_init = variance_scaling.variance_scaling(scale, mode, distribution, dtype=dtype)
+    arguments = dict(base_init.arguments)
+    return base.make(
+        "keras_variance_scaling",
+        scale=arguments["scale"],
+        mode=arguments["mode"],
+        distribution=arguments["distribution"],
+        input_axes=_axes("input_axes", input_axes),
+        output_axes=_axes("output_axes", output_axes),
+        dtype=arguments["dtype"],
+    )
 
 # Strings speak Keras (2 and 3): class names, snake_case names and Keras's aliases, with Keras's defaults.
 # A jinit name that Keras does not have (e.g. "delta_orthogonal") is the jinit factory with its own defaults.
@@ -62,14 +130,6 @@ def classes() -> dict[str, Callable[..., base.Initializer]]:
     if _KERAS_CLASSES:
         return _KERAS_CLASSES
 
-    def no_axes(input_axes: Any, output_axes: Any) -> None:
-        if input_axes is not None and output_axes is not None:
-            raise ValueError(
-                "Keras's `input_axes` and `output_axes` count only those axes in the fans, with no receptive field; "
-                "jinit cannot load that yet: use jinit's in_axis/out_axis/batch_axis. "
-                f"Received: input_axes={input_axes!r}, output_axes={output_axes!r}"
-            )
-
     def zeros(dtype=None):
         return constant.zeros if dtype is None else constant.constant(0.0, dtype)
 
@@ -81,16 +141,18 @@ def classes() -> dict[str, Callable[..., base.Initializer]]:
 
     def scaling(scale=1.0, mode="fan_in", distribution="truncated_normal", input_axes=None, output_axes=None,
                 dtype=None):
-        no_axes(input_axes, output_axes)
         if isinstance(distribution, str):  # in Keras, "normal" is the truncated normal
             distribution = {"normal": "truncated_normal", "untruncated_normal": "normal"}.get(
                 distribution.lower(), distribution.lower()
             )
+        if input_axes is not None and output_axes is not None:  # Keras ignores them unless both are given
+            return keras_variance_scaling(scale, mode, distribution, input_axes, output_axes, dtype)
         return variance_scaling.variance_scaling(scale, mode, distribution, dtype=dtype)
 
-    def preset(name: str) -> Callable[..., base.Initializer]:
+    def preset(name: str, scale: float, mode: str, distribution: str) -> Callable[..., base.Initializer]:
         def build(input_axes=None, output_axes=None, dtype=None):
-            no_axes(input_axes, output_axes)
+            if input_axes is not None and output_axes is not None:
+                return keras_variance_scaling(scale, mode, distribution, input_axes, output_axes, dtype)
             return getattr(variance_scaling, name)(dtype=dtype)
 
         return build
@@ -109,15 +171,15 @@ def classes() -> dict[str, Callable[..., base.Initializer]]:
     classes["STFT"] = classes["STFTInitializer"] = stft.stft
     classes["OrthogonalInitializer"] = classes["Orthogonal"]
     classes["IdentityInitializer"] = classes["Identity"]
-    for keras_name, name in [
-        ("GlorotUniform", "glorot_uniform"),
-        ("GlorotNormal", "glorot_normal"),
-        ("HeUniform", "he_uniform"),
-        ("HeNormal", "he_normal"),
-        ("LecunUniform", "lecun_uniform"),
-        ("LecunNormal", "lecun_normal"),
+    for keras_name, name, scale, mode, distribution in [
+        ("GlorotUniform", "glorot_uniform", 1.0, "fan_avg", "uniform"),
+        ("GlorotNormal", "glorot_normal", 1.0, "fan_avg", "truncated_normal"),
+        ("HeUniform", "he_uniform", 2.0, "fan_in", "uniform"),
+        ("HeNormal", "he_normal", 2.0, "fan_in", "truncated_normal"),
+        ("LecunUniform", "lecun_uniform", 1.0, "fan_in", "uniform"),
+        ("LecunNormal", "lecun_normal", 1.0, "fan_in", "truncated_normal"),
     ]:
-        classes[keras_name] = preset(name)
+        classes[keras_name] = preset(name, scale, mode, distribution)
     _KERAS_CLASSES.update(classes)
     return _KERAS_CLASSES
 
@@ -196,6 +258,13 @@ def to_keras(init: base.Initializer) -> dict[str, Any]:
         if config["column_axis"] != -1:
             raise refuse("Keras's Orthogonal takes the last axis as the columns (column_axis=-1)")
         class_name, keras_config = "Orthogonal", {"gain": config["scale"]}
+    elif name == "keras_variance_scaling":
+        if config["mode"] == "fan_geo_avg":
+            raise refuse("Keras's VarianceScaling has no mode 'fan_geo_avg'")
+        distribution = {"normal": "untruncated_normal"}.get(config["distribution"], config["distribution"])
+        class_name = "VarianceScaling"
+        keras_config = {k: config[k] for k in ("scale", "mode", "input_axes", "output_axes")}
+        keras_config["distribution"] = distribution
     elif name == "stft":
         class_name, random_ = "STFT", False
         keras_config = {k: config[k] for k in ("side", "window", "scaling", "periodic")}

@@ -2,6 +2,8 @@
 
 import functools
 
+import jax
+
 from jinit._src import base, checks, fans, kernels
 from jinit._src.typing import Axis, DTypeLike
 
@@ -25,6 +27,11 @@ def variance(scale: float, mode: str, fan_in: int, fan_out: int) -> float:
 
 def _sampler(key, shape, dtype, out_sharding, *, scale, mode, distribution, in_axis, out_axis, batch_axis, name):
     fan_in, fan_out = fans.fans(shape, in_axis, out_axis, batch_axis)
+    return sample(name, key, shape, dtype, out_sharding, scale, mode, distribution, fan_in, fan_out)
+
+
+def sample(name, key, shape, dtype, out_sharding, scale, mode, distribution, fan_in, fan_out) -> jax.Array:
+    """Checks the dtype and draws variance scaling's sample, given the fans."""
     checks.random_dtype(name, dtype, complex_ok=True)
     params = (variance(scale, mode, fan_in, fan_out),)
     return kernels.sample("vs_" + distribution, key, shape, dtype, params, out_sharding)
