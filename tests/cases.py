@@ -97,6 +97,10 @@ CASES = (
         ((6, 5, 4),),
         complex_ok=True,
     ),
+    Case("trunc_normal", jinit.trunc_normal(1.0, 2.0, -1.0, 7.0), DENSE + VECTOR),
+    Case("sparse", jinit.sparse(0.3, 0.5), DENSE),
+    Case("dirac", jinit.dirac(2), ((4, 2, 3), (6, 3, 3, 3)), random=False),
+    Case("torch_kaiming_uniform", jinit.torch_kaiming_uniform(a=5**0.5), ((8, 4, 3, 3),), complex_ok=True),
     Case("stft", jinit.stft("imag", "hamming", "spectrum", periodic=True), ((8, 1, 5), (16, 2, 9)), random=False),
 )
 

@@ -12,7 +12,8 @@ EXPECTED = {
     "lecun_uniform", "normal", "ones", "orthogonal", "random_normal", "random_uniform", "truncated_normal",
     "uniform", "variance_scaling", "xavier_normal", "xavier_uniform", "zeros",
     "serialize", "deserialize", "get", "register", "registered_names", "to_keras", "stft",
-    "keras_variance_scaling",
+    "keras_variance_scaling", "calculate_gain", "dirac", "sparse", "torch_kaiming_normal", "torch_kaiming_uniform",
+    "torch_xavier_normal", "torch_xavier_uniform", "trunc_normal",
 }  # fmt: skip
 
 # Factories that jax.nn.initializers also has: same argument names, order, kinds and defaults (jinit may add

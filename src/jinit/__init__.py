@@ -10,6 +10,14 @@ from jinit._src.keras import keras_variance_scaling as keras_variance_scaling
 from jinit._src.keras import to_keras as to_keras
 from jinit._src.orthogonal import delta_orthogonal as delta_orthogonal
 from jinit._src.orthogonal import orthogonal as orthogonal
+from jinit._src.pytorch import calculate_gain as calculate_gain
+from jinit._src.pytorch import dirac as dirac
+from jinit._src.pytorch import sparse as sparse
+from jinit._src.pytorch import torch_kaiming_normal as torch_kaiming_normal
+from jinit._src.pytorch import torch_kaiming_uniform as torch_kaiming_uniform
+from jinit._src.pytorch import torch_xavier_normal as torch_xavier_normal
+from jinit._src.pytorch import torch_xavier_uniform as torch_xavier_uniform
+from jinit._src.pytorch import trunc_normal as trunc_normal
 from jinit._src.random import normal as normal
 from jinit._src.random import random_normal as random_normal
 from jinit._src.random import random_uniform as random_uniform
@@ -39,10 +47,12 @@ __version__ = "0.1.0"
 __all__ = (
     "Initializer",
     "InitializerLike",
+    "calculate_gain",
     "compute_fans",
     "constant",
     "delta_orthogonal",
     "deserialize",
+    "dirac",
     "get",
     "glorot_normal",
     "glorot_uniform",
@@ -62,8 +72,14 @@ __all__ = (
     "register",
     "registered_names",
     "serialize",
+    "sparse",
     "stft",
     "to_keras",
+    "torch_kaiming_normal",
+    "torch_kaiming_uniform",
+    "torch_xavier_normal",
+    "torch_xavier_uniform",
+    "trunc_normal",
     "truncated_normal",
     "uniform",
     "variance_scaling",
