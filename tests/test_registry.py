@@ -5,6 +5,7 @@ import concurrent.futures
 import copy
 import json
 import math
+import os
 import pickle
 
 import jax
@@ -261,7 +262,7 @@ JSON = st.recursive(
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5),
     max_leaves=30,
 )
-VALID = [jinit.serialize(case.init) for case in CASES]
+VALID = [jinit.serialize(case.init) for case in CASES] + [config for config, _ in KERAS_CONFIGS]
 
 
 @st.composite
@@ -270,6 +271,8 @@ def mutated_configs(draw):
     config = copy.deepcopy(draw(st.sampled_from(VALID)))
     arguments = config["config"]
     how = draw(st.sampled_from(["replace", "drop", "add", "rename", "top"]))
+    if not arguments and how in ("replace", "drop"):
+        how = "add"
     if how == "replace" and arguments:
         arguments[draw(st.sampled_from(sorted(arguments)))] = draw(JSON)
     elif how == "drop" and arguments:
@@ -284,7 +287,7 @@ def mutated_configs(draw):
 
 
 @given(st.one_of(JSON, mutated_configs(), st.sampled_from(VALID)))
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=int(os.environ.get("JINIT_FUZZ_EXAMPLES", 2000)), deadline=None)
 def test_fuzzed_configs_raise_only_value_or_type_errors(config):
     before = jinit.registered_names()
     try:

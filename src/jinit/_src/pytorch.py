@@ -176,12 +176,12 @@ def _sparse_kernel(key, values, *, shape, dtype, zeros):
     return jnp.where(ranks < zeros, jnp.zeros((), dtype), values)
 
 
-def _sparse_sampler(key, shape, dtype, out_sharding, *, sparsity, std) -> jax.Array:
+def _sparse_sampler(key, shape, dtype, out_sharding, *, sparsity, stddev) -> jax.Array:
     if len(shape) != 2:
         raise ValueError(f"`sparse` needs a 2-D shape. Received: shape={shape}")
     checks.random_dtype("sparse", dtype, complex_ok=False)
     key_values, key_zeros = jax.random.split(key)
-    values = kernels.sample("normal", key_values, shape, dtype, (std, None), out_sharding)
+    values = kernels.sample("normal", key_values, shape, dtype, (stddev, None), out_sharding)
     if math.prod(shape) == 0:
         return values
     zeros = math.ceil(sparsity * shape[0])
@@ -189,21 +189,21 @@ def _sparse_sampler(key, shape, dtype, out_sharding, *, sparsity, std) -> jax.Ar
 
 
 @base.factory("sparse", _sparse_sampler)
-def sparse(sparsity: float, std: float = 0.01, dtype: DTypeLike | None = None) -> base.Initializer:
-    """Builds `torch.nn.init.sparse_`: ``N(0, std**2)`` with ``ceil(sparsity * rows)`` zeros in every column.
+def sparse(sparsity: float, stddev: float = 0.01, dtype: DTypeLike | None = None) -> base.Initializer:
+    """Builds `torch.nn.init.sparse_`: ``N(0, stddev**2)`` with ``ceil(sparsity * rows)`` zeros in every column.
 
     The zeros of each column are at rows drawn uniformly without replacement, independently per column.
 
     Args:
       sparsity: the fraction of each column set to zero, in [0, 1].
-      std: the standard deviation of the non-zero values, a finite number >= 0.
+      stddev: the standard deviation of the non-zero values (torch's `std`), a finite number >= 0.
       dtype: the default dtype of the result; None is JAX's default float type.
 
     Returns:
       An `Initializer` for 2-D shapes.
 
     Raises:
-      ValueError: `sparsity` outside [0, 1], `std` negative or not finite; when called, a shape that is not 2-D.
+      ValueError: `sparsity` outside [0, 1], `stddev` negative or not finite; when called, a shape that is not 2-D.
 
     Examples:
       >>> import jax, jinit
@@ -214,8 +214,8 @@ def sparse(sparsity: float, std: float = 0.01, dtype: DTypeLike | None = None) -
     sparsity = checks.number("sparsity", sparsity, minimum="nonnegative")
     if sparsity > 1:
         raise ValueError(f"Argument `sparsity` must be in [0, 1]. Received: sparsity={sparsity!r}")
-    std = checks.number("std", std, minimum="nonnegative")
-    return base.make("sparse", sparsity=sparsity, std=std, dtype=checks.dtype("dtype", dtype))
+    stddev = checks.number("stddev", stddev, minimum="nonnegative")
+    return base.make("sparse", sparsity=sparsity, stddev=stddev, dtype=checks.dtype("dtype", dtype))
 
 
 # ------------------------------------------------------------------------------------------------ dirac
