@@ -224,7 +224,7 @@ BAD_CONFIGS = [
     ("negative_seed", {**GOOD, "config": {**GOOD["config"], "seed": -1}}, ValueError, r"`seed`.*seed=-1"),
     ("float_seed", {**GOOD, "config": {**GOOD["config"], "seed": 1.5}}, TypeError, r"`seed`.*seed=1\.5"),
     ("keras_unknown_key", {"class_name": "GlorotUniform", "config": {"seed": None, "gain": 2}}, ValueError,
-     r"Unknown argument 'gain' for Keras's `GlorotUniform`.*gain=2"),
+     r"Unknown argument 'gain' for `GlorotUniform`.*gain=2"),
     ("keras_input_axes", {"class_name": "HeNormal", "config": {"input_axes": "0", "output_axes": [1]}}, TypeError,
      r"`input_axes`.*input_axes='0'"),
     ("keras_bad_distribution", {"class_name": "VarianceScaling", "config": {"distribution": "gauss"}}, ValueError,

@@ -211,22 +211,22 @@ def _check_plain(path: str, value: Any, depth: int, budget: list[int]) -> Any:
     )
 
 
-def _arguments(name: str, factory: Callable[..., Any], config: dict[str, Any]) -> dict[str, Any]:
-    """The config's arguments, checked against the factory's parameters: none unknown, none missing."""
+def _check_arguments(name: str, factory: Callable[..., Any], arguments: dict[str, Any], *, complete: bool) -> None:
+    """Checks a config's arguments against the factory's parameters: none unknown and, if `complete`, none
+    missing (a jinit config writes every argument out; a Keras config may leave some to Keras's defaults)."""
     parameters = inspect.signature(factory).parameters
-    for key in config:
+    for key in arguments:
         if key not in parameters:
             raise ValueError(
-                f"Unknown argument {key!r} for `{name}`. Known: {', '.join(parameters)}. "
-                f"Received: {key}={config[key]!r}"
+                f"Unknown argument {key!r} for `{name}`. Known: {', '.join(parameters)}, seed. "
+                f"Received: {key}={arguments[key]!r}"
             )
-    missing = [p for p in parameters if p not in config]
-    if missing:
+    missing = [p for p in parameters if p not in arguments]
+    if complete and missing:
         raise ValueError(
             f"Config of `{name}` lacks {', '.join(repr(p) for p in missing)}: a config writes every argument out. "
-            f"Received: config={config!r}"
+            f"Received: config={arguments!r}"
         )
-    return config
 
 
 def deserialize(config: Any) -> base.Initializer:
@@ -274,10 +274,7 @@ def deserialize(config: Any) -> base.Initializer:
         raise TypeError(f"Config key `config` must be a dict of arguments. Received: config={arguments!r}")
     arguments = dict(arguments)
     seed = checks.seed(arguments.pop("seed", None))
-    if from_keras:
-        _known_arguments(name, build, arguments)
-    else:
-        arguments = _arguments(name, build, arguments)
+    _check_arguments(name, build, arguments, complete=not from_keras)
     try:
         init = build(**arguments)
     except (ValueError, TypeError):
@@ -285,17 +282,6 @@ def deserialize(config: Any) -> base.Initializer:
     except Exception as err:  # a registered factory's own failure; nothing else may escape
         raise ValueError(f"`{name}` failed on its config: {err!r}. Received: config={arguments!r}") from err
     return init if seed is None else init.with_seed(seed)
-
-
-def _known_arguments(name: str, build: Callable[..., Any], arguments: dict[str, Any]) -> None:
-    """Keras configs may leave arguments out (Keras's defaults apply) but not add unknown ones."""
-    parameters = inspect.signature(build).parameters
-    for key in arguments:
-        if key not in parameters:
-            raise ValueError(
-                f"Unknown argument {key!r} for Keras's `{name}`. Known: {', '.join(parameters)}, seed. "
-                f"Received: {key}={arguments[key]!r}"
-            )
 
 
 def get(identifier: Any) -> Any:
