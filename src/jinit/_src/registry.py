@@ -1,7 +1,8 @@
 """The registry: initializers to and from plain, JSON-safe config dicts, and custom factories.
 
 A config is ``{"module": "jinit", "class_name": NAME, "config": {ARGUMENT: VALUE, ...}}`` with every argument of
-the factory written out (dtypes by name, tuples as lists), so it never depends on defaults.
+the factory written out (dtypes by name, tuples as lists), so it never depends on defaults, plus ``"seed"`` for
+a seeded initializer. `deserialize` also reads the configs Keras 2 and Keras 3 write (see `jinit._src.keras`).
 
 Loading is safe on configs from files a user did not write: `deserialize` never imports a module, never
 evaluates code and never calls anything that is not a registered factory. Before any factory is called, a
