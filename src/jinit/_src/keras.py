@@ -65,8 +65,8 @@ def keras_variance_scaling(
       >>> init(jax.random.key(0), (64, 4, 16)).shape
       (64, 4, 16)
     """
-    base_init = variance_scaling.variance_scaling(scale, mode, distribution, dtype=dtype)
-    arguments = dict(base_init.arguments)
+    # variance_scaling checks (and normalizes) the arguments the two factories share
+    arguments = variance_scaling.variance_scaling(scale, mode, distribution, dtype=dtype).config
     return base.make(
         "keras_variance_scaling",
         scale=arguments["scale"],
@@ -76,6 +76,7 @@ def keras_variance_scaling(
         output_axes=_axes("output_axes", output_axes),
         dtype=arguments["dtype"],
     )
+
 
 # Strings speak Keras (2 and 3): class names, snake_case names and Keras's aliases, with Keras's defaults.
 # A jinit name that Keras does not have (e.g. "delta_orthogonal") is the jinit factory with its own defaults.
