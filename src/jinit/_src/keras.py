@@ -88,10 +88,8 @@ def _keras_string(names: tuple[str, ...], build: Callable[[], base.Initializer])
         _KERAS_STRINGS[name] = build
 
 
-def strings() -> dict[str, Callable[[], base.Initializer]]:
+def _declare_strings() -> None:
     """The Keras identifiers and what each means, with Keras's default arguments."""
-    if _KERAS_STRINGS:
-        return _KERAS_STRINGS
     _keras_string(("Zeros", "zeros", "zero"), lambda: constant.zeros)
     _keras_string(("Ones", "ones", "one"), lambda: constant.ones)
     _keras_string(("Constant", "constant"), lambda: constant.constant(0.0))
@@ -117,19 +115,21 @@ def strings() -> dict[str, Callable[[], base.Initializer]]:
     _keras_string(("Orthogonal", "OrthogonalInitializer", "orthogonal"), lambda: orthogonal.orthogonal(1.0))
     _keras_string(("Identity", "IdentityInitializer", "identity"), lambda: constant.identity(1.0))
     _keras_string(("STFT", "STFTInitializer", "stft"), lambda: stft.stft())
+
+
+def strings() -> dict[str, Callable[[], base.Initializer]]:
+    """Keras's string identifiers, each with a function giving its initializer."""
     return _KERAS_STRINGS
 
 
 _KERAS_CLASSES: dict[str, Callable[..., base.Initializer]] = {}
 
 
-def classes() -> dict[str, Callable[..., base.Initializer]]:
+def _declare_classes() -> None:
     """Keras's class names, each with a function of its config's keys (Keras's defaults) giving the initializer.
 
     A Keras 2 config may carry a stray `dtype`: it becomes the initializer's default dtype.
     """
-    if _KERAS_CLASSES:
-        return _KERAS_CLASSES
 
     def zeros(dtype=None):
         return constant.zeros if dtype is None else constant.constant(0.0, dtype)
@@ -182,6 +182,10 @@ def classes() -> dict[str, Callable[..., base.Initializer]]:
     ]:
         classes[keras_name] = preset(name, scale, mode, distribution)
     _KERAS_CLASSES.update(classes)
+
+
+def classes() -> dict[str, Callable[..., base.Initializer]]:
+    """Keras's class names, each with a function of its config's keys giving the initializer."""
     return _KERAS_CLASSES
 
 
@@ -279,5 +283,5 @@ def to_keras(init: base.Initializer) -> dict[str, Any]:
 
 
 # Filled once, on import, so that threads only ever read them.
-strings()
-classes()
+_declare_strings()
+_declare_classes()

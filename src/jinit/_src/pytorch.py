@@ -228,11 +228,9 @@ def _dirac_sampler(key, shape, dtype, out_sharding, *, groups) -> jax.Array:
         raise ValueError(f"`dirac` needs the output channels (axis 0) divisible by `groups`. "
                          f"Received: shape={shape}, groups={groups}")
     weight = np.zeros(shape)
-    if weight.size == 0:
-        return jnp.asarray(weight, dtype, device=out_sharding)
     per_group = shape[0] // groups
     centre = tuple(k // 2 for k in shape[2:])
-    for g in range(groups):
+    for g in range(groups if weight.size else 0):
         for d in range(min(per_group, shape[1])):
             weight[(g * per_group + d, d, *centre)] = 1
     return jnp.asarray(weight, dtype, device=out_sharding)

@@ -31,11 +31,6 @@ MAX_STRING = 256
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 _lock = threading.Lock()
-_custom: dict[str, Callable[..., Any]] = {}
-
-def _factories() -> dict[str, Callable[..., base.Initializer]]:
-    return base.factories()
-
 
 def registered_names() -> tuple[str, ...]:
     """The names of every factory a config can name: jinit's own and those added with `register`.
@@ -45,7 +40,7 @@ def registered_names() -> tuple[str, ...]:
       >>> "glorot_uniform" in jinit.registered_names()
       True
     """
-    return tuple(sorted(_factories()))
+    return tuple(sorted(base.factories()))
 
 
 def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., base.Initializer]]:
@@ -113,10 +108,9 @@ def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., base.Ini
         build.__module__ = function.__module__
         build.__signature__ = signature  # type: ignore[attr-defined]
         with _lock:
-            if name in _factories():
+            if name in base.factories():
                 raise ValueError(f"An initializer named {name!r} is already registered. Received: name={name!r}")
             base.factory(name, sampler)(build)
-            _custom[name] = build
         return build
 
     return decorator
@@ -126,9 +120,9 @@ def _hashable(name: str, value: Any) -> Any:
     """A custom factory's argument as a hashable, JSON-safe value (lists become tuples)."""
     if isinstance(value, list | tuple):
         return tuple(_hashable(name, v) for v in value)
-    if value is None or isinstance(value, bool | int | float | str):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"Argument `{name}` must be finite. Received: {name}={value!r}")
+    if isinstance(value, float):
+        return checks.number(name, value)
+    if value is None or isinstance(value, bool | int | str):
         return value
     raise TypeError(
         f"Argument `{name}` of a registered initializer must be a number, string, boolean, None or a tuple of "
@@ -253,7 +247,7 @@ def deserialize(config: Any) -> base.Initializer:
         raise TypeError(f"A config must be a dict. Received: config={config!r}")
     config = _check_plain("config", config, 0, [MAX_ITEMS])
     name = config.get("class_name")
-    factories = _factories()
+    factories = base.factories()
     keras = keras_compat.classes()
     module = config.get("module")
     from_keras = not (module in (None, "jinit") and isinstance(name, str) and name in factories)
@@ -313,9 +307,9 @@ def get(identifier: Any) -> Any:
         strings = keras_compat.strings()
         if identifier in strings:
             return strings[identifier]()
-        factory = _factories().get(identifier)
+        factory = base.factories().get(identifier)
         if factory is None:
-            known = sorted(set(strings) | set(_factories()))
+            known = sorted(set(strings) | set(base.factories()))
             raise ValueError(f"Unknown initializer {identifier!r}. Known: {', '.join(known)}")
         try:
             return factory()
