@@ -1,5 +1,29 @@
 """Test configuration: strict rank promotion, as in JAX's own tests; warnings are errors (pyproject)."""
 
 import jax
+import pytest
+
+from jinit._src import constant, kernels, orthogonal, tree
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def no_arrays(monkeypatch):
+    """Makes every way jinit allocates an array fail loudly, so an error must come before allocation."""
+
+    def allocated(*args, **kwargs):
+        raise AssertionError("an array was allocated before the error")
+
+    for module, name in [
+        (kernels, "sample"),
+        (kernels, "orthogonal_kernel"),
+        (kernels, "delta_orthogonal_kernel"),
+        (orthogonal.kernels, "orthogonal_kernel"),
+        (constant.jnp, "full"),
+        (constant.jnp, "zeros"),
+        (constant.jnp, "ones"),
+        (constant.jnp, "eye"),
+        (tree, "_derive"),
+    ]:
+        monkeypatch.setattr(module, name, allocated)

@@ -29,6 +29,10 @@ from jinit._src.registry import register as register
 from jinit._src.registry import registered_names as registered_names
 from jinit._src.registry import serialize as serialize
 from jinit._src.stft import stft as stft
+from jinit._src.tree import ParamSpec as ParamSpec
+from jinit._src.tree import init_like as init_like
+from jinit._src.tree import init_tree as init_tree
+from jinit._src.tree import path_key as path_key
 from jinit._src.typing import InitializerLike as InitializerLike
 from jinit._src.variance_scaling import glorot_normal as glorot_normal
 from jinit._src.variance_scaling import glorot_uniform as glorot_uniform
@@ -47,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = (
     "Initializer",
     "InitializerLike",
+    "ParamSpec",
     "calculate_gain",
     "compute_fans",
     "constant",
@@ -59,6 +64,8 @@ __all__ = (
     "he_normal",
     "he_uniform",
     "identity",
+    "init_like",
+    "init_tree",
     "kaiming_normal",
     "kaiming_uniform",
     "keras_variance_scaling",
@@ -67,6 +74,7 @@ __all__ = (
     "normal",
     "ones",
     "orthogonal",
+    "path_key",
     "random_normal",
     "random_uniform",
     "register",

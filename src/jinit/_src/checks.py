@@ -7,6 +7,7 @@ received, as Keras does: ``Argument `stddev` must be ... Received: stddev=-1.0``
 import functools
 import math
 import numbers
+import re
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -238,3 +239,85 @@ def out_sharding(value: Any) -> jax.sharding.Sharding | None:
         f"Argument `out_sharding` must be None, a `jax.sharding.Sharding` or a `PartitionSpec`. "
         f"{_received('out_sharding', value)}"
     )
+
+
+# --------------------------------------------------------------------------------- parameter trees
+
+
+def initializer(name: str, value: Any) -> Any:
+    """Checks that `value` can initialize: callable as ``init(key, shape, dtype)``."""
+    if not callable(value):
+        raise TypeError(
+            f"Argument `{name}` must be an initializer, callable as `init(key, shape, dtype)`. {_received(name, value)}"
+        )
+    return value
+
+
+def sharding(value: Any) -> jax.sharding.PartitionSpec | jax.sharding.Sharding | None:
+    """Checks a `ParamSpec`'s sharding: None, a `PartitionSpec` or a `Sharding`."""
+    if value is None or isinstance(value, jax.sharding.PartitionSpec | jax.sharding.Sharding):
+        return value
+    raise TypeError(
+        f"Argument `sharding` must be None, a `jax.sharding.PartitionSpec` or a `jax.sharding.Sharding`. "
+        f"{_received('sharding', value)}"
+    )
+
+
+def mesh(value: Any) -> jax.sharding.Mesh | None:
+    """Checks `mesh`: None or a `jax.sharding.Mesh`."""
+    if value is None or isinstance(value, jax.sharding.Mesh):
+        return value
+    raise TypeError(f"Argument `mesh` must be None or a `jax.sharding.Mesh`. {_received('mesh', value)}")
+
+
+def fits(path: str, value: jax.sharding.Sharding, shape: tuple[int, ...]) -> None:
+    """Checks that a `NamedSharding` splits every axis of `shape` into equal shards."""
+    if not isinstance(value, jax.sharding.NamedSharding):
+        return
+    spec, sizes = value.spec, dict(value.mesh.shape)
+    if len(spec) > len(shape):
+        raise ValueError(
+            f"Parameter {path!r}: its sharding names {len(spec)} axes, but its shape has {len(shape)}. "
+            f"Received: sharding={spec}, shape={shape}"
+        )
+    for axis, names in enumerate(spec):
+        if names is None or names is jax.sharding.PartitionSpec.UNCONSTRAINED:
+            continue
+        ways = math.prod(sizes[name] for name in ((names,) if isinstance(names, str) else names))
+        if shape[axis] % ways:
+            raise ValueError(
+                f"Parameter {path!r}: its sharding splits axis {axis} (of size {shape[axis]}) {ways} ways, which "
+                f"does not divide it; pad the parameter or shard another axis. Received: sharding={spec}, "
+                f"shape={shape}"
+            )
+
+
+def path(value: Any) -> str:
+    """Checks a parameter path: a string such as ``"h0/attn/kernel"``."""
+    if not isinstance(value, str):
+        raise TypeError(
+            f"Argument `path` must be a string such as 'h0/attn/kernel', as "
+            f"`jax.tree_util.keystr(path, simple=True, separator='/')` writes it. {_received('path', value)}"
+        )
+    return value
+
+
+def rules(value: Any) -> tuple[tuple[re.Pattern, Any], ...]:
+    """Checks `rules`: a sequence of ``(regex, initializer)`` pairs; returns them with compiled patterns."""
+    if isinstance(value, str | bytes | dict) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"Argument `rules` must be a sequence of (regex, initializer) pairs. {_received('rules', value)}"
+        )
+    checked = []
+    for i, rule in enumerate(value):
+        if not (isinstance(rule, tuple | list) and len(rule) == 2 and isinstance(rule[0], str | re.Pattern)):
+            raise TypeError(
+                f"Argument `rules` must hold (regex, initializer) pairs; rule {i} is not. {_received('rules', value)}"
+            )
+        pattern, init = rule
+        try:
+            compiled = re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"Rule {i} of `rules` is not a valid regex ({err}). Received: regex={pattern!r}") from None
+        checked.append((compiled, initializer(f"rules[{i}]", init)))
+    return tuple(checked)

@@ -19,6 +19,7 @@ then clamped into the distribution's bounds, so they are unbiased and stay in ra
 
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import math
 import threading
@@ -192,7 +193,10 @@ def lay_out(draw: Any, out_sharding: Sharding | None, *args: Any) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("kind", "shape", "dtype", "out_sharding", "flat"))
 def _exact_kernel(key, params, *, kind, shape, dtype, out_sharding, flat):
     """A sample of exactly `shape`; drawn flat and reshaped where that gives the same values (see `_flat`)."""
-    drawn = (math.prod(shape),) if flat else shape
+    n = math.prod(shape)
+    if flat and LOOP_CHUNK < n < 2**31:
+        return _looped_draw(kind, key, n, dtype, params).reshape(shape)
+    drawn = (n,) if flat else shape
     return lay_out(lambda k, p: _draw(kind, k, drawn, dtype, p).reshape(shape), out_sharding, key, params)
 
 
@@ -237,10 +241,43 @@ _POSITIONED_THREEFRY = jex_random.define_prng_impl(
 )
 
 
+def _positioned_key(key_data: jax.Array, position: jax.Array) -> jax.Array:
+    """A key of `_POSITIONED_THREEFRY`: threefry's `key_data`, and a stream position ``uint32[hi, lo]``."""
+    return jax.random.wrap_key_data(jnp.concatenate([key_data, position]), impl=_POSITIONED_THREEFRY)
+
+
+def _key_data(key: jax.Array) -> jax.Array:
+    """A threefry key's ``uint32[2]`` data, from a typed or a raw key."""
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+
+
+LOOP_CHUNK = 2**20
+"""A flat sample of more elements is written into its buffer by a loop, one chunk of this size at a time."""
+
+
+def _looped_draw(kind: str, key: jax.Array, n: int, dtype: np.dtype, params: tuple) -> jax.Array:
+    """The flat sample of `n` elements (LOOP_CHUNK < n < 2**31), generated chunk by chunk in place.
+
+    Drawn whole, a sample keeps about three full-size temporaries alive (threefry's two words of bits and the
+    unscaled sample); chunk by chunk, the temporaries are those of one chunk, and the loop is faster, as each
+    chunk stays in cache. Each chunk is drawn at its own position of the stream, so the values are the same.
+    The last chunk ends at `n`, overlapping the one before it, whose values it writes again: one chunk size, so
+    one copy of the sampler to compile.
+    """
+    key_data = _key_data(key)
+
+    def write(i: jax.Array, out: jax.Array) -> jax.Array:
+        start = jnp.minimum(i * LOOP_CHUNK, n - LOOP_CHUNK)
+        position = jnp.stack([jnp.uint32(0), start.astype(np.uint32)])  # n < 2**31: the high word is 0
+        chunk = _draw(kind, _positioned_key(key_data, position), (LOOP_CHUNK,), dtype, params)
+        return jax.lax.dynamic_update_slice(out, chunk, (start,))
+
+    return jax.lax.fori_loop(0, -(-n // LOOP_CHUNK), write, jnp.empty((n,), dtype))
+
+
 @functools.partial(jax.jit, static_argnames=("kind", "size", "dtype"))
 def _chunk_kernel(key_data, position, params, *, kind, size, dtype):
-    key = jax.random.wrap_key_data(jnp.concatenate([key_data, position]), impl=_POSITIONED_THREEFRY)
-    return _draw(kind, key, (size,), dtype, params)
+    return _draw(kind, _positioned_key(key_data, position), (size,), dtype, params)
 
 
 CHUNK_SIZES = (2**10, 2**14, 2**18)
@@ -323,6 +360,24 @@ def _exact_is_ready(kind: str, key: Any, shape: tuple[int, ...], dtype: np.dtype
     return False
 
 
+_mode = threading.local()
+
+
+@contextlib.contextmanager
+def per_shape() -> Any:
+    """Within it, an eager sample runs its exact kernel, compiled once per shape, and never chunks.
+
+    For `init_tree`, whose shapes recur across layers: one compiled program per shape writes each parameter
+    in place, with no copy. The values are those of any other eager call.
+    """
+    previous = getattr(_mode, "per_shape", False)
+    _mode.per_shape = True
+    try:
+        yield
+    finally:
+        _mode.per_shape = previous
+
+
 def settle() -> None:
     """Waits for the exact kernels being compiled in the background (for benchmarks and tests)."""
     with _lock:
@@ -362,12 +417,12 @@ def sample(
         # XLA's complex log rounds differently once fused with the operations around it, even across
         # optimization barriers; run JAX's operations one by one, as `jax.nn.initializers` does.
         return lay_out(lambda k, p: _draw(kind, k, shape, dtype, p), out_sharding, key, params)
-    if not _chunkable(key, out_sharding):
+    if not _chunkable(key, out_sharding) or getattr(_mode, "per_shape", False):
         flat = _flat(key, out_sharding)
         return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=out_sharding, flat=flat)
     if _exact_is_ready(kind, key, shape, dtype, params):
         return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=None, flat=True)
-    key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    key_data = _key_data(key)
     n = math.prod(shape)
 
     def chunk(position: int, size: int) -> jax.Array:
