@@ -1,5 +1,7 @@
 """Test configuration: strict rank promotion, as in JAX's own tests; warnings are errors (pyproject)."""
 
+from pathlib import Path
+
 import jax
 import pytest
 
@@ -27,3 +29,10 @@ def no_arrays(monkeypatch):
         (tree, "_derive"),
     ]:
         monkeypatch.setattr(module, name, allocated)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/sharded needs 8 simulated devices: test_sharded.py runs it in a process of its own."""
+    if collection_path.name == "sharded" and collection_path.parent == Path(__file__).parent:
+        return "sharded" not in {Path(arg).name for arg in config.args}
+    return None

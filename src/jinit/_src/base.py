@@ -1,10 +1,12 @@
 """The initializer value: a factory's name and its arguments, callable as ``init(key, shape, dtype)``."""
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
+from jax.core import Tracer
 
 from jinit._src import checks
 from jinit._src.typing import DTypeLike, KeyArray, OutSharding, Shape
@@ -91,7 +93,17 @@ class Initializer:
         default_dtype = arguments.pop("dtype", None)
         dtype = checks.dtype("dtype", dtype) if dtype is not None else default_dtype
         sharding = checks.out_sharding(out_sharding)
-        return _SAMPLERS[self.name](key, shape, checks.resolve_dtype(self.name, dtype), sharding, **arguments)
+        sampler = functools.partial(_SAMPLERS[self.name], key, shape, checks.resolve_dtype(self.name, dtype), sharding)
+        mesh, context = getattr(sharding, "mesh", None), checks.current_mesh()
+        explicit = getattr(mesh, "explicit_axes", ())
+        if explicit and isinstance(context, jax.sharding.Mesh) and context.empty:
+            with jax.set_mesh(mesh):  # outside `jit`, JAX compiles for explicit mesh axes only inside their mesh
+                return sampler(**arguments)
+        x = sampler(**arguments)
+        if sharding is not None and isinstance(x, Tracer):
+            # under `jit`, `device=` of jnp's constructors (the constant initializers) is not a layout
+            x = jax.sharding.reshard(x, sharding) if explicit else jax.lax.with_sharding_constraint(x, sharding)
+        return x
 
     @property
     def config(self) -> dict[str, Any]:

@@ -223,12 +223,20 @@ def key(value: Any, *, optional: bool = False) -> Any:
                     f"`jax.random.PRNGKey`). {_received('key', value)}")
 
 
+def current_mesh() -> Any:
+    """The mesh set by `jax.set_mesh`: concrete outside a trace, abstract (all a trace may use) inside one."""
+    try:
+        return jax.sharding.get_mesh()
+    except ValueError:  # under `jax.jit`
+        return jax.sharding.get_abstract_mesh()
+
+
 def out_sharding(value: Any) -> jax.sharding.Sharding | None:
     """Checks `out_sharding`: None, a `Sharding`, or a `PartitionSpec` of the mesh set by `jax.set_mesh`."""
     if value is None or isinstance(value, jax.sharding.Sharding):
         return value
     if isinstance(value, jax.sharding.PartitionSpec):
-        mesh = jax.sharding.get_mesh()
+        mesh = current_mesh()
         if mesh.empty:
             raise ValueError(
                 "Argument `out_sharding` is a PartitionSpec, but no mesh is set: call inside "

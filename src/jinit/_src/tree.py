@@ -132,14 +132,14 @@ def _resolve(path: str, spec: ParamSpec, mesh: Mesh | None) -> _Leaf:
     """Resolves a spec's sharding (a PartitionSpec on `mesh` or the current mesh) and checks that it fits."""
     sharding = spec.sharding
     if isinstance(sharding, PartitionSpec):
-        context = jax.sharding.get_mesh()
-        if mesh is None and context.empty:
+        context = checks.current_mesh() if mesh is None else mesh
+        if context.empty:
             raise ValueError(
                 f"Parameter {path!r} has a PartitionSpec sharding but no mesh is given: pass `mesh=` to "
                 f"`init_tree`, call it inside `with jax.set_mesh(mesh):`, or give a `NamedSharding`. "
                 f"Received: sharding={sharding}"
             )
-        sharding = NamedSharding(mesh if mesh is not None else context, sharding)
+        sharding = NamedSharding(context, sharding)
     elif sharding is None and mesh is not None:
         sharding = NamedSharding(mesh, PartitionSpec())  # on a mesh, an unsharded parameter is replicated
     if sharding is not None:

@@ -1,0 +1,161 @@
+"""Sharded initialization on 8 simulated CPU devices: every initializer gives bitwise the values it gives
+unsharded, laid out as asked; the elementwise ones generate each shard on its own device."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import jinit
+from jinit._src import kernels
+
+from cases import CASES, ids
+
+KEY = jax.random.key(0)
+AUTO, EXPLICIT = (AxisType.Auto,) * 2, (AxisType.Explicit,) * 2
+MESHES = {
+    "2x4_auto": jax.make_mesh((2, 4), ("a", "b"), axis_types=AUTO),
+    "4x2_explicit": jax.make_mesh((4, 2), ("a", "b"), axis_types=EXPLICIT),
+    "8x1_auto": jax.make_mesh((8, 1), ("a", "b"), axis_types=AUTO),
+}
+SPECS = [P("a", "b"), P("b", "a"), P(None, ("a", "b")), P(("b", "a"), None), P("a")]
+
+
+def scaled(shape):
+    """A case's first shape with its last two axes (or its only axis) 8 times longer: divisible by every mesh."""
+    if len(shape) == 1:
+        return (shape[0] * 8,)
+    return (*shape[:-2], shape[-2] * 8, shape[-1] * 8)
+
+
+def laid_out(spec, rank):
+    """`spec` on the last two axes of a parameter of rank `rank` (its first axis if the rank is 1)."""
+    if rank == 1:
+        return P(spec[0] if len(spec) else None)
+    return P(*([None] * (rank - 2)), *spec, *([None] * (2 - len(spec))))
+
+
+def assert_same(x, expected, sharding):
+    assert x.sharding.is_equivalent_to(sharding, x.ndim), (x.sharding, sharding)
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(expected))
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if len(c.shapes[0]) >= 1], ids=ids([c for c in CASES
+                                                                                     if len(c.shapes[0]) >= 1]))
+def test_every_initializer_sharded_is_bitwise_unsharded(case):
+    shape = scaled(case.shapes[0])
+    mesh = MESHES["2x4_auto"]
+    expected = case.init(KEY, shape)
+    for spec in (P("a", "b"), P(None, ("a", "b"))):
+        sharding = NamedSharding(mesh, laid_out(spec, len(shape)))
+        assert_same(case.init(KEY, shape, out_sharding=sharding), expected, sharding)
+
+
+ELEMENTWISE = [jinit.normal(0.02), jinit.truncated_normal(0.3), jinit.uniform(), jinit.random_uniform(-1.0, 2.0),
+               jinit.glorot_uniform(), jinit.he_normal(), jinit.lecun_normal(), jinit.trunc_normal(0.0, 1.0, -1.5, 2.5)]
+WHOLE = [jinit.orthogonal(), jinit.orthogonal(2.0, column_axis=0), jinit.identity(1.5), jinit.zeros]
+
+
+@pytest.mark.parametrize("mesh", MESHES.values(), ids=MESHES)
+@pytest.mark.parametrize("init", ELEMENTWISE + WHOLE, ids=repr)
+def test_meshes_and_partition_specs(mesh, init):
+    shape = (48, 64)
+    expected = init(KEY, shape)
+    for spec in SPECS:
+        sharding = NamedSharding(mesh, spec)
+        assert_same(init(KEY, shape, out_sharding=sharding), expected, sharding)
+    with jax.set_mesh(mesh):  # a bare PartitionSpec names the axes of the mesh that is set
+        assert_same(init(KEY, shape, out_sharding=P("b", "a")), expected, NamedSharding(mesh, P("b", "a")))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float64"])
+def test_low_and_high_precision_sharded(dtype):
+    with jax.enable_x64(dtype == "float64"):
+        for init in (jinit.truncated_normal(), jinit.lecun_uniform(), jinit.orthogonal()):
+            expected = init(KEY, (32, 16), dtype)
+            sharding = NamedSharding(MESHES["4x2_explicit"], P("a", "b"))
+            assert_same(init(KEY, (32, 16), dtype, out_sharding=sharding), expected, sharding)
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("normal", (0.02, None)), ("uniform", (1.0,)), ("truncated_normal", (0.5, None, -2.0, 2.0)),
+    ("random_uniform", (-1.0, 1.0)), ("vs_truncated_normal", (0.1,)), ("vs_normal", (0.1,)), ("vs_uniform", (0.1,)),
+])  # fmt: skip
+@pytest.mark.parametrize("mesh", MESHES.values(), ids=MESHES)
+def test_each_device_generates_only_its_shard(kind, params, mesh):
+    """The compiled program has no collective, its output per device is one shard, and its temporaries a few."""
+    shape, dtype = (1024, 512), jnp.dtype("float32")
+    sharding = NamedSharding(mesh, P("a", "b"))
+    with jax.set_mesh(mesh):  # as `Initializer.__call__` does for a mesh with explicit axes
+        compiled = kernels._exact_kernel.lower(
+            KEY, params, kind=kind, shape=shape, dtype=dtype, out_sharding=sharding, flat=False
+        ).compile()
+    text = compiled.as_text()
+    assert not [op for op in ("all-gather", "all-reduce", "collective-permute", "all-to-all") if op in text]
+    shard_bytes = 1024 * 512 * 4 // 8
+    memory = compiled.memory_analysis()
+    assert memory.output_size_in_bytes == shard_bytes
+    assert memory.temp_size_in_bytes <= 4 * shard_bytes  # full size would be 8 shards
+
+
+def gpt(layers, width=16):
+    """A small GPT-shaped tree, sharded as in Megatron: columns of the first and rows of the second matmul."""
+    col, row = P(None, "b"), P("b", None)
+    blocks = {
+        f"h{i}": {
+            "attn": {"qkv": jinit.ParamSpec((width, 3 * width), jinit.normal(0.02), sharding=col),
+                     "proj": jinit.ParamSpec((width, width), jinit.orthogonal(), sharding=row)},
+            "mlp": {"fc": jinit.ParamSpec((width, 4 * width), jinit.he_uniform(), sharding=col),
+                    "fc_bias": jinit.ParamSpec((4 * width,), jinit.zeros, sharding=P("b")),
+                    "proj": jinit.ParamSpec((4 * width, width), jinit.truncated_normal(0.01), sharding=row)},
+            "ln": jinit.ParamSpec((width,), jinit.ones),
+        }
+        for i in range(layers)
+    }  # fmt: skip
+    return {"wte": jinit.ParamSpec((64, width), jinit.normal(0.02), sharding=P(("a", "b"), None)), **blocks}
+
+
+def unsharded(specs):
+    return jax.tree.map(lambda s: jinit.ParamSpec(s.shape, s.init, s.dtype), specs,
+                        is_leaf=lambda x: isinstance(x, jinit.ParamSpec))
+
+
+def expected_sharding(spec, mesh):
+    return NamedSharding(mesh, spec.sharding if spec.sharding is not None else P())
+
+
+@pytest.mark.parametrize("mesh", MESHES.values(), ids=MESHES)
+def test_init_tree_sharded_is_bitwise_unsharded(mesh):
+    specs = gpt(3)
+    expected = jinit.init_tree(KEY, unsharded(specs))
+    is_spec = lambda x: isinstance(x, jinit.ParamSpec)  # noqa: E731
+    with jax.set_mesh(mesh):  # JAX compiles a jit for a mesh of explicit axes only inside it
+        jitted = jax.jit(lambda k: jinit.init_tree(k, specs, mesh=mesh))(KEY)
+    for params in (jinit.init_tree(KEY, specs, mesh=mesh), jitted):
+        jax.tree.map(lambda x, e, s: assert_same(x, e, expected_sharding(s, mesh)), params, expected, specs,
+                     is_leaf=is_spec)
+    with jax.set_mesh(mesh):
+        params = jinit.init_tree(KEY, specs)
+    jax.tree.map(lambda x, e, s: assert_same(x, e, expected_sharding(s, mesh)), params, expected, specs,
+                 is_leaf=is_spec)
+
+
+def test_init_like_keeps_named_shardings():
+    mesh = MESHES["2x4_auto"]
+    sharding = NamedSharding(mesh, P("a", "b"))
+    abstract = {"w": jax.ShapeDtypeStruct((16, 8), jnp.float32, sharding=sharding),
+                "b": jax.ShapeDtypeStruct((8,), jnp.float32)}  # fmt: skip
+    params = jinit.init_like(KEY, abstract, [("w", jinit.glorot_normal()), ("b", jinit.zeros)])
+    assert_same(params["w"], jinit.glorot_normal()(jinit.path_key(KEY, "w"), (16, 8)), sharding)
+
+
+def test_sharding_must_divide_the_shape():
+    mesh = MESHES["2x4_auto"]
+    specs = {"w": jinit.ParamSpec((30, 56), jinit.normal(), sharding=P("b", "a"))}
+    with pytest.raises(ValueError, match=r"'w'.*axis 0 \(of size 30\) 4 ways.*Received: sharding=P\('b', 'a'\)"):
+        jinit.init_tree(KEY, specs, mesh=mesh)
+    specs = {"w": jinit.ParamSpec((8,), jinit.normal(), sharding=NamedSharding(mesh, P("a", "b")))}
+    with pytest.raises(ValueError, match=r"'w'.*names 2 axes.*shape has 1"):
+        jinit.init_tree(KEY, specs)
