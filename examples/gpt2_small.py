@@ -3,7 +3,8 @@
 The float32 parameters of GPT-2 small (vocabulary 50257, context 1024, width 768, 12 layers of 12 heads) in a
 flat dict keyed by path. As in GPT-2, weights are normal with std 0.02, the position embedding 0.01 and the two
 projections that write into the residual stream 0.02 / sqrt(2 * n_layer); biases are zeros and layer-norm
-scales ones. Parameter ``i`` (in the order built below) gets the key ``fold_in(key(0), i)``.
+scales ones. `jinit.init_tree` initializes them all from one key: each parameter's key is derived from its path
+(``jinit.path_key(key, path)``), and each distinct (initializer, shape) is compiled once, not once per layer.
 
 Prints the embeddings, the first and last blocks and the final layer norm, and summarizes the other blocks; every
 parameter is checked. For n normal samples the relative standard error of the sample std is about 1/sqrt(2n),
@@ -64,7 +65,7 @@ def error(mean, std, size, mu, sigma):
 def main():
     spec, key = gpt2_small(), jax.random.key(0)
     start = time.perf_counter()
-    params = {path: init(jax.random.fold_in(key, i), shape) for i, (path, shape, init) in enumerate(spec)}
+    params = jinit.init_tree(key, {path: jinit.ParamSpec(shape, init) for path, shape, init in spec})
     jax.block_until_ready(params)
     elapsed = time.perf_counter() - start
 

@@ -21,9 +21,10 @@ import collections
 import concurrent.futures
 import contextlib
 import functools
+import itertools
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import jax
@@ -364,18 +365,19 @@ _mode = threading.local()
 
 
 @contextlib.contextmanager
-def per_shape() -> Any:
-    """Within it, an eager sample runs its exact kernel, compiled once per shape, and never chunks.
+def bulk() -> Any:
+    """Within it, eager samples are many parameters at once (`init_tree`): nothing compiles per call pattern.
 
-    For `init_tree`, whose shapes recur across layers: one compiled program per shape writes each parameter
-    in place, with no copy. The values are those of any other eager call.
+    On CPU every sample is assembled from chunks in place (no background compilation of repeated shapes:
+    the chunks are already as fast there); on other platforms every sample runs its exact kernel, compiled
+    once per shape and written in place. The values are those of any other call.
     """
-    previous = getattr(_mode, "per_shape", False)
-    _mode.per_shape = True
+    previous = getattr(_mode, "bulk", False)
+    _mode.bulk = True
     try:
         yield
     finally:
-        _mode.per_shape = previous
+        _mode.bulk = previous
 
 
 def settle() -> None:
@@ -385,21 +387,45 @@ def settle() -> None:
     concurrent.futures.wait(pending)
 
 
-def _assemble_on_host(chunks: list[jax.Array], n: int, shape: tuple[int, ...], device: Any) -> jax.Array:
-    """CPU: the chunks are host memory; copy their first `n` elements into one buffer, with no compilation."""
-    out = np.empty(n, chunks[0].dtype)
-    position = 0
-    for chunk in chunks:
+_IN_FLIGHT = 8
+"""Chunks dispatched ahead of the one being copied: enough to keep XLA busy, few enough to hold little memory."""
+
+
+def _aligned_empty(n: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialized host buffer of `n` elements aligned to 64 bytes, which JAX's CPU arrays can alias."""
+    raw = np.empty(n * dtype.itemsize + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + n * dtype.itemsize].view(dtype)
+
+
+def _assemble_on_host(chunks: Iterator[jax.Array], n: int, shape: tuple[int, ...], device: Any) -> jax.Array:
+    """CPU: copies the chunks' first `n` elements into one host buffer, which the result then aliases.
+
+    No compilation, no second copy, and at most `_IN_FLIGHT` chunks alive at once.
+    """
+    out, position = None, 0
+    pending = collections.deque(itertools.islice(chunks, _IN_FLIGHT))
+    while pending:
+        chunk = np.asarray(pending.popleft())  # a view of the chunk's host memory
+        pending.extend(itertools.islice(chunks, 1))
+        out = _aligned_empty(n, chunk.dtype) if out is None else out
         take = min(chunk.shape[0], n - position)
-        out[position : position + take] = np.asarray(chunk)[:take]
+        out[position : position + take] = chunk[:take]
         position += take
-    return jax.device_put(out.reshape(shape), device)
+    assert out is not None
+    out.flags.writeable = False
+    return jax.device_put(out.reshape(shape), device, may_alias=True)
 
 
 @functools.partial(jax.jit, static_argnames=("n", "shape"))
 def _assemble_on_device(chunks, *, n, shape):
     """Other platforms: one small program per shape that concatenates, trims and reshapes the chunks."""
     return jnp.concatenate(chunks)[:n].reshape(shape)
+
+
+def _platform(key: Any) -> str:
+    """The platform a concrete key's sample is computed on."""
+    return next(iter(key.devices())).platform if isinstance(key, jax.Array) else jax.default_backend()
 
 
 def sample(
@@ -417,10 +443,11 @@ def sample(
         # XLA's complex log rounds differently once fused with the operations around it, even across
         # optimization barriers; run JAX's operations one by one, as `jax.nn.initializers` does.
         return lay_out(lambda k, p: _draw(kind, k, shape, dtype, p), out_sharding, key, params)
-    if not _chunkable(key, out_sharding) or getattr(_mode, "per_shape", False):
+    bulk = getattr(_mode, "bulk", False)
+    if not _chunkable(key, out_sharding) or (bulk and _platform(key) != "cpu"):
         flat = _flat(key, out_sharding)
         return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=out_sharding, flat=flat)
-    if _exact_is_ready(kind, key, shape, dtype, params):
+    if not bulk and _exact_is_ready(kind, key, shape, dtype, params):
         return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=None, flat=True)
     key_data = _key_data(key)
     n = math.prod(shape)
@@ -433,10 +460,10 @@ def sample(
     first = chunk(*plan[0])
     if isinstance(first, Tracer):  # a concrete key closed over by a user's `jit`
         return _exact_kernel(key, params, kind=kind, shape=shape, dtype=dtype, out_sharding=None, flat=True)
-    chunks = [first, *(chunk(*entry) for entry in plan[1:])]
-    device = next(iter(chunks[0].devices()))
+    device = next(iter(first.devices()))
     if device.platform == "cpu":
-        return _assemble_on_host(chunks, n, shape, device)
+        return _assemble_on_host(itertools.chain([first], (chunk(*entry) for entry in plan[1:])), n, shape, device)
+    chunks = [first, *(chunk(*entry) for entry in plan[1:])]
     if len(chunks) == 1 and chunks[0].shape == (n,):
         return chunks[0].reshape(shape)
     return _assemble_on_device(chunks, n=n, shape=shape)
