@@ -20,6 +20,7 @@ lint: $(VENV)/.installed-lint
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/first_call.py
+	$(BIN)/python benchmarks/init_tree.py --small
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jinit needs Python >= 3.11; set PYTHON=python3.11 or newer")'
