@@ -48,6 +48,15 @@ from jinit._src.variance_scaling import xavier_uniform as xavier_uniform
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """`jinit.haiku` and `jinit.keras` import their framework, so they load on first use, not with `jinit`."""
+    if name in ("haiku", "keras"):
+        import importlib
+
+        return importlib.import_module(f"jinit.{name}")
+    raise AttributeError(f"module 'jinit' has no attribute {name!r}")
+
 __all__ = (
     "Initializer",
     "InitializerLike",

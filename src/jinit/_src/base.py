@@ -37,6 +37,11 @@ def factory(name: str, sampler: Sampler, *, keyless: bool = False) -> Callable:
     return declare
 
 
+def keyless() -> frozenset[str]:
+    """The names of the factories whose initializers use no randomness and accept ``key=None``."""
+    return frozenset(_KEYLESS)
+
+
 def factories() -> dict[str, Callable[..., "Initializer"]]:
     """Every declared factory by name (a copy)."""
     return dict(_FACTORIES)
