@@ -53,3 +53,11 @@ def test_ready_values_and_protocol():
     for init in (jinit.zeros, jinit.ones, jinit.glorot_uniform()):
         assert isinstance(init, jinit.Initializer) and isinstance(init, jinit.InitializerLike)
     assert isinstance(jax.nn.initializers.zeros, jinit.InitializerLike)
+
+
+def test_import_jinit_imports_no_framework():
+    import subprocess
+    import sys
+
+    code = "import sys, jinit; print(sorted(m for m in ('flax', 'haiku', 'equinox', 'keras') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -5,13 +5,15 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported
 
-import jax
-import keras
-import numpy as np
 import pytest
-from scipy import stats
 
-import jinit
+keras = pytest.importorskip("keras", reason="keras is an optional extra: pip install jinit[keras]")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+import jinit  # noqa: E402
 
 ALPHA = 1e-3  # level of each two-sample KS test
 N = 2**16  # samples per library

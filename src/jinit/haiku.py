@@ -29,9 +29,9 @@ class HaikuInitializer:
     def __call__(self, shape: Shape, dtype: DTypeLike = jnp.float32) -> jax.Array:
         import haiku as hk
 
-        keyless = isinstance(self.init, base.Initializer) and self.init.name in base.keyless()
-        if keyless:
-            return self.init(None, shape, dtype)
+        init = self.init
+        if isinstance(init, base.Initializer) and init.name in base.keyless():
+            return init(None, shape, dtype)
         try:
             key = hk.next_rng_key()
         except ValueError as err:  # outside a transform, or init given rng=None
