@@ -293,3 +293,26 @@ def test_looped_kernel_keeps_temporaries_small():
         ).compile()
         temp = compiled.memory_analysis().temp_size_in_bytes
         assert temp <= 8 * kernels.LOOP_CHUNK * 4, (kind, temp)
+
+
+def test_a_bad_parameter_fails_before_any_is_generated():
+    specs = {"a": jinit.ParamSpec((300, 40), jinit.normal()), "z": jinit.ParamSpec((5,), jinit.orthogonal())}
+    before = len(jax.live_arrays())
+    with pytest.raises(ValueError, match=r"`orthogonal` needs a shape of rank >= 2"):
+        jinit.init_tree(KEY, specs)
+    assert len(jax.live_arrays()) == before
+
+    def wrong_shape(key, shape, dtype=None):
+        return jnp.zeros((2,), dtype)
+
+    with pytest.raises(ValueError, match=r"'w': its initializer returned shape \(2,\) instead.*shape=\(3, 3\)"):
+        jinit.init_tree(KEY, {"w": jinit.ParamSpec((3, 3), wrong_shape)})
+
+
+def test_default_dtype_follows_x64():
+    specs = {"w": jinit.ParamSpec((300, 2), jinit.he_uniform())}
+    with jax.enable_x64(True):
+        params = jinit.init_tree(KEY, specs)
+        expected = jinit.he_uniform()(jinit.path_key(KEY, "w"), (300, 2))
+    assert params["w"].dtype == jnp.float64
+    np.testing.assert_array_equal(params["w"], expected)

@@ -106,8 +106,19 @@ def path_key(key: KeyArray, path: str) -> KeyArray:
     return _fold(key, _words(checks.path(path)))
 
 
-_derive = jax.jit(jax.vmap(_fold, in_axes=(None, 0)))
-"""The keys of many paths at once, from their words: one dispatch for a whole tree."""
+_derive_padded = jax.jit(jax.vmap(_fold, in_axes=(None, 0)))
+
+
+def _derive(key: Any, words: np.ndarray) -> Any:
+    """The keys of many paths at once, from their words: one dispatch for a whole tree.
+
+    The words are padded to a power of two, so trees of similar sizes share one compiled program; the keys
+    of the padding come last.
+    """
+    n = len(words)
+    padded = np.zeros((max(8, 1 << (n - 1).bit_length()), 2), np.uint32)
+    padded[:n] = words
+    return _derive_padded(key, padded)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,16 +226,29 @@ def init_tree(key: KeyArray, specs: Any, *, mesh: Mesh | None = None) -> Any:
     leaves = [_resolve(path, spec, mesh) for path, spec in flat]
     if not leaves:
         return jax.tree_util.tree_unflatten(treedef, [])
+    for leaf in {leaf.group: leaf for leaf in leaves}.values():
+        _check(leaf, key)
     words = np.array([_words(leaf.path) for leaf in leaves], np.uint32)
     arrays = _traced(key, leaves, words) if isinstance(key, Tracer) else _eager(key, leaves, words)
     return jax.tree_util.tree_unflatten(treedef, arrays)
+
+
+def _check(leaf: _Leaf, key: Any) -> None:
+    """Runs a group's checks by tracing its first parameter (no array is allocated): a bad shape for an
+    initializer fails before any parameter is generated, and so does an initializer of the wrong shape."""
+    out = jax.eval_shape(leaf, key)
+    if getattr(out, "shape", None) != leaf.spec.shape:
+        raise ValueError(
+            f"Parameter {leaf.path!r}: its initializer returned shape {getattr(out, 'shape', out)} instead of "
+            f"its spec's shape. Received: init={leaf.spec.init!r}, shape={leaf.spec.shape}"
+        )
 
 
 def _eager(key: Any, leaves: list[_Leaf], words: np.ndarray) -> list[jax.Array]:
     """Each parameter from its own key, by the kernel of its group, compiled once per group."""
     keys = _derive(key, words)
     typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
-    data = np.asarray(jax.random.key_data(keys) if typed else keys)
+    data = np.asarray(jax.random.key_data(keys) if typed else keys)[: len(leaves)]
     impl = jax.random.key_impl(key) if typed else None
     arrays = []
     with kernels.bulk():
@@ -239,8 +263,9 @@ def _traced(key: Any, leaves: list[_Leaf], words: np.ndarray) -> list[Any]:
     for i, leaf in enumerate(leaves):
         groups.setdefault(leaf.group, []).append(i)
     arrays: list[Any] = [None] * len(leaves)
+    every_key = _derive(key, words)  # one derivation in the program, whatever the number of groups
     for indices in groups.values():
-        keys = _derive(key, words[indices])
+        keys = every_key[np.array(indices)]
         leaf = leaves[indices[0]]
         if len(indices) == 1 or leaf.sharding is not None:
             for j, i in enumerate(indices):

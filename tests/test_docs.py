@@ -1,0 +1,78 @@
+"""The documentation: every ```python block of docs/ runs, and the site builds with `mkdocs build --strict`.
+
+Each page runs in one namespace, its blocks in order, in a temporary working directory (the Keras guide saves a
+model). A page whose blocks import a framework that is not installed is skipped. Blocks that cannot run here (8
+devices, shell commands) use another fence (```py, ```bash, ```text) and are not executed.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports Keras: jinit's samples are JAX arrays
+
+import importlib.util
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import jinit
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
+IMPORT = re.compile(r"^\s*(?:import|from)\s+(?:jinit\.)?(flax|haiku|equinox|keras)\b", re.MULTILINE)
+
+
+def blocks(page: Path) -> list[tuple[int, str]]:
+    """The page's ```python blocks, each with the line number of its first line."""
+    text = page.read_text()
+    return [(text.count("\n", 0, match.start(1)) + 1, match.group(1)) for match in BLOCK.finditer(text)]
+
+
+def test_every_page_is_found():
+    names = {page.relative_to(DOCS).as_posix() for page in PAGES}
+    expected = {"index.md", "api.md", "naming.md", "benchmarks.md", "distributions.md"}
+    expected |= {f"guides/{name}.md" for name in ("flax", "haiku", "equinox", "keras", "sharding")}
+    assert expected <= names
+    for page in PAGES:  # a ```python fence the pattern misses (indented, say) would go untested
+        assert page.read_text().count("```python") == len(blocks(page)), page
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(DOCS).as_posix())
+def test_page_examples_run(page, tmp_path, monkeypatch):
+    code = blocks(page)
+    if not code:
+        pytest.skip(f"{page.name} has no ```python blocks")
+    for framework in sorted({name for _, block in code for name in IMPORT.findall(block)}):
+        pytest.importorskip(framework, reason=f"{page.name} needs {framework}: pip install 'jinit[{framework}]'")
+    monkeypatch.chdir(tmp_path)
+    # a real module, so that classes defined by the page (Flax modules, dataclasses) find their module
+    module = types.ModuleType(f"docs_{page.stem}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    for line, block in code:
+        exec(compile("\n" * (line - 1) + block, str(page), "exec"), module.__dict__)
+
+
+def test_site_builds(tmp_path):
+    for name, why in [("mkdocs", "mkdocs"), ("material", "mkdocs-material"), ("mkdocstrings_handlers", "mkdocstrings"),
+                      ("matplotlib", "matplotlib"), ("scipy", "scipy")]:  # fmt: skip
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"building the site needs {why}: pip install 'jinit[docs,plot]'")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    plot = [sys.executable, "examples/plot_distributions.py", "--out", "docs/img/distributions.png"]
+    proc = subprocess.run(plot, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    site = tmp_path / "site"
+    build = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
+    proc = subprocess.run(build, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-10000:]
+    assert "WARNING" not in output, output[-10000:]
+    assert (site / "img" / "distributions.png").is_file()
+    api = (site / "api" / "index.html").read_text()
+    missing = [name for name in jinit.__all__ if f'id="jinit.{name}"' not in api]
+    assert not missing, f"the API reference does not document {missing}"
