@@ -27,7 +27,8 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     with ``slope = param`` (default 0.01); selu: 3/4.
 
     Args:
-      nonlinearity: one of `NONLINEARITIES`.
+      nonlinearity: one of "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+        "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu".
       param: the negative slope of leaky_relu (ignored by the others).
 
     Returns:
@@ -73,6 +74,18 @@ def torch_kaiming_normal(
     ``gain = calculate_gain(nonlinearity, a)``; `fan` is fan_in or fan_out of PyTorch's layout. The result is
     ``variance_scaling(gain**2, mode, "normal", in_axis=1, out_axis=0, dtype=dtype)``.
 
+    Args:
+      a: the negative slope of the leaky ReLU after the layer (only for ``nonlinearity="leaky_relu"``).
+      mode: "fan_in" (preserves the forward pass's variance) or "fan_out" (the backward pass's).
+      nonlinearity: the activation after the layer, as `calculate_gain` takes it.
+      dtype: the default dtype of the result; None is JAX's default float type.
+
+    Returns:
+      An `Initializer` (a `variance_scaling` value).
+
+    Raises:
+      ValueError: an unknown `mode` or `nonlinearity`, or a bad `a`.
+
     Examples:
       >>> import jinit
       >>> init = jinit.torch_kaiming_normal(nonlinearity="relu")
@@ -89,6 +102,18 @@ def torch_kaiming_uniform(
 
     As `torch_kaiming_normal`, with ``distribution="uniform"``.
 
+    Args:
+      a: the negative slope of the leaky ReLU after the layer (only for ``nonlinearity="leaky_relu"``).
+      mode: "fan_in" (preserves the forward pass's variance) or "fan_out" (the backward pass's).
+      nonlinearity: the activation after the layer, as `calculate_gain` takes it.
+      dtype: the default dtype of the result; None is JAX's default float type.
+
+    Returns:
+      An `Initializer` (a `variance_scaling` value).
+
+    Raises:
+      ValueError: an unknown `mode` or `nonlinearity`, or a bad `a`.
+
     Examples:
       >>> import jax, jinit
       >>> jinit.torch_kaiming_uniform(a=5 ** 0.5)(jax.random.key(0), (64, 32)).shape  # nn.Linear(32, 64)
@@ -99,6 +124,16 @@ def torch_kaiming_uniform(
 
 def torch_xavier_normal(gain: float = 1.0, dtype: DTypeLike | None = None) -> base.Initializer:
     """Builds `torch.nn.init.xavier_normal_`: ``std = gain * sqrt(2 / (fan_in + fan_out))``, layout ``(out, in, *k)``.
+
+    Args:
+      gain: the scaling factor, e.g. ``calculate_gain("tanh")``; positive.
+      dtype: the default dtype of the result; None is JAX's default float type.
+
+    Returns:
+      An `Initializer` (a `variance_scaling` value with ``scale = gain**2``, ``in_axis=1, out_axis=0``).
+
+    Raises:
+      ValueError: `gain` is not a positive finite number.
 
     Examples:
       >>> import jinit
@@ -111,6 +146,16 @@ def torch_xavier_normal(gain: float = 1.0, dtype: DTypeLike | None = None) -> ba
 
 def torch_xavier_uniform(gain: float = 1.0, dtype: DTypeLike | None = None) -> base.Initializer:
     """Builds `torch.nn.init.xavier_uniform_`: ``U(-b, b)``, ``b = gain * sqrt(6 / (fan_in + fan_out))``.
+
+    Args:
+      gain: the scaling factor, e.g. ``calculate_gain("tanh")``; positive.
+      dtype: the default dtype of the result; None is JAX's default float type.
+
+    Returns:
+      An `Initializer` (a `variance_scaling` value with ``scale = gain**2``, ``in_axis=1, out_axis=0``).
+
+    Raises:
+      ValueError: `gain` is not a positive finite number.
 
     Examples:
       >>> import jinit

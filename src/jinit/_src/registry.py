@@ -225,10 +225,18 @@ def _check_arguments(name: str, factory: Callable[..., Any], arguments: dict[str
 
 
 def deserialize(config: Any) -> base.Initializer:
-    """The initializer a config describes, checked as described in the module docstring.
+    """The initializer a config describes: one written by `serialize`, or by Keras 2 or 3.
+
+    Safe on configs from files you did not write: it never imports a module, never evaluates code and never
+    calls anything that is not a registered factory. Before a factory is called, the config must hold only
+    dicts with string keys, lists, strings (at most 256 characters), finite numbers (integers below 2**63),
+    booleans and None, at most 8 levels deep and 100,000 values in all, with exactly the factory's argument
+    names (a Keras config may leave some to Keras's defaults). A factory's own exception becomes a
+    `ValueError`, every failure names the offending key and value, and a failed load changes nothing.
 
     Args:
-      config: a dict as written by `serialize`.
+      config: a dict as written by `serialize`, or a Keras initializer config
+        (``{"class_name": "GlorotUniform", "config": {...}}``).
 
     Returns:
       An `Initializer` equal to the one serialized.
