@@ -99,9 +99,9 @@ class Initializer:
         dtype = checks.dtype("dtype", dtype) if dtype is not None else default_dtype
         sharding = checks.out_sharding(out_sharding)
         sampler = functools.partial(_SAMPLERS[self.name], key, shape, checks.resolve_dtype(self.name, dtype), sharding)
-        mesh, context = getattr(sharding, "mesh", None), checks.current_mesh()
+        mesh = getattr(sharding, "mesh", None)
         explicit = getattr(mesh, "explicit_axes", ())
-        if explicit and isinstance(context, jax.sharding.Mesh) and context.empty:
+        if explicit and _outside_any_mesh():
             with jax.set_mesh(mesh):  # outside `jit`, JAX compiles for explicit mesh axes only inside their mesh
                 return sampler(**arguments)
         x = sampler(**arguments)
@@ -124,6 +124,12 @@ class Initializer:
 
     def __reduce__(self) -> tuple:
         return (rebuild, (self.name, self.arguments, self.seed))
+
+
+def _outside_any_mesh() -> bool:
+    """Whether no mesh is set and no trace is running (where a mesh could be set)."""
+    context = checks.current_mesh()
+    return isinstance(context, jax.sharding.Mesh) and context.empty
 
 
 def rebuild(name: str, arguments: tuple[tuple[str, Any], ...], seed: int | None = None) -> Initializer:

@@ -8,13 +8,18 @@ then clamped into the distribution's bounds, so they are unbiased and stay in ra
 `_draw` runs in one of two kernels, both compiled with shape and dtype static and hyperparameters traced:
 
 - `_exact_kernel` generates exactly the requested shape. It serves traced keys (inside a user's `jit` or
-  `vmap`), `out_sharding`, other PRNG implementations and `jax_threefry_partitionable=False`.
+  `vmap`), `out_sharding`, other PRNG implementations and `jax_threefry_partitionable=False`. A flat sample
+  of more than `LOOP_CHUNK` elements is written in place by a loop over chunks (`_looped_draw`), so its
+  temporaries are those of one chunk.
 - `_chunk_kernel` generates a flat chunk of a fixed size at a given position of the random stream. With
   threefry and `jax_threefry_partitionable=True` (JAX's default) element ``i`` of a sample depends only on
   the key and on ``i``, so an eager call of any shape is assembled from chunks of three sizes and never
   compiles the sampler for a new shape. Chunk sizes are powers of two, so the stream position of every chunk
   is known exactly; the random bits are threefry's, counted from that position, through a PRNG
-  implementation whose key also carries the position (`_POSITIONED_THREEFRY`).
+  implementation whose key also carries the position (`_POSITIONED_THREEFRY`). On CPU the chunks are copied
+  into one host buffer that the result aliases.
+
+`bulk` is the mode of `init_tree`: chunks for every eager sample on CPU, exact kernels elsewhere.
 """
 
 import collections

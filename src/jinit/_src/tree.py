@@ -163,15 +163,16 @@ def _resolve(path: str, spec: ParamSpec, mesh: Mesh | None) -> _Leaf:
 def _flatten(tree: Any, what: str, is_leaf: Callable[[Any], bool] | None = None) -> tuple[list, Any]:
     """`(path string, leaf)` pairs of `tree` and its treedef; two leaves may not share a path string."""
     pairs, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
-    flat, seen = [], set()
+    flat, seen = [], {}
     for keys, leaf in pairs:
         path = jax.tree_util.keystr(keys, simple=True, separator="/")
         if path in seen:
             raise ValueError(
                 f"Two parameters of `{what}` have the path {path!r}, so they would get the same key; rename one "
-                f"(a dict key containing '/' can collide with a nested path). Received: {what}={tree!r}"
+                f"(a dict key containing '/' can collide with a nested path). Received: {what}{seen[path]} and "
+                f"{what}{jax.tree_util.keystr(keys)}"
             )
-        seen.add(path)
+        seen[path] = jax.tree_util.keystr(keys)
         flat.append((path, leaf))
     return flat, treedef
 
@@ -200,8 +201,9 @@ def init_tree(key: KeyArray, specs: Any, *, mesh: Mesh | None = None) -> Any:
 
     Raises:
       TypeError: a leaf of `specs` is not a `ParamSpec`, `key` is not a key, or `mesh` is not a `Mesh`.
-      ValueError: two leaves have the same path, a sharding does not divide its parameter's shape, or a
-        `PartitionSpec` has no mesh. Every check runs before any array is allocated.
+      ValueError: two leaves have the same path, a sharding does not divide its parameter's shape, a
+        `PartitionSpec` has no mesh, or an initializer rejects its parameter's shape or dtype (or returns
+        another shape). Every check runs before any array is allocated.
 
     Examples:
       >>> import jax, jinit
@@ -245,7 +247,7 @@ def _check(leaf: _Leaf, key: Any) -> None:
 
 
 def _eager(key: Any, leaves: list[_Leaf], words: np.ndarray) -> list[jax.Array]:
-    """Each parameter from its own key, by the kernel of its group, compiled once per group."""
+    """Each parameter from its own key, under `kernels.bulk` (see the module docstring)."""
     keys = _derive(key, words)
     typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
     data = np.asarray(jax.random.key_data(keys) if typed else keys)[: len(leaves)]
