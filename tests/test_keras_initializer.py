@@ -48,6 +48,9 @@ def test_unseeded_draws_a_seed_and_saves_none():
     first = KerasInitializer(jinit.normal())((4,))
     keras.utils.set_random_seed(5)
     np.testing.assert_array_equal(KerasInitializer(jinit.normal())((4,)), first)
+    seeded = KerasInitializer(jinit.normal().with_seed(4))  # the jinit seed is kept, and saved in its config
+    np.testing.assert_array_equal(seeded((4,)), jinit.normal()(jax.random.key(4), (4,)))
+    np.testing.assert_array_equal(KerasInitializer.from_config(seeded.get_config())((4,)), seeded((4,)))
 
 
 @pytest.mark.filterwarnings(

@@ -31,7 +31,7 @@ class KerasInitializer(keras.initializers.Initializer):
     As Keras's random initializers: with an int `seed` every call gives the same values (those of
     ``init.with_seed(seed)``); with ``seed=None`` a seed is drawn from Python's `random` when the initializer is
     built (so ``keras.utils.set_random_seed`` makes it reproducible), and the config keeps ``seed=None``, so a
-    reloaded model draws a new one.
+    reloaded model draws a new one; but a seeded jinit initializer (``init.with_seed(3)``) keeps its own seed.
 
     Args:
       init: a jinit `Initializer`, or anything `jinit.get` resolves to one (a Keras string identifier or a
@@ -61,7 +61,8 @@ class KerasInitializer(keras.initializers.Initializer):
             )
         self.init = resolved
         self._seed = checks.seed(seed)
-        self.seed = self._seed if self._seed is not None else random.randint(1, 10**9)
+        own = self._seed if self._seed is not None else resolved.seed
+        self.seed = own if own is not None else random.randint(1, 10**9)
 
     def __call__(self, shape: Shape, dtype: Any = None) -> jax.Array:
         dtype = keras.backend.standardize_dtype(dtype if dtype is not None else keras.config.floatx())
