@@ -9,6 +9,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports Keras: jinit's samples are JAX arrays
 
+import ast
 import importlib.util
 import re
 import subprocess
@@ -55,11 +56,13 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
     code = blocks(page)
     for framework in sorted({name for _, block in code for name in IMPORT.findall(block)}):
         pytest.importorskip(framework, reason=f"{page.name} needs {framework}: pip install 'jinit[{framework}]'")
+    asserts = sum(isinstance(node, ast.Assert) for _, block in code for node in ast.walk(ast.parse(block)))
+    assert asserts, f"{page.name}: its examples check none of what the page says"
     monkeypatch.chdir(tmp_path)
     # a real module, so that classes defined by the page (Flax modules, dataclasses) find their module
     module = types.ModuleType(f"docs_{page.stem}")
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    for line, block in code:
+    for line, block in code:  # a failing assert of the page fails the test
         exec(compile("\n" * (line - 1) + block, str(page), "exec"), module.__dict__)
 
 

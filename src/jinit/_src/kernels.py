@@ -408,16 +408,14 @@ def _assemble_on_host(chunks: Iterator[jax.Array], n: int, shape: tuple[int, ...
 
     No compilation, no second copy, and at most `_IN_FLIGHT` chunks alive at once.
     """
-    out, position = None, 0
     pending = collections.deque(itertools.islice(chunks, _IN_FLIGHT))
+    out, position = _aligned_empty(n, np.dtype(pending[0].dtype)), 0
     while pending:
         chunk = np.asarray(pending.popleft())  # a view of the chunk's host memory
         pending.extend(itertools.islice(chunks, 1))
-        out = _aligned_empty(n, chunk.dtype) if out is None else out
         take = min(chunk.shape[0], n - position)
         out[position : position + take] = chunk[:take]
         position += take
-    assert out is not None
     out.flags.writeable = False
     return jax.device_put(out.reshape(shape), device, may_alias=True)
 
