@@ -4,14 +4,12 @@ What it measures, for each initializer (glorot_uniform, normal, truncated_normal
 each library:
 
 - first call: the time of ``init(key, shape).block_until_ready()`` the first time a process sees `shape`. For
-  `jax.nn.initializers` this includes compiling the sampler for that shape; jinit assembles an eager sample
-  from chunks of three fixed sizes (see `jinit._src.kernels`), so after its chunks are compiled a new shape
-  compiles nothing. The chunks that the warm-up shape did not need are compiled during the first calls and
-  are counted in them, which only the mean (not the median) shows.
+  `jax.nn.initializers` this includes compiling the sampler for that shape; jinit draws an eager sample with
+  kernels compiled per distribution, dtype and size (see `jinit._src.engine`), so a new shape compiles at most
+  a kernel of a new size. Those compilations are counted in the first calls, which only the mean (not the
+  median) shows.
 - warm: the median of `--repeats` further calls on the same shape (fewer, but at least 3, once they have
-  taken 0.5 s: the largest shapes need no more). This is the steady state: jinit compiles the exact kernel of
-  a shape asked for a second time in a background thread (see `jinit._src.kernels`), so every shape is called
-  twice and those compilations are awaited before timing.
+  taken 0.5 s: the largest shapes need no more), after each shape's first call in that process.
 
 First calls run in a fresh subprocess per (library, initializer) with the persistent compilation cache off, so
 no compiled program leaks from one measurement to another. A process first warms its library up on one
@@ -165,23 +163,14 @@ def first_call_worker(library: str, name: str, shapes: list[tuple[int, ...]]) ->
 
 def warm_worker(name: str, shapes: list[tuple[int, ...]], repeats: int) -> dict:
     """Runs in a fresh process: warm calls of both libraries on each shape, interleaved so that the load of
-    this shared machine weighs on both alike; returns each library's median per shape.
-
-    This is the steady state: jinit compiles the exact kernel of a shape asked for a second time in a
-    background thread (see `jinit._src.kernels`), so every shape is called twice and those compilations are
-    awaited before timing.
-    """
+    this shared machine weighs on both alike; returns each library's median per shape."""
     import jax
-
-    from jinit._src import kernels
 
     inits = {library: _initializer(library, name) for library in ("jax", "jinit")}
     key = jax.random.key(0)
     for shape in shapes:
         for init in inits.values():
             init(key, shape).block_until_ready()
-            init(key, shape).block_until_ready()
-    kernels.settle()
     warm: dict[str, list[float]] = {library: [] for library in inits}
     for shape in shapes:
         times: dict[str, list[float]] = {library: [] for library in inits}

@@ -1,7 +1,7 @@
 """A Griffe extension for the API reference: module attributes that are functions at run time become functions.
 
 mkdocstrings reads jinit's source without importing it, which misses the functions built at import time:
-``glorot_uniform = _preset(...)`` in ``jinit._src.variance_scaling`` (the Glorot, He and LeCun presets, whose
+``glorot_uniform = _factory(...)`` in ``jinit._src.variance_scaling`` (the Glorot, He and LeCun presets, whose
 docstrings are generated) and aliases such as ``xavier_uniform = glorot_uniform``. For every module of jinit
 that has such attributes, this extension imports the module, inspects it, and puts the inspected functions (and
 aliases to them) in place of the attributes. Everything else keeps the static analysis, so the reference does not

@@ -28,7 +28,7 @@ jnn = jax.nn.initializers
 DENSE = ((5, 7), (300, 2))
 CONV = ((3, 3, 4, 8), (2, 3, 3, 4, 5))
 VECTOR = ((5000,),)
-LONG = ((70001,),)  # more than one chunk size (see kernels.chunk_plan)
+LONG = ((2**18 + 4097,),)  # drawn in pieces (see jinit._src.engine.CHUNK)
 EVERY = DENSE + CONV[:1] + VECTOR + ((),)
 ORTHO = ((5, 7), (7, 5), (3, 3, 4, 8))
 

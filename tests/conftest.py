@@ -5,7 +5,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from jinit._src import constant, kernels, orthogonal, tree
+from jinit._src import constant, engine, orthogonal, tree
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -18,10 +18,9 @@ def no_arrays(monkeypatch):
         raise AssertionError("an array was allocated before the error")
 
     for module, name in [
-        (kernels, "sample"),
-        (kernels, "orthogonal_kernel"),
-        (kernels, "delta_orthogonal_kernel"),
-        (orthogonal.kernels, "orthogonal_kernel"),
+        (engine, "draw"),
+        (orthogonal, "_orthogonal_kernel"),
+        (orthogonal, "_delta_orthogonal_kernel"),
         (constant.jnp, "full"),
         (constant.jnp, "zeros"),
         (constant.jnp, "ones"),

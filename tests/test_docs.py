@@ -12,6 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports Keras: 
 import ast
 import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -76,17 +77,21 @@ SITE_NEEDS = {  # module: package
 
 
 def test_site_builds(tmp_path):
+    """`make docs`, in a temporary copy of the pages: the figure and the site are written there, never here."""
     for module, package in SITE_NEEDS.items():
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"building the site needs {package}: pip install 'jinit[docs,plot]'")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # mkdocs-material's banner about its successor
-    (DOCS / "img").mkdir(exist_ok=True)  # git-ignored: the figure is drawn, never committed
-    plot = [sys.executable, "examples/plot_distributions.py", "--out", "docs/img/distributions.png"]
-    proc = subprocess.run(plot, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path)
+    shutil.copytree(DOCS, tmp_path / "docs", ignore=shutil.ignore_patterns("img"))
+    (tmp_path / "src").symlink_to(ROOT / "src")  # the API reference reads the sources
+    (tmp_path / "docs" / "img").mkdir()
+    plot = [sys.executable, str(ROOT / "examples" / "plot_distributions.py"), "--out", "docs/img/distributions.png"]
+    proc = subprocess.run(plot, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     site = tmp_path / "site"
     build = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
-    proc = subprocess.run(build, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(build, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-10000:]
     assert "WARNING" not in output, output[-10000:]

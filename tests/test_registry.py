@@ -31,7 +31,7 @@ def test_round_trip(case):
     assert clone == case.init and hash(clone) == hash(case.init) and repr(clone) == repr(case.init)
     assert config["module"] == "jinit" and config["class_name"] == case.init.name
     # every argument is written out, so a config never depends on defaults
-    assert list(config["config"]) == [name for name, _ in case.init.arguments]
+    assert list(config["config"]) == list(case.init.config)
     key = KEY if case.random else None
     np.testing.assert_array_equal(clone(key, case.shapes[0]), case.init(key, case.shapes[0]))
 
@@ -153,12 +153,18 @@ def test_keras_configs(config, expected):
 # ------------------------------------------------------------------------------------------ custom factories
 
 
-@jinit.register("tests.scaled_uniform")
-def scaled_uniform(scale=1.0, offsets=(0.0,), dtype=None):
-    return lambda key, shape, dtype: scale * jax.random.uniform(key, shape, dtype) + offsets[0]
+@pytest.fixture
+def scaled_uniform():
+    """A registered factory (the root conftest unregisters it after the test)."""
+
+    @jinit.register("tests.scaled_uniform")
+    def scaled_uniform(scale=1.0, offsets=(0.0,), dtype=None):
+        return lambda key, shape, dtype: scale * jax.random.uniform(key, shape, dtype) + offsets[0]
+
+    return scaled_uniform
 
 
-def test_registered_factory_is_a_value_and_round_trips():
+def test_registered_factory_is_a_value_and_round_trips(scaled_uniform):
     init = scaled_uniform(2.0, [1.0], dtype="bfloat16")
     twin = scaled_uniform(2.0, (1.0,), "bfloat16")
     assert init == twin and hash(init) == hash(twin)
@@ -172,7 +178,7 @@ def test_registered_factory_is_a_value_and_round_trips():
     assert "tests.scaled_uniform" in jinit.registered_names()
 
 
-def test_register_rejects():
+def test_register_rejects(scaled_uniform):
     with pytest.raises(ValueError, match=r"already registered.*name='glorot_uniform'"):
         jinit.register("glorot_uniform")(lambda: None)
     with pytest.raises(ValueError, match=r"already registered.*name='tests.scaled_uniform'"):
@@ -200,6 +206,11 @@ def test_concurrent_registration_is_safe():
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(register, range(32)))
     assert outcomes.count("won") == 1 and outcomes.count("lost") == 31
+
+
+def test_registrations_of_other_tests_are_gone():
+    """Every test that registers a name unregisters it (the root conftest restores the table)."""
+    assert not [name for name in jinit.registered_names() if name.startswith(("tests.", "docs.", "my_project."))]
 
 
 # ------------------------------------------------------------------------------------------ untrusted configs
@@ -251,10 +262,8 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize("config, error, message", [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
 def test_bad_configs(config, error, message):
-    before = jinit.registered_names()
     with pytest.raises(error, match=message):
         jinit.deserialize(config)
-    assert jinit.registered_names() == before
 
 
 JSON = st.recursive(
@@ -289,7 +298,6 @@ def mutated_configs(draw):
 @given(st.one_of(JSON, mutated_configs(), st.sampled_from(VALID)))
 @settings(max_examples=int(os.environ.get("JINIT_FUZZ_EXAMPLES", 2000)), deadline=None)
 def test_fuzzed_configs_raise_only_value_or_type_errors(config):
-    before = jinit.registered_names()
     try:
         init = jinit.deserialize(config)
     except (ValueError, TypeError):
@@ -297,4 +305,3 @@ def test_fuzzed_configs_raise_only_value_or_type_errors(config):
     else:
         assert isinstance(init, jinit.Initializer)
         assert jinit.deserialize(jinit.serialize(init)) == init
-    assert jinit.registered_names() == before

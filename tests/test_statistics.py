@@ -2,13 +2,16 @@
 
 Every tolerance is derived from the sample size, none is guessed:
 
-- a Kolmogorov-Smirnov test rejects at level ``ALPHA``;
+- the Kolmogorov-Smirnov tests of this file, ``KS_TESTS`` of them, reject together with probability at most
+  ``FAMILY_ALPHA``: each runs at level ``ALPHA = FAMILY_ALPHA / KS_TESTS`` (Bonferroni's correction, which holds
+  whatever the dependence between the tests; `KS_TESTS` is counted from the tables below);
 - a sample mean (or variance) must lie within ``K`` standard errors of the exact mean (variance), the standard
   error computed from the exact distribution: ``sqrt(var / n)`` for the mean and ``sqrt((mu4 - var**2) / n)`` for
   the (unbiased) sample variance, ``mu4`` being the fourth central moment.
 
-Keys are fixed (one per initializer, shape and dtype), so the tests are deterministic; for a fresh key a correct
-implementation fails a KS check with probability ``ALPHA`` and a moment check with probability ``6e-7``.
+Keys are fixed (one per initializer, shape and dtype), so the tests are deterministic; for fresh keys a correct
+implementation fails any of the KS checks with probability at most ``FAMILY_ALPHA`` and a moment check with
+probability ``6e-7``.
 
 Low-precision dtypes are sampled in float32, rounded to nearest and clamped into the bounds, so their exact
 distribution is the float32 one discretized onto the representable values of the dtype; `_discretized` computes
@@ -30,7 +33,7 @@ import jinit
 
 from cases import LOW_PRECISION
 
-ALPHA = 1e-3  # level of every Kolmogorov-Smirnov test
+FAMILY_ALPHA = 1e-3  # the probability that any KS test of this file rejects a correct implementation
 K = 5.0  # standard errors: P(|N(0, 1)| > 5) = 5.7e-7
 N = 2**16  # float32 samples for a KS test (at least 65,536)
 N_LOW = 2**20  # bfloat16 and float16 samples
@@ -234,6 +237,9 @@ ROWS = (
 BOUNDED = tuple(r for r in ROWS if np.isfinite(r.lower) and np.isfinite(r.upper))
 
 
+ALPHA = 0.0  # set below the tables, once the KS tests are counted
+
+
 def test_fans_by_hand():
     assert jinit.compute_fans(CONV) == (3 * 3 * 64, 3 * 3 * 128) == (576, 1152)
     assert jinit.compute_fans(DENSE) == (512, 128)
@@ -301,8 +307,11 @@ def test_delta_orthogonal_centre_tap(shape, centre):
     assert not rest.any(), "a tap other than the centre is non-zero"
 
 
+HAAR_N = 4  # the order of the orthogonal matrices of the Haar test
+
+
 @functools.cache
-def _haar_draws(n: int = 4, draws: int = N) -> np.ndarray:
+def _haar_draws(n: int = HAAR_N, draws: int = N) -> np.ndarray:
     """`draws` independent n x n orthogonal matrices, one per key."""
     keys = jax.random.split(_key("haar", n), draws)
     return np.asarray(jax.vmap(lambda key: jinit.orthogonal()(key, (n, n)))(keys), np.float64)
@@ -427,15 +436,13 @@ def test_float8_matches_discretized_distribution(row, dtype):
 
 # -------------------------------------------------------------------------------------------------- complex
 
+COMPLEX_NORMAL = [
+    (jinit.normal(0.37), 0.37**2 / 2),
+    (jinit.variance_scaling(1.7, "fan_in", "normal"), 1.7 / 512 / 2),  # DENSE: fan_in 512
+]
 
-@pytest.mark.parametrize(
-    ("init", "part_var"),
-    [
-        (jinit.normal(0.37), 0.37**2 / 2),
-        (jinit.variance_scaling(1.7, "fan_in", "normal"), 1.7 / 512 / 2),  # DENSE: fan_in 512
-    ],
-    ids=["normal", "variance_scaling_normal"],
-)
+
+@pytest.mark.parametrize(("init", "part_var"), COMPLEX_NORMAL, ids=["normal", "variance_scaling_normal"])
 def test_complex_normal(init, part_var):
     # Real and imaginary parts independent, each N(0, variance / 2).
     z = _sample(init, DENSE, "complex64")
@@ -487,3 +494,9 @@ def test_complex_truncated_normal_variance_is_jax_s():
     se = stddev**2 * stats.truncexpon(4.0).std() / math.sqrt(z.size)
     assert abs(modulus2.mean() - expected) <= K * se, (modulus2.mean() / variance, se / variance)
     assert abs(modulus2.mean() - variance) > K * se  # the sample is large enough to tell the two apart
+
+
+# Every KS test above: one per float32 row, n + 1 for the Haar test, one per low-precision row and dtype and per
+# float8 case, two per complex normal, two for the disk and two for the complex truncated normal.
+KS_TESTS = len(ROWS) + HAAR_N + 1 + 2 * len(LOW_ROWS) + len(FLOAT8_CASES) + 2 * len(COMPLEX_NORMAL) + 2 + 2
+ALPHA = FAMILY_ALPHA / KS_TESTS

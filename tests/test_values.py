@@ -1,6 +1,7 @@
 """An initializer is a value (equal, hashable, printable, picklable, not a pytree), and calling it is pure."""
 
 import copy
+import dataclasses
 import pickle
 
 import chex
@@ -22,9 +23,13 @@ def _shape(case):
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_equal_and_hash_by_value(case):
+    rebuilt = type(case.init)(**case.init.config)  # built anew from its arguments
     twin = copy.deepcopy(case.init)
-    assert twin == case.init and hash(twin) == hash(case.init)
-    assert twin is not case.init or case.init in (jinit.zeros, jinit.ones)
+    assert rebuilt is not case.init and twin is not case.init
+    for other in (rebuilt, twin):
+        assert other == case.init and hash(other) == hash(case.init)
+    changed = {"seed": 1} if case.init.seed is None else {"seed": None}
+    assert dataclasses.replace(case.init, **changed) != case.init  # the seed is part of the value
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))

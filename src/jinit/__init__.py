@@ -6,7 +6,6 @@ from jinit._src.constant import identity as identity
 from jinit._src.constant import ones as ones
 from jinit._src.constant import zeros as zeros
 from jinit._src.fans import compute_fans as compute_fans
-from jinit._src.keras import keras_variance_scaling as keras_variance_scaling
 from jinit._src.keras import to_keras as to_keras
 from jinit._src.orthogonal import delta_orthogonal as delta_orthogonal
 from jinit._src.orthogonal import orthogonal as orthogonal
@@ -40,6 +39,7 @@ from jinit._src.variance_scaling import he_normal as he_normal
 from jinit._src.variance_scaling import he_uniform as he_uniform
 from jinit._src.variance_scaling import kaiming_normal as kaiming_normal
 from jinit._src.variance_scaling import kaiming_uniform as kaiming_uniform
+from jinit._src.variance_scaling import keras_variance_scaling as keras_variance_scaling
 from jinit._src.variance_scaling import lecun_normal as lecun_normal
 from jinit._src.variance_scaling import lecun_uniform as lecun_uniform
 from jinit._src.variance_scaling import variance_scaling as variance_scaling

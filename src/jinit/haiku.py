@@ -10,7 +10,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jinit._src import base, checks
+from jinit._src import checks
+from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike, InitializerLike, Shape
 
 
@@ -30,7 +31,7 @@ class HaikuInitializer:
         import haiku as hk
 
         init = self.init
-        if isinstance(init, base.Initializer) and init.name in base.keyless():
+        if isinstance(init, Initializer) and init.keyless:
             return init(None, shape, dtype)
         try:
             key = hk.next_rng_key()

@@ -20,7 +20,8 @@ if "keras" not in sys.modules:
 import jax
 import keras
 
-from jinit._src import base, checks, registry
+from jinit._src import checks, registry
+from jinit._src.base import Initializer
 from jinit._src.typing import InitializerLike, Shape
 
 
@@ -54,7 +55,7 @@ class KerasInitializer(keras.initializers.Initializer):
 
     def __init__(self, init: InitializerLike | str | dict[str, Any], seed: int | None = None) -> None:
         resolved = registry.get(init) if isinstance(init, str | dict) else init
-        if not isinstance(resolved, base.Initializer):
+        if not isinstance(resolved, Initializer):
             raise TypeError(
                 "Argument `init` must be a jinit initializer (or a Keras identifier or config of one), so that "
                 f"Keras can save it. Received: init={init!r}"

@@ -9,7 +9,8 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jinit
-from jinit._src import kernels
+from jinit._src import distributions as d
+from jinit._src import engine
 
 from cases import CASES, ids
 
@@ -79,19 +80,18 @@ def test_low_and_high_precision_sharded(dtype):
             assert_same(init(KEY, (32, 16), dtype, out_sharding=sharding), expected, sharding)
 
 
-@pytest.mark.parametrize("kind, params", [
-    ("normal", (0.02, None)), ("uniform", (1.0,)), ("truncated_normal", (0.5, None, -2.0, 2.0)),
-    ("random_uniform", (-1.0, 1.0)), ("vs_truncated_normal", (0.1,)), ("vs_normal", (0.1,)), ("vs_uniform", (0.1,)),
-])  # fmt: skip
+LAWS = [d.Normal(0.02), d.Uniform(1.0), d.TruncatedNormal(0.5, None, -2.0, 2.0), d.RandomUniform(-1.0, 1.0),
+        d.ScaledTruncatedNormal(0.1), d.ScaledNormal(0.1), d.ScaledUniform(0.1)]
+
+
+@pytest.mark.parametrize("law", LAWS, ids=[type(law).__name__ for law in LAWS])
 @pytest.mark.parametrize("mesh", MESHES.values(), ids=MESHES)
-def test_each_device_generates_only_its_shard(kind, params, mesh):
+def test_each_device_generates_only_its_shard(law, mesh):
     """The compiled program has no collective, its output per device is one shard, and its temporaries a few."""
     shape, dtype = (1024, 512), jnp.dtype("float32")
     sharding = NamedSharding(mesh, P("a", "b"))
     with jax.set_mesh(mesh):  # as `Initializer.__call__` does for a mesh with explicit axes
-        compiled = kernels._exact_kernel.lower(
-            KEY, params, kind=kind, shape=shape, dtype=dtype, out_sharding=sharding, flat=False
-        ).compile()
+        compiled = engine._exact.lower(KEY, law, shape=shape, dtype=dtype, sharding=sharding, positioned=True).compile()
     text = compiled.as_text()
     assert not [op for op in ("all-gather", "all-reduce", "collective-permute", "all-to-all") if op in text]
     shard_bytes = 1024 * 512 * 4 // 8

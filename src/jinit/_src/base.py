@@ -1,73 +1,99 @@
-"""The initializer value: a factory's name and its arguments, callable as ``init(key, shape, dtype)``."""
+"""The initializer value: a frozen dataclass whose fields are its hyperparameters and which knows how to sample.
+
+Each family (`Normal`, `VarianceScaling`, `Orthogonal`, ...) subclasses `Initializer`, declares its factory's
+name (``class Normal(Initializer, name="normal")``), checks its fields in `__post_init__` and implements
+`sample`. Equality, hashing and pickling come from the dataclass; `repr` is the factory call that rebuilds the
+value. The name is how configs refer to a family: `classes()` is the table `jinit.deserialize` reads.
+"""
 
 import dataclasses
-import functools
-from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
+import numpy as np
 from jax.core import Tracer
 
 from jinit._src import checks
 from jinit._src.typing import DTypeLike, KeyArray, OutSharding, Shape
 
-Sampler = Callable[..., jax.Array]
-"""``sampler(key, shape, dtype, out_sharding, **arguments)`` with checked key, shape and resolved dtype."""
-
-_FACTORIES: dict[str, Callable[..., "Initializer"]] = {}
-_SAMPLERS: dict[str, Sampler] = {}
-_KEYLESS: set[str] = set()
-_READY: set[str] = set()
+_CLASSES: dict[str, type["Initializer"]] = {}
 
 
-def factory(name: str, sampler: Sampler, *, keyless: bool = False) -> Callable:
-    """Declares a factory: its values are named `name` and sampled by `sampler`.
-
-    `keyless` initializers (zeros, ones, constant, identity) use no randomness and accept ``key=None``.
-    """
-
-    def declare(build: Callable[..., "Initializer"]) -> Callable[..., "Initializer"]:
-        assert name not in _FACTORIES, name
-        _FACTORIES[name] = build
-        _SAMPLERS[name] = sampler
-        if keyless:
-            _KEYLESS.add(name)
-        return build
-
-    return declare
+def classes() -> dict[str, type["Initializer"]]:
+    """Every initializer class by its factory's name, jinit's own and registered ones (a copy)."""
+    return dict(_CLASSES)
 
 
-def keyless() -> frozenset[str]:
-    """The names of the factories whose initializers use no randomness and accept ``key=None``."""
-    return frozenset(_KEYLESS)
+def declare(name: str, cls: type["Initializer"]) -> None:
+    """Makes `cls` the class of configs named `name` (which must be new)."""
+    if name in _CLASSES:
+        raise ValueError(f"An initializer named {name!r} is already registered. Received: name={name!r}")
+    _CLASSES[name] = cls
 
 
-def factories() -> dict[str, Callable[..., "Initializer"]]:
-    """Every declared factory by name (a copy)."""
-    return dict(_FACTORIES)
-
-
-def ready(name: str) -> "Initializer":
-    """The value of a factory that takes no arguments; it prints as its bare name (``zeros``)."""
-    _READY.add(name)
-    return _FACTORIES[name]()
+def forget(name: str) -> None:
+    """Removes a registered name (for tests that register their own)."""
+    _CLASSES.pop(name, None)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Initializer:
-    """An initializer as a value: `name` is the factory that built it, `arguments` every argument it got.
+    """An initializer as a value: its fields are the arguments of the factory that built it.
 
     Two initializers are equal, and hash equal, when they were built by the same factory with the same
     arguments, so an initializer can be a `jax.jit` static argument or a field of a Flax module without
-    retracing. It pickles by calling its factory again, prints as that call, and is not a pytree.
+    retracing. It pickles, prints as the call that rebuilds it, and is not a pytree.
 
     Calling it is ``init(key, shape, dtype=None, out_sharding=None)``: `dtype` defaults to the one given to the
     factory, and that defaults to JAX's default float type (float64 under ``jax_enable_x64``, else float32).
     """
 
-    name: str
-    arguments: tuple[tuple[str, Any], ...]
-    seed: int | None = None
+    seed: int | None = dataclasses.field(default=None, kw_only=True)
+
+    name: ClassVar[str] = "initializer"
+    """The name of the factory that builds it, in configs and in its `repr`."""
+    keyless: ClassVar[bool] = False
+    """Whether it uses no randomness, and so accepts ``key=None``."""
+    dtypes: ClassVar[str] = "any"
+    """What dtypes it samples: ``"real"`` floats, ``"inexact"`` (real or complex floats) or ``"any"``."""
+    bare: ClassVar[bool] = False
+    """Whether it prints as its bare name (the ready values ``zeros`` and ``ones``)."""
+
+    def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if name is not None:
+            cls.name = name
+            declare(name, cls)
+
+    def sample(self, key: Any, shape: tuple[int, ...], dtype: np.dtype, sharding: Any) -> jax.Array:
+        """The sample for a checked key (None if `keyless`), shape, resolved dtype and sharding."""
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        key: KeyArray | None,
+        shape: Shape,
+        dtype: DTypeLike | None = None,
+        out_sharding: OutSharding = None,
+    ) -> jax.Array:
+        if key is None and self.seed is not None:
+            key = jax.random.key(self.seed)
+        key = checks.key(key, optional=self.keyless)
+        dtype = checks.resolve_dtype(self, dtype)
+        shape = checks.shape(shape, dtype)
+        if out_sharding is None:
+            return self.sample(key, shape, dtype, None)
+        sharding = checks.out_sharding(out_sharding)
+        mesh = getattr(sharding, "mesh", None)
+        explicit = getattr(mesh, "explicit_axes", ())
+        if explicit and _outside_any_mesh():
+            with jax.set_mesh(mesh):  # outside `jit`, JAX compiles for explicit mesh axes only inside their mesh
+                return self.sample(key, shape, dtype, sharding)
+        x = self.sample(key, shape, dtype, sharding)
+        if isinstance(x, Tracer):
+            # under `jit`, `device=` of jnp's constructors (the constant initializers) is not a layout
+            x = jax.sharding.reshard(x, sharding) if explicit else jax.lax.with_sharding_constraint(x, sharding)
+        return x
 
     def with_seed(self, seed: int | None) -> "Initializer":
         """This initializer with a seed: called with ``key=None``, it draws from ``jax.random.key(seed)``.
@@ -83,47 +109,23 @@ class Initializer:
         """
         return dataclasses.replace(self, seed=checks.seed(seed))
 
-    def __call__(
-        self,
-        key: KeyArray | None,
-        shape: Shape,
-        dtype: DTypeLike | None = None,
-        out_sharding: OutSharding = None,
-    ) -> jax.Array:
-        if key is None and self.seed is not None:
-            key = jax.random.key(self.seed)
-        key = checks.key(key, optional=self.name in _KEYLESS)
-        shape = checks.shape(shape)
-        arguments = dict(self.arguments)
-        default_dtype = arguments.pop("dtype", None)
-        dtype = checks.dtype("dtype", dtype) if dtype is not None else default_dtype
-        sharding = checks.out_sharding(out_sharding)
-        sampler = functools.partial(_SAMPLERS[self.name], key, shape, checks.resolve_dtype(self.name, dtype), sharding)
-        mesh = getattr(sharding, "mesh", None)
-        explicit = getattr(mesh, "explicit_axes", ())
-        if explicit and _outside_any_mesh():
-            with jax.set_mesh(mesh):  # outside `jit`, JAX compiles for explicit mesh axes only inside their mesh
-                return sampler(**arguments)
-        x = sampler(**arguments)
-        if sharding is not None and isinstance(x, Tracer):
-            # under `jit`, `device=` of jnp's constructors (the constant initializers) is not a layout
-            x = jax.sharding.reshard(x, sharding) if explicit else jax.lax.with_sharding_constraint(x, sharding)
-        return x
-
     @property
     def config(self) -> dict[str, Any]:
-        """The factory's arguments by name: ``factory(**init.config) == init``."""
-        return dict(self.arguments)
+        """The factory's arguments by name, in its order: ``factory(**init.config) == init`` (without the seed)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "seed"}
 
     def __repr__(self) -> str:
-        if self.name in _READY and not self.arguments:
+        config = self.config
+        if self.bare and not config:
             text = self.name
         else:
-            text = f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.arguments)})"
+            text = f"{self.name}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
         return text if self.seed is None else f"{text}.with_seed({self.seed})"
 
-    def __reduce__(self) -> tuple:
-        return (rebuild, (self.name, self.arguments, self.seed))
+    def _set(self, **fields: Any) -> None:
+        """Sets checked fields from `__post_init__` (the dataclass is frozen)."""
+        for field, value in fields.items():
+            object.__setattr__(self, field, value)
 
 
 def _outside_any_mesh() -> bool:
@@ -133,11 +135,6 @@ def _outside_any_mesh() -> bool:
 
 
 def rebuild(name: str, arguments: tuple[tuple[str, Any], ...], seed: int | None = None) -> Initializer:
-    """Calls the factory `name` with `arguments` again, and gives the result `seed` (unpickling)."""
-    init = _FACTORIES[name](**dict(arguments))
+    """The initializer named `name` with `arguments` and `seed`: what pickles of jinit 0.1.0 call to unpickle."""
+    init = _CLASSES[name](**dict(arguments))
     return init if seed is None else init.with_seed(seed)
-
-
-def make(name: str, **arguments: Any) -> Initializer:
-    """The value of factory `name` called with `arguments` (already checked, in the factory's order)."""
-    return Initializer(name, tuple(arguments.items()))

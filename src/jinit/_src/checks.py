@@ -125,20 +125,56 @@ def normalize_axes(name: str, value: Axis, rank: int, shape: tuple[int, ...] | N
     return tuple(result)
 
 
-def shape(value: Any) -> tuple[int, ...]:
-    """Checks a shape: a sequence of non-negative ints. Returns it as a tuple."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
-        raise TypeError(f"Argument `shape` must be a sequence of ints; for one axis write ({value},). "
-                        f"{_received('shape', value)}")
+def _dim(value: Any) -> int | None:
+    """A dimension as an int: a Python or NumPy integer, or a concrete integer 0-d array; else None."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    concrete = isinstance(value, np.ndarray | jax.Array) and not isinstance(value, Tracer)
+    if concrete and value.shape == () and jnp.issubdtype(value.dtype, np.integer):
+        return int(value)
+    return None
+
+
+MAX_BYTES = 2**63 - 1
+"""The most bytes an array may have: XLA counts them in a signed 64-bit integer."""
+
+
+def shape(value: Any, dtype: np.dtype | None = None) -> tuple[int, ...]:
+    """Checks a shape: a sequence (or 1-D integer array) of non-negative ints. Returns it as a tuple of ints.
+
+    With `dtype`, also checks that an array of this shape and dtype has at most `MAX_BYTES` bytes.
+    """
+    if type(value) is tuple and set(map(type, value)) <= {int} and min(value, default=0) >= 0:
+        dims = value  # the common case, checked at once
+    else:
+        dims = _dims(value)
+    if dtype is not None and math.prod(dims) * dtype.itemsize > MAX_BYTES:
+        raise ValueError(
+            f"Argument `shape` is too large: {math.prod(dims)} elements of {dtype.name} are more than the "
+            f"2**63 - 1 bytes an array can index. {_received('shape', value)}"
+        )
+    return dims
+
+
+def _dims(value: Any) -> tuple[int, ...]:
+    if _dim(value) is not None:
+        raise TypeError(
+            f"Argument `shape` must be a sequence of ints; for one axis write ({value},). {_received('shape', value)}"
+        )
+    if isinstance(value, np.ndarray | jax.Array) and not isinstance(value, Tracer) and value.ndim == 1:
+        value = tuple(value.tolist()) if jnp.issubdtype(value.dtype, np.integer) else value
     if not isinstance(value, list | tuple):
         raise TypeError(f"Argument `shape` must be a sequence of ints. {_received('shape', value)}")
     dims = []
     for d in value:
-        if isinstance(d, bool | np.bool_) or not isinstance(d, numbers.Integral):
+        dim = _dim(d)
+        if dim is None:
             raise TypeError(f"Argument `shape` must contain only ints. {_received('shape', value)}")
-        if d < 0:
+        if dim < 0:
             raise ValueError(f"Argument `shape` must not contain negative sizes. {_received('shape', value)}")
-        dims.append(int(d))
+        dims.append(dim)
     return tuple(dims)
 
 
@@ -155,34 +191,35 @@ def dtype(name: str, value: DTypeLike | None) -> str | None:
     return result.name
 
 
-def resolve_dtype(initializer: str, value: str | None) -> np.dtype:
-    """Resolves a checked dtype at call time: None is the default float type, as in JAX.
+_KINDS = {"real": "a floating-point dtype", "inexact": "a floating-point or complex dtype"}
 
-    A 64-bit dtype while `jax_enable_x64` is off becomes its 32-bit counterpart, with JAX's warning.
+
+def resolve_dtype(init: Any, value: DTypeLike | None) -> np.dtype:
+    """The dtype of a call of `init`: `value` (checked), else the initializer's own, else JAX's default float type.
+
+    A 64-bit dtype while `jax_enable_x64` is off becomes its 32-bit counterpart, with JAX's warning. A random
+    initializer needs a floating-point dtype (`init.dtypes` is ``"real"``), or a complex one too (``"inexact"``).
     """
+    value = getattr(init, "dtype", None) if value is None else dtype("dtype", value)
     if value is None:
-        return jnp.dtype(jnp.float64) if flag("jax_enable_x64") else jnp.dtype(jnp.float32)
+        x64 = getattr(jax.config, "jax_enable_x64")  # noqa: B009  (as `flag`, without a call on every sample)
+        return jnp.dtype(jnp.float64) if x64 else jnp.dtype(jnp.float32)
     requested = jnp.dtype(value)
-    canonical = jnp.dtype(jax.dtypes.canonicalize_dtype(requested))
-    if canonical != requested:
+    result = jnp.dtype(jax.dtypes.canonicalize_dtype(requested))
+    if result != requested:
         warnings.warn(
-            f"Explicitly requested dtype {requested.name} requested in `{initializer}` is not available, and will be "
-            f"truncated to dtype {canonical.name}. To enable more dtypes, set the jax_enable_x64 configuration "
+            f"Explicitly requested dtype {requested.name} requested in `{init.name}` is not available, and will be "
+            f"truncated to dtype {result.name}. To enable more dtypes, set the jax_enable_x64 configuration "
             "option or the JAX_ENABLE_X64 shell environment variable.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
-    return canonical
-
-
-def random_dtype(initializer: str, value: np.dtype, *, complex_ok: bool) -> None:
-    """Checks that a random initializer can sample `value`: a float type, or complex where `complex_ok`."""
-    if jnp.issubdtype(value, jnp.floating) and value.itemsize * 8 >= 8 and jnp.finfo(value).nmant > 0:
-        return
-    if complex_ok and jnp.issubdtype(value, jnp.complexfloating):
-        return
-    kinds = "a floating-point or complex dtype" if complex_ok else "a floating-point dtype"
-    raise TypeError(f"`{initializer}` needs {kinds}. Received: dtype={value.name}")
+    kinds = init.dtypes
+    if kinds == "any" or (jnp.issubdtype(result, jnp.floating) and jnp.finfo(result).nmant > 0):
+        return result
+    if kinds == "inexact" and jnp.issubdtype(result, jnp.complexfloating):
+        return result
+    raise TypeError(f"`{init.name}` needs {_KINDS[kinds]}. Received: dtype={result.name}")
 
 
 @functools.cache

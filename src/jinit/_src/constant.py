@@ -1,42 +1,43 @@
 """Initializers that use no randomness: zeros, ones, constant and identity."""
 
+import dataclasses
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
-from jinit._src import base, checks
+from jinit._src import checks
+from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike
 
 
-def _fill(key, shape, dtype, out_sharding, *, value) -> jax.Array:
-    return jnp.full(shape, value, dtype, device=out_sharding)
+@dataclasses.dataclass(frozen=True, repr=False)
+class Zeros(Initializer, name="zeros"):
+    """`zeros`: an initializer of zeros, in any dtype."""
+
+    keyless = True
+    bare = True
+
+    def sample(self, key, shape, dtype, sharding):
+        return jnp.zeros(shape, dtype, device=sharding)
 
 
-def _zeros_sampler(key, shape, dtype, out_sharding) -> jax.Array:
-    return jnp.zeros(shape, dtype, device=out_sharding)
+@dataclasses.dataclass(frozen=True, repr=False)
+class Ones(Initializer, name="ones"):
+    """`ones`: an initializer of ones, in any dtype."""
+
+    keyless = True
+    bare = True
+
+    def sample(self, key, shape, dtype, sharding):
+        return jnp.ones(shape, dtype, device=sharding)
 
 
-def _ones_sampler(key, shape, dtype, out_sharding) -> jax.Array:
-    return jnp.ones(shape, dtype, device=out_sharding)
-
-
-@base.factory("zeros", _zeros_sampler, keyless=True)
-def _zeros() -> base.Initializer:
-    return base.make("zeros")
-
-
-@base.factory("ones", _ones_sampler, keyless=True)
-def _ones() -> base.Initializer:
-    return base.make("ones")
-
-
-zeros = base.ready("zeros")
+zeros = Zeros()
 """An initializer of zeros: ``jinit.zeros(key, shape, dtype=None)``; the key may be None."""
 
-ones = base.ready("ones")
+ones = Ones()
 """An initializer of ones: ``jinit.ones(key, shape, dtype=None)``; the key may be None."""
 
 
@@ -67,24 +68,36 @@ def _freeze(value: Any) -> Any:
     return freeze(array.tolist())
 
 
-def _constant_sampler(key, shape, dtype, out_sharding, *, value) -> jax.Array:
-    value_shape = np.shape(value)
-    try:
-        broadcast = np.broadcast_shapes(value_shape, shape)
-    except ValueError:
-        broadcast = None
-    if broadcast != shape:
-        raise ValueError(
-            f"`constant` value of shape {value_shape} does not broadcast to the requested shape. "
-            f"Received: shape={shape}"
-        )
-    if np.iscomplexobj(np.asarray(value)) and not jnp.issubdtype(dtype, jnp.complexfloating):
-        raise TypeError(f"`constant` has a complex value, so it needs a complex dtype. Received: dtype={dtype.name}")
-    return _fill(key, shape, dtype, out_sharding, value=np.asarray(value))
+@dataclasses.dataclass(frozen=True, repr=False)
+class Constant(Initializer, name="constant"):
+    """`constant`'s value: `value` broadcast to the shape."""
+
+    value: Any
+    dtype: str | None = None
+    keyless = True
+
+    def __post_init__(self) -> None:
+        self._set(value=_freeze(self.value), dtype=checks.dtype("dtype", self.dtype))
+
+    def sample(self, key, shape, dtype, sharding):
+        value = np.asarray(self.value)
+        try:
+            broadcast = np.broadcast_shapes(value.shape, shape)
+        except ValueError:
+            broadcast = None
+        if broadcast != shape:
+            raise ValueError(
+                f"`constant` value of shape {value.shape} does not broadcast to the requested shape. "
+                f"Received: shape={shape}"
+            )
+        if np.iscomplexobj(value) and not jnp.issubdtype(dtype, jnp.complexfloating):
+            raise TypeError(
+                f"`constant` has a complex value, so it needs a complex dtype. Received: dtype={dtype.name}"
+            )
+        return jnp.full(shape, value, dtype, device=sharding)
 
 
-@base.factory("constant", _constant_sampler, keyless=True)
-def constant(value: Any, dtype: DTypeLike | None = None) -> base.Initializer:
+def constant(value: Any, dtype: DTypeLike | None = None) -> Initializer:
     """Builds an initializer that returns `value` broadcast to the requested shape.
 
     Args:
@@ -108,19 +121,29 @@ def constant(value: Any, dtype: DTypeLike | None = None) -> base.Initializer:
       Array([[1, 2, 3],
              [1, 2, 3]], dtype=int32)
     """
-    return base.make("constant", value=_freeze(value), dtype=checks.dtype("dtype", dtype))
+    return Constant(value, dtype)
 
 
-def _identity_sampler(key, shape, dtype, out_sharding, *, gain) -> jax.Array:
-    if len(shape) != 2:
-        raise ValueError(f"`identity` needs a 2-D shape. Received: shape={shape}")
-    rows, cols = shape
-    eye = jnp.eye(rows, cols, dtype=dtype, device=out_sharding)
-    return eye if gain == 1.0 else eye * jnp.asarray(gain, dtype)
+@dataclasses.dataclass(frozen=True, repr=False)
+class Identity(Initializer, name="identity"):
+    """`identity`'s value: ``gain * I``, padded with zeros when not square."""
+
+    gain: float = 1.0
+    dtype: str | None = None
+    keyless = True
+
+    def __post_init__(self) -> None:
+        self._set(gain=checks.number("gain", self.gain, minimum="nonnegative"), dtype=checks.dtype("dtype", self.dtype))
+
+    def sample(self, key, shape, dtype, sharding):
+        if len(shape) != 2:
+            raise ValueError(f"`identity` needs a 2-D shape. Received: shape={shape}")
+        rows, cols = shape
+        eye = jnp.eye(rows, cols, dtype=dtype, device=sharding)
+        return eye if self.gain == 1.0 else eye * jnp.asarray(self.gain, dtype)
 
 
-@base.factory("identity", _identity_sampler, keyless=True)
-def identity(gain: float = 1.0, dtype: DTypeLike | None = None) -> base.Initializer:
+def identity(gain: float = 1.0, dtype: DTypeLike | None = None) -> Initializer:
     """Builds an initializer of identity matrices times `gain` (Keras's `Identity`).
 
     A non-square shape gives the identity padded with zeros: ``result[i, j] = gain if i == j else 0``.
@@ -141,5 +164,4 @@ def identity(gain: float = 1.0, dtype: DTypeLike | None = None) -> base.Initiali
       Array([[2., 0., 0.],
              [0., 2., 0.]], dtype=float32)
     """
-    gain = checks.number("gain", gain, minimum="nonnegative")
-    return base.make("identity", gain=gain, dtype=checks.dtype("dtype", dtype))
+    return Identity(gain, dtype)

@@ -51,16 +51,14 @@ def compute_fans(
     return fans(shape, in_axis, out_axis, batch_axis)
 
 
-def fans(
-    shape: tuple[int, ...],
-    in_axis: int | tuple[int, ...],
-    out_axis: int | tuple[int, ...],
-    batch_axis: int | tuple[int, ...],
-) -> tuple[int, int]:
+def fans(shape: tuple[int, ...], in_axis: Axis, out_axis: Axis, batch_axis: Axis) -> tuple[int, int]:
     """`compute_fans` on arguments already checked by `checks.shape` and `checks.axis`."""
     rank = len(shape)
-    if rank < 2 and (in_axis, out_axis, batch_axis) == (-2, -1, ()):
-        return (1, 1) if rank == 0 else (shape[0], shape[0])
+    if in_axis == -2 and out_axis == -1 and batch_axis == ():  # the default axes: Keras's rule
+        if rank < 2:
+            return (1, 1) if rank == 0 else (shape[0], shape[0])
+        receptive_field = math.prod(shape[:-2])
+        return shape[-2] * receptive_field, shape[-1] * receptive_field
     ins = checks.normalize_axes("in_axis", in_axis, rank, shape)
     outs = checks.normalize_axes("out_axis", out_axis, rank, shape)
     batch = checks.normalize_axes("batch_axis", batch_axis, rank, shape)

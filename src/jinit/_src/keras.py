@@ -4,86 +4,19 @@ Strings and configs speak Keras, with Keras's defaults: ``"normal"`` is Keras's 
 and a Keras ``VarianceScaling(distribution="normal")`` is the truncated normal.
 """
 
-import math
 from collections.abc import Callable
 from typing import Any
 
-from jinit._src import base, checks, constant, orthogonal, random, registry, stft, variance_scaling
-from jinit._src.typing import DTypeLike
-
-
-def _keras_axes_sampler(key, shape, dtype, out_sharding, *, scale, mode, distribution, input_axes, output_axes):
-    rank = len(shape)
-    ins = checks.normalize_axes("input_axes", input_axes, rank, shape)
-    outs = checks.normalize_axes("output_axes", output_axes, rank, shape)
-    fan_in, fan_out = math.prod(shape[a] for a in ins), math.prod(shape[a] for a in outs)
-    return variance_scaling.sample(
-        "keras_variance_scaling", key, shape, dtype, out_sharding, scale, mode, distribution, fan_in, fan_out
-    )
-
-
-def _axes(name: str, value: Any) -> tuple[int, ...]:
-    axes = checks.axis(name, value)
-    return (axes,) if isinstance(axes, int) else axes
-
-
-@base.factory("keras_variance_scaling", _keras_axes_sampler)
-def keras_variance_scaling(
-    scale: float,
-    mode: str,
-    distribution: str,
-    input_axes: tuple[int, ...],
-    output_axes: tuple[int, ...],
-    dtype: DTypeLike | None = None,
-) -> base.Initializer:
-    """Builds Keras 3's `VarianceScaling` with `input_axes` and `output_axes`: fans count only those axes.
-
-    ``fan_in = prod(shape[a] for a in input_axes)`` and ``fan_out`` likewise, with no receptive field (unlike
-    `variance_scaling`'s axes, which multiply by every axis that is neither an input, output nor batch axis;
-    the two agree when the axes cover the whole shape). `distribution` is jinit's (``"normal"`` untruncated).
-    Keras configs with both axes given load into this factory.
-
-    Args:
-      scale: the scaling factor, a positive finite number.
-      mode: ``"fan_in"``, ``"fan_out"``, ``"fan_avg"`` or ``"fan_geo_avg"``.
-      distribution: ``"truncated_normal"``, ``"normal"`` or ``"uniform"``.
-      input_axes: the input axes.
-      output_axes: the output axes.
-      dtype: the default dtype of the result; None is JAX's default float type.
-
-    Returns:
-      An `Initializer`.
-
-    Raises:
-      ValueError: as `variance_scaling`; when called, an axis out of range or repeated.
-
-    Examples:
-      >>> import jax, jinit
-      >>> init = jinit.get({"class_name": "HeNormal", "config": {"input_axes": [0], "output_axes": [1, 2]}})
-      >>> init.name, init.config["input_axes"], init.config["output_axes"]
-      ('keras_variance_scaling', (0,), (1, 2))
-      >>> init(jax.random.key(0), (64, 4, 16)).shape
-      (64, 4, 16)
-    """
-    # variance_scaling checks (and normalizes) the arguments the two factories share
-    arguments = variance_scaling.variance_scaling(scale, mode, distribution, dtype=dtype).config
-    return base.make(
-        "keras_variance_scaling",
-        scale=arguments["scale"],
-        mode=arguments["mode"],
-        distribution=arguments["distribution"],
-        input_axes=_axes("input_axes", input_axes),
-        output_axes=_axes("output_axes", output_axes),
-        dtype=arguments["dtype"],
-    )
-
+from jinit._src import constant, orthogonal, random, stft, variance_scaling
+from jinit._src.base import Initializer
+from jinit._src.variance_scaling import keras_variance_scaling
 
 # Strings speak Keras (2 and 3): class names, snake_case names and Keras's aliases, with Keras's defaults.
 # A jinit name that Keras does not have (e.g. "delta_orthogonal") is the jinit factory with its own defaults.
-_KERAS_STRINGS: dict[str, Callable[[], base.Initializer]] = {}
+_KERAS_STRINGS: dict[str, Callable[[], Initializer]] = {}
 
 
-def _keras_string(names: tuple[str, ...], build: Callable[[], base.Initializer]) -> None:
+def _keras_string(names: tuple[str, ...], build: Callable[[], Initializer]) -> None:
     for name in names:
         _KERAS_STRINGS[name] = build
 
@@ -117,12 +50,12 @@ def _declare_strings() -> None:
     _keras_string(("STFT", "STFTInitializer", "stft"), lambda: stft.stft())
 
 
-def strings() -> dict[str, Callable[[], base.Initializer]]:
+def strings() -> dict[str, Callable[[], Initializer]]:
     """Keras's string identifiers, each with a function giving its initializer."""
     return _KERAS_STRINGS
 
 
-_KERAS_CLASSES: dict[str, Callable[..., base.Initializer]] = {}
+_KERAS_CLASSES: dict[str, Callable[..., Initializer]] = {}
 
 
 def _declare_classes() -> None:
@@ -150,7 +83,7 @@ def _declare_classes() -> None:
             return keras_variance_scaling(scale, mode, distribution, input_axes, output_axes, dtype)
         return variance_scaling.variance_scaling(scale, mode, distribution, dtype=dtype)
 
-    def preset(name: str, scale: float, mode: str, distribution: str) -> Callable[..., base.Initializer]:
+    def preset(name: str, scale: float, mode: str, distribution: str) -> Callable[..., Initializer]:
         def build(input_axes=None, output_axes=None, dtype=None):
             if input_axes is not None and output_axes is not None:
                 return keras_variance_scaling(scale, mode, distribution, input_axes, output_axes, dtype)
@@ -158,7 +91,7 @@ def _declare_classes() -> None:
 
         return build
 
-    classes: dict[str, Callable[..., base.Initializer]] = {
+    classes: dict[str, Callable[..., Initializer]] = {
         "Zeros": zeros,
         "Ones": ones,
         "Constant": lambda value=0.0, dtype=None: constant.constant(value, dtype),
@@ -184,7 +117,7 @@ def _declare_classes() -> None:
     _KERAS_CLASSES.update(classes)
 
 
-def classes() -> dict[str, Callable[..., base.Initializer]]:
+def classes() -> dict[str, Callable[..., Initializer]]:
     """Keras's class names, each with a function of its config's keys giving the initializer."""
     return _KERAS_CLASSES
 
@@ -200,7 +133,7 @@ _KERAS_PRESETS = {
 _DEFAULT_AXES = {"in_axis": -2, "out_axis": -1, "batch_axis": ()}
 
 
-def to_keras(init: base.Initializer) -> dict[str, Any]:
+def to_keras(init: Initializer) -> dict[str, Any]:
     """A Keras 3 config that `keras.initializers.deserialize` turns into the equivalent Keras initializer.
 
     Args:
@@ -222,15 +155,16 @@ def to_keras(init: base.Initializer) -> dict[str, Any]:
       >>> jinit.to_keras(jinit.variance_scaling(2.0, "fan_in", "normal"))["config"]["distribution"]
       'untruncated_normal'
     """
-    config = registry.serialize(init)["config"]
-    seed = config.pop("seed", None)
+    if not isinstance(init, Initializer):
+        raise TypeError(f"`to_keras` takes a jinit `Initializer`. Received: init={init!r}")
+    config, seed = init.config, init.seed
 
     def refuse(why: str) -> ValueError:
         return ValueError(f"Keras cannot express `{init!r}`: {why}.")
 
     if config.pop("dtype", None) is not None:
         raise refuse("a Keras initializer takes its dtype when called, not in its config")
-    if any(k in config and config[k] != registry.to_json(v) for k, v in _DEFAULT_AXES.items()):
+    if any(k in config and config[k] != v for k, v in _DEFAULT_AXES.items()):
         raise refuse("Keras's fans use the default axes (in_axis=-2, out_axis=-1, batch_axis=())")
     for k in _DEFAULT_AXES:
         config.pop(k, None)
@@ -238,7 +172,7 @@ def to_keras(init: base.Initializer) -> dict[str, Any]:
     if name in ("zeros", "ones"):
         class_name, keras_config, random_ = name.capitalize(), {}, False
     elif name == "constant":
-        class_name, keras_config, random_ = "Constant", {"value": config["value"]}, False
+        class_name, keras_config, random_ = "Constant", {"value": _json(config["value"])}, False
     elif name == "identity":
         class_name, keras_config, random_ = "Identity", {"gain": config["gain"]}, False
     elif name in ("normal", "random_normal"):
@@ -268,11 +202,11 @@ def to_keras(init: base.Initializer) -> dict[str, Any]:
             raise refuse("Keras's VarianceScaling has no mode 'fan_geo_avg'")
         distribution = {"normal": "untruncated_normal"}.get(config["distribution"], config["distribution"])
         class_name = "VarianceScaling"
-        keras_config = {k: config[k] for k in ("scale", "mode", "input_axes", "output_axes")}
+        keras_config = {k: _json(config[k]) for k in ("scale", "mode", "input_axes", "output_axes")}
         keras_config["distribution"] = distribution
     elif name == "stft":
         class_name, random_ = "STFT", False
-        keras_config = {k: config[k] for k in ("side", "window", "scaling", "periodic")}
+        keras_config = {k: _json(config[k]) for k in ("side", "window", "scaling", "periodic")}
     else:
         raise refuse(f"Keras has no `{name}`")
     if random_:
@@ -280,6 +214,11 @@ def to_keras(init: base.Initializer) -> dict[str, Any]:
     elif seed is not None:
         raise refuse("Keras's non-random initializers take no seed")
     return {"module": "keras.initializers", "class_name": class_name, "config": keras_config, "registered_name": None}
+
+
+def _json(value: Any) -> Any:
+    """A config value as JSON writes it: tuples as lists."""
+    return [_json(v) for v in value] if isinstance(value, tuple) else value
 
 
 # Filled once, on import, so that threads only ever read them.

@@ -1,31 +1,87 @@
 """Orthogonal initializers: orthogonal matrices, and delta-orthogonal convolution kernels."""
 
+import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jinit._src import base, checks, kernels
+from jinit._src import checks, engine
+from jinit._src.base import Initializer
+from jinit._src.distributions import compute_dtype
 from jinit._src.typing import DTypeLike
 
 
-def _orthogonal_sampler(key, shape, dtype, out_sharding, *, scale, column_axis) -> jax.Array:
-    if len(shape) < 2:
-        raise ValueError(f"`orthogonal` needs a shape of rank >= 2. Received: shape={shape}")
-    checks.normalize_axes("column_axis", column_axis, len(shape), shape)
-    return _sample(kernels.orthogonal_kernel, "orthogonal", key, shape, dtype, out_sharding, scale, column_axis)
+def normal_matrix(key: jax.Array, shape: tuple[int, ...], column_axis: int, dtype: np.dtype) -> jax.Array:
+    """The normal matrix that `orthogonal` factors, as `jax.random.orthogonal` draws it: tall, in `dtype`."""
+    n_cols = shape[column_axis]
+    n_rows = math.prod(shape) // n_cols
+    return jax.random.normal(key, (max(n_rows, n_cols), min(n_rows, n_cols)), dtype)
 
 
-def _sample(kernel, name, key, shape, dtype, out_sharding, scale, column_axis) -> jax.Array:
-    """Checks the dtype, then runs `kernel` (or returns an empty array for a zero-size shape)."""
-    checks.random_dtype(name, dtype, complex_ok=True)
-    if math.prod(shape) == 0:
-        return jnp.zeros(shape, dtype, out_sharding=out_sharding)
-    return kernel(key, scale, shape=shape, column_axis=column_axis, dtype=dtype, out_sharding=out_sharding)
+def _orthogonal(key, scale, shape, column_axis, dtype):
+    """An orthogonal matrix from the QR of a normal one, reshaped, as `jax.nn.initializers.orthogonal`.
+
+    Q's columns are multiplied by the signs of R's diagonal, which makes the result uniform over the orthogonal
+    group (Haar measure), as `jax.random.orthogonal` does; a wide matrix is the transpose of a tall one.
+    """
+    ct = compute_dtype(dtype)
+    n_cols = shape[column_axis]
+    n_rows = math.prod(shape) // n_cols
+    q, r = jnp.linalg.qr(normal_matrix(key, shape, column_axis, ct))
+    q = q * jnp.expand_dims(jnp.sign(jnp.linalg.diagonal(r)), -2)
+    q = q.mT if n_rows < n_cols else q
+    q = jnp.reshape(q, (*np.delete(shape, column_axis), n_cols))
+    q = jnp.moveaxis(q, -1, column_axis)
+    return (jnp.asarray(scale, ct) * q).astype(dtype)
 
 
-@base.factory("orthogonal", _orthogonal_sampler)
-def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: DTypeLike | None = None) -> base.Initializer:
+@functools.partial(jax.jit, static_argnames=("shape", "column_axis", "dtype", "sharding"))
+def _orthogonal_kernel(key, scale, *, shape, column_axis, dtype, sharding):
+    return engine.lay_out(lambda k, s: _orthogonal(k, s, shape, column_axis, dtype), sharding, key, scale)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "column_axis", "dtype", "sharding"))
+def _delta_orthogonal_kernel(key, scale, *, shape, column_axis, dtype, sharding):
+    """An orthogonal matrix at the centre of a convolution kernel, zeros elsewhere."""
+
+    def draw(k, s):
+        matrix = _orthogonal(k, s, shape[-2:], column_axis, dtype)
+        return jnp.zeros(shape, dtype).at[tuple((size - 1) // 2 for size in shape[:-2])].set(matrix)
+
+    return engine.lay_out(draw, sharding, key, scale)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Orthogonal(Initializer, name="orthogonal"):
+    """`orthogonal`'s value: (semi-)orthogonal matrices times `scale`, Haar-distributed."""
+
+    scale: float = 1.0
+    column_axis: int = -1
+    dtype: str | None = None
+    dtypes = "inexact"
+
+    def __post_init__(self) -> None:
+        self._set(
+            scale=checks.number("scale", self.scale, minimum="nonnegative"),
+            column_axis=checks.integer("column_axis", self.column_axis),
+            dtype=checks.dtype("dtype", self.dtype),
+        )
+
+    def sample(self, key, shape, dtype, sharding):
+        if len(shape) < 2:
+            raise ValueError(f"`orthogonal` needs a shape of rank >= 2. Received: shape={shape}")
+        checks.normalize_axes("column_axis", self.column_axis, len(shape), shape)
+        if math.prod(shape) == 0:
+            return jnp.zeros(shape, dtype, out_sharding=sharding)
+        return _orthogonal_kernel(
+            key, self.scale, shape=shape, column_axis=self.column_axis, dtype=dtype, sharding=sharding
+        )
+
+
+def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: DTypeLike | None = None) -> Initializer:
     """Builds an initializer of (semi-)orthogonal matrices times `scale`, uniform over the orthogonal group.
 
     As `jax.nn.initializers.orthogonal` (bitwise, for float32, float64 and complex dtypes): the shape is
@@ -52,29 +108,43 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: DTypeLike | Non
       >>> bool(jnp.allclose(q.T @ q, jnp.eye(3), atol=1e-5))
       True
     """
-    return base.make(
-        "orthogonal",
-        scale=checks.number("scale", scale, minimum="nonnegative"),
-        column_axis=checks.integer("column_axis", column_axis),
-        dtype=checks.dtype("dtype", dtype),
-    )
+    return Orthogonal(scale, column_axis, dtype)
 
 
-def _delta_orthogonal_sampler(key, shape, dtype, out_sharding, *, scale, column_axis) -> jax.Array:
-    if len(shape) not in (3, 4, 5):
-        raise ValueError(f"`delta_orthogonal` needs a shape of rank 3, 4 or 5. Received: shape={shape}")
-    if shape[-1] < shape[-2]:
-        raise ValueError(
-            "`delta_orthogonal` needs at least as many output channels (last axis) as input channels "
-            f"(second to last). Received: shape={shape}"
+@dataclasses.dataclass(frozen=True, repr=False)
+class DeltaOrthogonal(Initializer, name="delta_orthogonal"):
+    """`delta_orthogonal`'s value: an orthogonal matrix at the centre of a convolution kernel."""
+
+    scale: float = 1.0
+    column_axis: int = -1
+    dtype: str | None = None
+    dtypes = "inexact"
+
+    def __post_init__(self) -> None:
+        column_axis = checks.integer("column_axis", self.column_axis)
+        checks.normalize_axes("column_axis", column_axis, 2)  # an axis of the matrix at the centre
+        self._set(
+            scale=checks.number("scale", self.scale, minimum="nonnegative"),
+            column_axis=column_axis,
+            dtype=checks.dtype("dtype", self.dtype),
         )
-    return _sample(
-        kernels.delta_orthogonal_kernel, "delta_orthogonal", key, shape, dtype, out_sharding, scale, column_axis
-    )
+
+    def sample(self, key, shape, dtype, sharding):
+        if len(shape) not in (3, 4, 5):
+            raise ValueError(f"`delta_orthogonal` needs a shape of rank 3, 4 or 5. Received: shape={shape}")
+        if shape[-1] < shape[-2]:
+            raise ValueError(
+                "`delta_orthogonal` needs at least as many output channels (last axis) as input channels "
+                f"(second to last). Received: shape={shape}"
+            )
+        if math.prod(shape) == 0:
+            return jnp.zeros(shape, dtype, out_sharding=sharding)
+        return _delta_orthogonal_kernel(
+            key, self.scale, shape=shape, column_axis=self.column_axis, dtype=dtype, sharding=sharding
+        )
 
 
-@base.factory("delta_orthogonal", _delta_orthogonal_sampler)
-def delta_orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: DTypeLike | None = None) -> base.Initializer:
+def delta_orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: DTypeLike | None = None) -> Initializer:
     """Builds an initializer of convolution kernels that are orthogonal at their centre and zero elsewhere.
 
     As `jax.nn.initializers.delta_orthogonal` (Xiao et al., 2018): for a kernel of shape
@@ -99,11 +169,4 @@ def delta_orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: DTypeLike
       >>> bool((w[0] == 0).all()), bool((w[1, 1] != 0).any())
       (True, True)
     """
-    column_axis = checks.integer("column_axis", column_axis)
-    checks.normalize_axes("column_axis", column_axis, 2)  # an axis of the matrix at the centre
-    return base.make(
-        "delta_orthogonal",
-        scale=checks.number("scale", scale, minimum="nonnegative"),
-        column_axis=column_axis,
-        dtype=checks.dtype("dtype", dtype),
-    )
+    return DeltaOrthogonal(scale, column_axis, dtype)

@@ -5,6 +5,7 @@ PyTorch lays weights out as ``(out, in, *kernel)``; the `torch_*` factories use 
 (``in_axis=1, out_axis=0``), and return `variance_scaling` values, which serialize like any other.
 """
 
+import dataclasses
 import functools
 import math
 
@@ -12,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jinit._src import base, checks, kernels, variance_scaling
+from jinit._src import checks, distributions, engine, variance_scaling
+from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike
 
 LINEAR = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
@@ -68,7 +70,7 @@ def _torch_kaiming(distribution: str, a: float, mode: str, nonlinearity: str, dt
 
 def torch_kaiming_normal(
     a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", dtype: DTypeLike | None = None
-) -> base.Initializer:
+) -> Initializer:
     """Builds `torch.nn.init.kaiming_normal_`: ``N(0, std**2)``, ``std = gain / sqrt(fan)``, layout ``(out, in, *k)``.
 
     ``gain = calculate_gain(nonlinearity, a)``; `fan` is fan_in or fan_out of PyTorch's layout. The result is
@@ -97,7 +99,7 @@ def torch_kaiming_normal(
 
 def torch_kaiming_uniform(
     a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", dtype: DTypeLike | None = None
-) -> base.Initializer:
+) -> Initializer:
     """Builds `torch.nn.init.kaiming_uniform_`: ``U(-b, b)``, ``b = gain * sqrt(3 / fan)``, layout ``(out, in, *k)``.
 
     As `torch_kaiming_normal`, with ``distribution="uniform"``.
@@ -122,7 +124,7 @@ def torch_kaiming_uniform(
     return _torch_kaiming("uniform", a, mode, nonlinearity, dtype)
 
 
-def torch_xavier_normal(gain: float = 1.0, dtype: DTypeLike | None = None) -> base.Initializer:
+def torch_xavier_normal(gain: float = 1.0, dtype: DTypeLike | None = None) -> Initializer:
     """Builds `torch.nn.init.xavier_normal_`: ``std = gain * sqrt(2 / (fan_in + fan_out))``, layout ``(out, in, *k)``.
 
     Args:
@@ -144,7 +146,7 @@ def torch_xavier_normal(gain: float = 1.0, dtype: DTypeLike | None = None) -> ba
     return variance_scaling.variance_scaling(gain**2, "fan_avg", "normal", in_axis=1, out_axis=0, dtype=dtype)
 
 
-def torch_xavier_uniform(gain: float = 1.0, dtype: DTypeLike | None = None) -> base.Initializer:
+def torch_xavier_uniform(gain: float = 1.0, dtype: DTypeLike | None = None) -> Initializer:
     """Builds `torch.nn.init.xavier_uniform_`: ``U(-b, b)``, ``b = gain * sqrt(6 / (fan_in + fan_out))``.
 
     Args:
@@ -169,16 +171,33 @@ def torch_xavier_uniform(gain: float = 1.0, dtype: DTypeLike | None = None) -> b
 # ----------------------------------------------------------------------------------------- trunc_normal
 
 
-def _trunc_normal_sampler(key, shape, dtype, out_sharding, *, mean, std, a, b) -> jax.Array:
-    checks.random_dtype("trunc_normal", dtype, complex_ok=False)
-    params = (std, mean or None, (a - mean) / std, (b - mean) / std)
-    return kernels.sample("truncated_normal", key, shape, dtype, params, out_sharding)
+@dataclasses.dataclass(frozen=True, repr=False)
+class TruncNormal(Initializer, name="trunc_normal"):
+    """`trunc_normal`'s value: ``N(mean, std**2)`` truncated to the absolute bounds ``[a, b]``."""
+
+    mean: float = 0.0
+    std: float = 1.0
+    a: float = -2.0
+    b: float = 2.0
+    dtype: str | None = None
+    dtypes = "real"
+
+    def __post_init__(self) -> None:
+        mean = checks.number("mean", self.mean)
+        std = checks.number("std", self.std, minimum="positive")
+        a, b = checks.number("a", self.a), checks.number("b", self.b)
+        checks.ordered("a", a, "b", b)
+        self._set(mean=mean, std=std, a=a, b=b, dtype=checks.dtype("dtype", self.dtype))
+
+    def sample(self, key, shape, dtype, sharding):
+        mean, std = self.mean, self.std
+        law = distributions.TruncatedNormal(std, mean or None, (self.a - mean) / std, (self.b - mean) / std)
+        return engine.draw(law, key, shape, dtype, sharding)
 
 
-@base.factory("trunc_normal", _trunc_normal_sampler)
 def trunc_normal(
     mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, dtype: DTypeLike | None = None
-) -> base.Initializer:
+) -> Initializer:
     """Builds `torch.nn.init.trunc_normal_`: ``N(mean, std**2)`` truncated to the ABSOLUTE bounds ``[a, b]``.
 
     Unlike `truncated_normal` (JAX's, whose bounds are in standard deviations around the mean), `a` and `b`
@@ -204,11 +223,7 @@ def trunc_normal(
       >>> bool((x >= 0.0).all() and (x <= 1.5).all())
       True
     """
-    mean = checks.number("mean", mean)
-    std = checks.number("std", std, minimum="positive")
-    a, b = checks.number("a", a), checks.number("b", b)
-    checks.ordered("a", a, "b", b)
-    return base.make("trunc_normal", mean=mean, std=std, a=a, b=b, dtype=checks.dtype("dtype", dtype))
+    return TruncNormal(mean, std, a, b, dtype)
 
 
 # ----------------------------------------------------------------------------------------------- sparse
@@ -221,20 +236,34 @@ def _sparse_kernel(key, values, *, shape, dtype, zeros):
     return jnp.where(ranks < zeros, jnp.zeros((), dtype), values)
 
 
-def _sparse_sampler(key, shape, dtype, out_sharding, *, sparsity, stddev) -> jax.Array:
-    if len(shape) != 2:
-        raise ValueError(f"`sparse` needs a 2-D shape. Received: shape={shape}")
-    checks.random_dtype("sparse", dtype, complex_ok=False)
-    key_values, key_zeros = jax.random.split(key)
-    values = kernels.sample("normal", key_values, shape, dtype, (stddev, None), out_sharding)
-    if math.prod(shape) == 0:
-        return values
-    zeros = math.ceil(sparsity * shape[0])
-    return _sparse_kernel(key_zeros, values, shape=shape, dtype=dtype, zeros=zeros)
+@dataclasses.dataclass(frozen=True, repr=False)
+class Sparse(Initializer, name="sparse"):
+    """`sparse`'s value: ``N(0, stddev**2)`` with ``ceil(sparsity * rows)`` zeros in every column."""
+
+    sparsity: float
+    stddev: float = 0.01
+    dtype: str | None = None
+    dtypes = "real"
+
+    def __post_init__(self) -> None:
+        sparsity = checks.number("sparsity", self.sparsity, minimum="nonnegative")
+        if sparsity > 1:
+            raise ValueError(f"Argument `sparsity` must be in [0, 1]. Received: sparsity={sparsity!r}")
+        stddev = checks.number("stddev", self.stddev, minimum="nonnegative")
+        self._set(sparsity=sparsity, stddev=stddev, dtype=checks.dtype("dtype", self.dtype))
+
+    def sample(self, key, shape, dtype, sharding):
+        if len(shape) != 2:
+            raise ValueError(f"`sparse` needs a 2-D shape. Received: shape={shape}")
+        key_values, key_zeros = jax.random.split(key)
+        values = engine.draw(distributions.Normal(self.stddev), key_values, shape, dtype, sharding)
+        if math.prod(shape) == 0:
+            return values
+        zeros = math.ceil(self.sparsity * shape[0])
+        return _sparse_kernel(key_zeros, values, shape=shape, dtype=dtype, zeros=zeros)
 
 
-@base.factory("sparse", _sparse_sampler)
-def sparse(sparsity: float, stddev: float = 0.01, dtype: DTypeLike | None = None) -> base.Initializer:
+def sparse(sparsity: float, stddev: float = 0.01, dtype: DTypeLike | None = None) -> Initializer:
     """Builds `torch.nn.init.sparse_`: ``N(0, stddev**2)`` with ``ceil(sparsity * rows)`` zeros in every column.
 
     The zeros of each column are at rows drawn uniformly without replacement, independently per column.
@@ -256,33 +285,45 @@ def sparse(sparsity: float, stddev: float = 0.01, dtype: DTypeLike | None = None
       >>> (w == 0).sum(axis=0).tolist()
       [5, 5, 5]
     """
-    sparsity = checks.number("sparsity", sparsity, minimum="nonnegative")
-    if sparsity > 1:
-        raise ValueError(f"Argument `sparsity` must be in [0, 1]. Received: sparsity={sparsity!r}")
-    stddev = checks.number("stddev", stddev, minimum="nonnegative")
-    return base.make("sparse", sparsity=sparsity, stddev=stddev, dtype=checks.dtype("dtype", dtype))
+    return Sparse(sparsity, stddev, dtype)
 
 
 # ------------------------------------------------------------------------------------------------ dirac
 
 
-def _dirac_sampler(key, shape, dtype, out_sharding, *, groups) -> jax.Array:
-    if len(shape) not in (3, 4, 5):
-        raise ValueError(f"`dirac` needs a shape (out, in, *kernel) of rank 3, 4 or 5. Received: shape={shape}")
-    if shape[0] % groups:
-        raise ValueError(f"`dirac` needs the output channels (axis 0) divisible by `groups`. "
-                         f"Received: shape={shape}, groups={groups}")
-    weight = np.zeros(shape)
-    per_group = shape[0] // groups
-    centre = tuple(k // 2 for k in shape[2:])
-    for g in range(groups if weight.size else 0):
-        for d in range(min(per_group, shape[1])):
-            weight[(g * per_group + d, d, *centre)] = 1
-    return jnp.asarray(weight, dtype, device=out_sharding)
+@dataclasses.dataclass(frozen=True, repr=False)
+class Dirac(Initializer, name="dirac"):
+    """`dirac`'s value: identity-preserving convolution kernels in PyTorch's layout."""
+
+    groups: int = 1
+    dtype: str | None = None
+    keyless = True
+
+    def __post_init__(self) -> None:
+        groups = checks.integer("groups", self.groups)
+        if groups < 1:
+            raise ValueError(f"Argument `groups` must be at least 1. Received: groups={groups!r}")
+        self._set(groups=groups, dtype=checks.dtype("dtype", self.dtype))
+
+    def sample(self, key, shape, dtype, sharding):
+        groups = self.groups
+        if len(shape) not in (3, 4, 5):
+            raise ValueError(f"`dirac` needs a shape (out, in, *kernel) of rank 3, 4 or 5. Received: shape={shape}")
+        if shape[0] % groups:
+            raise ValueError(
+                f"`dirac` needs the output channels (axis 0) divisible by `groups`. "
+                f"Received: shape={shape}, groups={groups}"
+            )
+        weight = np.zeros(shape)
+        per_group = shape[0] // groups
+        centre = tuple(k // 2 for k in shape[2:])
+        for g in range(groups if weight.size else 0):
+            for d in range(min(per_group, shape[1])):
+                weight[(g * per_group + d, d, *centre)] = 1
+        return jnp.asarray(weight, dtype, device=sharding)
 
 
-@base.factory("dirac", _dirac_sampler, keyless=True)
-def dirac(groups: int = 1, dtype: DTypeLike | None = None) -> base.Initializer:
+def dirac(groups: int = 1, dtype: DTypeLike | None = None) -> Initializer:
     """Builds `torch.nn.init.dirac_`: convolution kernels ``(out, in, *kernel)`` that preserve their input.
 
     For each of the `groups` groups of output channels, ``w[g * n + d, d, centre] = 1`` for
@@ -306,7 +347,4 @@ def dirac(groups: int = 1, dtype: DTypeLike | None = None) -> base.Initializer:
       Array([[1., 0.],
              [0., 1.]], dtype=float32)
     """
-    groups = checks.integer("groups", groups)
-    if groups < 1:
-        raise ValueError(f"Argument `groups` must be at least 1. Received: groups={groups!r}")
-    return base.make("dirac", groups=groups, dtype=checks.dtype("dtype", dtype))
+    return Dirac(groups, dtype)

@@ -4,19 +4,34 @@
 (plus a keyword-only `mean`); `random_normal` and `random_uniform` have those of Keras.
 """
 
-import jax
+import dataclasses
 
-from jinit._src import base, checks, kernels
+from jinit._src import checks, distributions, engine
+from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike
 
 
-def _normal_sampler(key, shape, dtype, out_sharding, *, stddev, mean) -> jax.Array:
-    checks.random_dtype("normal", dtype, complex_ok=True)
-    return kernels.sample("normal", key, shape, dtype, (stddev, mean or None), out_sharding)
+@dataclasses.dataclass(frozen=True, repr=False)
+class Normal(Initializer, name="normal"):
+    """`normal`'s value: ``N(mean, stddev**2)``."""
+
+    stddev: float = 1e-2
+    dtype: str | None = None
+    mean: float = 0.0
+    dtypes = "inexact"
+
+    def __post_init__(self) -> None:
+        self._set(
+            stddev=checks.number("stddev", self.stddev, minimum="nonnegative"),
+            dtype=checks.dtype("dtype", self.dtype),
+            mean=checks.number("mean", self.mean),
+        )
+
+    def sample(self, key, shape, dtype, sharding):
+        return engine.draw(distributions.Normal(self.stddev, self.mean or None), key, shape, dtype, sharding)
 
 
-@base.factory("normal", _normal_sampler)
-def normal(stddev: float = 1e-2, dtype: DTypeLike | None = None, *, mean: float = 0.0) -> base.Initializer:
+def normal(stddev: float = 1e-2, dtype: DTypeLike | None = None, *, mean: float = 0.0) -> Initializer:
     """Builds an initializer of samples from a normal distribution ``N(mean, stddev**2)``.
 
     Same as `jax.nn.initializers.normal` (bitwise, for float32, float64 and complex dtypes), with a `mean`.
@@ -41,20 +56,30 @@ def normal(stddev: float = 1e-2, dtype: DTypeLike | None = None, *, mean: float 
       >>> init(jax.random.key(0), (2, 3)).shape
       (2, 3)
     """
-    return base.make(
-        "normal",
-        stddev=checks.number("stddev", stddev, minimum="nonnegative"),
-        dtype=checks.dtype("dtype", dtype),
-        mean=checks.number("mean", mean),
-    )
+    return Normal(stddev, dtype, mean)
 
 
-def _random_normal_sampler(key, shape, dtype, out_sharding, *, mean, stddev) -> jax.Array:
-    return _normal_sampler(key, shape, dtype, out_sharding, stddev=stddev, mean=mean)
+@dataclasses.dataclass(frozen=True, repr=False)
+class RandomNormal(Initializer, name="random_normal"):
+    """`random_normal`'s value: `Normal` with Keras's arguments."""
+
+    mean: float = 0.0
+    stddev: float = 0.05
+    dtype: str | None = None
+    dtypes = "inexact"
+
+    def __post_init__(self) -> None:
+        self._set(
+            mean=checks.number("mean", self.mean),
+            stddev=checks.number("stddev", self.stddev, minimum="nonnegative"),
+            dtype=checks.dtype("dtype", self.dtype),
+        )
+
+    def sample(self, key, shape, dtype, sharding):
+        return engine.draw(distributions.Normal(self.stddev, self.mean or None), key, shape, dtype, sharding)
 
 
-@base.factory("random_normal", _random_normal_sampler)
-def random_normal(mean: float = 0.0, stddev: float = 0.05, dtype: DTypeLike | None = None) -> base.Initializer:
+def random_normal(mean: float = 0.0, stddev: float = 0.05, dtype: DTypeLike | None = None) -> Initializer:
     """Builds an initializer of samples from ``N(mean, stddev**2)``, with Keras's `RandomNormal` defaults.
 
     It samples exactly as ``normal(stddev, dtype, mean=mean)``.
@@ -75,21 +100,26 @@ def random_normal(mean: float = 0.0, stddev: float = 0.05, dtype: DTypeLike | No
       >>> jinit.random_normal()
       random_normal(mean=0.0, stddev=0.05, dtype=None)
     """
-    return base.make(
-        "random_normal",
-        mean=checks.number("mean", mean),
-        stddev=checks.number("stddev", stddev, minimum="nonnegative"),
-        dtype=checks.dtype("dtype", dtype),
-    )
+    return RandomNormal(mean, stddev, dtype)
 
 
-def _uniform_sampler(key, shape, dtype, out_sharding, *, scale) -> jax.Array:
-    checks.random_dtype("uniform", dtype, complex_ok=False)
-    return kernels.sample("uniform", key, shape, dtype, (scale,), out_sharding)
+@dataclasses.dataclass(frozen=True, repr=False)
+class Uniform(Initializer, name="uniform"):
+    """`uniform`'s value: ``U[0, scale)``."""
+
+    scale: float = 1e-2
+    dtype: str | None = None
+    dtypes = "real"
+
+    def __post_init__(self) -> None:
+        scale = checks.number("scale", self.scale, minimum="nonnegative")
+        self._set(scale=scale, dtype=checks.dtype("dtype", self.dtype))
+
+    def sample(self, key, shape, dtype, sharding):
+        return engine.draw(distributions.Uniform(self.scale), key, shape, dtype, sharding)
 
 
-@base.factory("uniform", _uniform_sampler)
-def uniform(scale: float = 1e-2, dtype: DTypeLike | None = None) -> base.Initializer:
+def uniform(scale: float = 1e-2, dtype: DTypeLike | None = None) -> Initializer:
     """Builds an initializer of samples uniform in ``[0, scale)``, as `jax.nn.initializers.uniform`.
 
     Args:
@@ -108,18 +138,28 @@ def uniform(scale: float = 1e-2, dtype: DTypeLike | None = None) -> base.Initial
       >>> bool((x >= 0).all() and (x < 1).all())
       True
     """
-    return base.make(
-        "uniform", scale=checks.number("scale", scale, minimum="nonnegative"), dtype=checks.dtype("dtype", dtype)
-    )
+    return Uniform(scale, dtype)
 
 
-def _random_uniform_sampler(key, shape, dtype, out_sharding, *, minval, maxval) -> jax.Array:
-    checks.random_dtype("random_uniform", dtype, complex_ok=False)
-    return kernels.sample("random_uniform", key, shape, dtype, (minval, maxval), out_sharding)
+@dataclasses.dataclass(frozen=True, repr=False)
+class RandomUniform(Initializer, name="random_uniform"):
+    """`random_uniform`'s value: ``U[minval, maxval)``."""
+
+    minval: float = -0.05
+    maxval: float = 0.05
+    dtype: str | None = None
+    dtypes = "real"
+
+    def __post_init__(self) -> None:
+        minval, maxval = checks.number("minval", self.minval), checks.number("maxval", self.maxval)
+        checks.ordered("minval", minval, "maxval", maxval)
+        self._set(minval=minval, maxval=maxval, dtype=checks.dtype("dtype", self.dtype))
+
+    def sample(self, key, shape, dtype, sharding):
+        return engine.draw(distributions.RandomUniform(self.minval, self.maxval), key, shape, dtype, sharding)
 
 
-@base.factory("random_uniform", _random_uniform_sampler)
-def random_uniform(minval: float = -0.05, maxval: float = 0.05, dtype: DTypeLike | None = None) -> base.Initializer:
+def random_uniform(minval: float = -0.05, maxval: float = 0.05, dtype: DTypeLike | None = None) -> Initializer:
     """Builds an initializer of samples uniform in ``[minval, maxval)``, with Keras's `RandomUniform` defaults.
 
     Samples are ``jax.random.uniform(key, shape, dtype, minval, maxval)``.
@@ -140,18 +180,34 @@ def random_uniform(minval: float = -0.05, maxval: float = 0.05, dtype: DTypeLike
       >>> jinit.random_uniform(-1, 1)
       random_uniform(minval=-1.0, maxval=1.0, dtype=None)
     """
-    minval = checks.number("minval", minval)
-    maxval = checks.number("maxval", maxval)
-    checks.ordered("minval", minval, "maxval", maxval)
-    return base.make("random_uniform", minval=minval, maxval=maxval, dtype=checks.dtype("dtype", dtype))
+    return RandomUniform(minval, maxval, dtype)
 
 
-def _truncated_normal_sampler(key, shape, dtype, out_sharding, *, stddev, lower, upper, mean) -> jax.Array:
-    checks.random_dtype("truncated_normal", dtype, complex_ok=False)
-    return kernels.sample("truncated_normal", key, shape, dtype, (stddev, mean or None, lower, upper), out_sharding)
+@dataclasses.dataclass(frozen=True, repr=False)
+class TruncatedNormal(Initializer, name="truncated_normal"):
+    """`truncated_normal`'s value: ``mean + stddev * z``, ``z`` standard normal truncated to ``[lower, upper]``."""
+
+    stddev: float = 1e-2
+    dtype: str | None = None
+    lower: float = -2.0
+    upper: float = 2.0
+    mean: float = 0.0
+    dtypes = "real"
+
+    def __post_init__(self) -> None:
+        stddev = checks.number("stddev", self.stddev, minimum="nonnegative")
+        lower, upper = checks.number("lower", self.lower), checks.number("upper", self.upper)
+        checks.ordered("lower", lower, "upper", upper)
+        self._set(
+            stddev=stddev, dtype=checks.dtype("dtype", self.dtype), lower=lower, upper=upper,
+            mean=checks.number("mean", self.mean),
+        )
+
+    def sample(self, key, shape, dtype, sharding):
+        law = distributions.TruncatedNormal(self.stddev, self.mean or None, self.lower, self.upper)
+        return engine.draw(law, key, shape, dtype, sharding)
 
 
-@base.factory("truncated_normal", _truncated_normal_sampler)
 def truncated_normal(
     stddev: float = 1e-2,
     dtype: DTypeLike | None = None,
@@ -159,7 +215,7 @@ def truncated_normal(
     upper: float = 2.0,
     *,
     mean: float = 0.0,
-) -> base.Initializer:
+) -> Initializer:
     """Builds an initializer of ``mean + stddev * z``, with ``z`` standard normal truncated to ``[lower, upper]``.
 
     As `jax.nn.initializers.truncated_normal`, `lower` and `upper` are in units of `stddev` and `stddev` is
@@ -186,15 +242,4 @@ def truncated_normal(
       >>> bool(abs(x).max() <= 2.0)
       True
     """
-    stddev = checks.number("stddev", stddev, minimum="nonnegative")
-    lower = checks.number("lower", lower)
-    upper = checks.number("upper", upper)
-    checks.ordered("lower", lower, "upper", upper)
-    return base.make(
-        "truncated_normal",
-        stddev=stddev,
-        dtype=checks.dtype("dtype", dtype),
-        lower=lower,
-        upper=upper,
-        mean=checks.number("mean", mean),
-    )
+    return TruncatedNormal(stddev, dtype, lower, upper, mean)

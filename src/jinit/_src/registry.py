@@ -12,15 +12,17 @@ then checks the values. Every failure is a `ValueError` or `TypeError` naming th
 a failed load changes nothing.
 """
 
+import dataclasses
 import inspect
 import math
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from jinit._src import base, checks, kernels
+from jinit._src import base, checks, engine
 from jinit._src import keras as keras_compat
+from jinit._src.base import Initializer
 
 MAX_DEPTH = 8
 """How deeply lists and dicts may nest in a config."""
@@ -40,10 +42,10 @@ def registered_names() -> tuple[str, ...]:
       >>> "glorot_uniform" in jinit.registered_names()
       True
     """
-    return tuple(sorted(base.factories()))
+    return tuple(sorted(base.classes()))
 
 
-def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., base.Initializer]]:
+def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Initializer]]:
     """Registers a custom factory, so that its initializers are values that serialize like jinit's own.
 
     The decorated function takes hyperparameters (numbers, strings, booleans, None, or tuples of them, with
@@ -83,37 +85,59 @@ def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., base.Ini
             f"Received: name={name!r}"
         )
 
-    def decorator(function: Callable[..., Any]) -> Callable[..., base.Initializer]:
+    def decorator(function: Callable[..., Any]) -> Callable[..., Initializer]:
         if not inspect.isfunction(function):
             raise TypeError(f"`register` decorates a function. Received: {function!r}")
         signature = inspect.signature(function)
+        fields = [
+            (p.name, Any, dataclasses.field(default=p.default) if p.default is not p.empty else dataclasses.field())
+            for p in signature.parameters.values()
+        ]
+        cls = dataclasses.make_dataclass(
+            f"Registered_{name.replace('.', '_')}", fields, bases=(Registered,), frozen=True, repr=False, kw_only=True
+        )
+        cls.name, cls.function = name, staticmethod(function)
 
-        def build(*args: Any, **kwargs: Any) -> base.Initializer:
+        def build(*args: Any, **kwargs: Any) -> Initializer:
             try:
                 bound = signature.bind(*args, **kwargs)
             except TypeError as err:
                 raise TypeError(f"`{name}`: {err}") from None
             bound.apply_defaults()
-            arguments = {
-                k: checks.dtype(k, v) if k == "dtype" else _hashable(k, v) for k, v in bound.arguments.items()
-            }
-            return base.make(name, **arguments)
-
-        def sampler(key, shape, dtype, out_sharding, **arguments):
-            init = function(**arguments)
-            return kernels.lay_out(lambda k: init(k, shape, dtype), out_sharding, key)
+            return cls(**bound.arguments)
 
         build.__name__ = build.__qualname__ = function.__name__
         build.__doc__ = function.__doc__
         build.__module__ = function.__module__
         build.__signature__ = signature  # type: ignore[attr-defined]
         with _lock:
-            if name in base.factories():
-                raise ValueError(f"An initializer named {name!r} is already registered. Received: name={name!r}")
-            base.factory(name, sampler)(build)
+            base.declare(name, cls)
         return build
 
     return decorator
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Registered(Initializer):
+    """The initializers of a registered factory: a dataclass of the factory's arguments, made by `register`.
+
+    Calling one calls the factory with its arguments, then the function it returns.
+    """
+
+    function: ClassVar[Callable[..., Any]]
+    """The registered factory: its arguments are this class's fields."""
+
+    def __post_init__(self) -> None:
+        for k, v in self.config.items():
+            self._set(**{k: checks.dtype(k, v) if k == "dtype" else _hashable(k, v)})
+
+    def sample(self, key, shape, dtype, sharding):
+        init = type(self).function(**self.config)
+        return engine.lay_out(lambda k: init(k, shape, dtype), sharding, key)
+
+    def __reduce__(self) -> tuple:
+        # by name, so the loading process needs the factory registered, as for a config
+        return (base.rebuild, (self.name, tuple(self.config.items()), self.seed))
 
 
 def _hashable(name: str, value: Any) -> Any:
@@ -133,11 +157,12 @@ def _hashable(name: str, value: Any) -> Any:
 # ----------------------------------------------------------------------------------------------- serialize
 
 
-def to_json(value: Any) -> Any:
-    return [to_json(v) for v in value] if isinstance(value, tuple) else value
+def _json(value: Any) -> Any:
+    """A config value as JSON writes it: tuples as lists."""
+    return [_json(v) for v in value] if isinstance(value, tuple) else value
 
 
-def serialize(init: base.Initializer) -> dict[str, Any]:
+def serialize(init: Initializer) -> dict[str, Any]:
     """The config of `init`: a JSON-safe dict with every argument written out.
 
     Args:
@@ -155,12 +180,12 @@ def serialize(init: base.Initializer) -> dict[str, Any]:
       >>> config["class_name"], config["config"]
       ('he_normal', {'in_axis': [0, 1], 'out_axis': -1, 'batch_axis': [], 'dtype': None})
     """
-    if not isinstance(init, base.Initializer):
+    if not isinstance(init, Initializer):
         raise TypeError(
             f"Only a jinit `Initializer` can be serialized (build it with a jinit factory, or `jinit.register` "
             f"your own). Received: init={init!r}"
         )
-    config = {k: to_json(v) for k, v in init.arguments}
+    config = {k: _json(v) for k, v in init.config.items()}
     if init.seed is not None:
         config["seed"] = init.seed
     return {"module": "jinit", "class_name": init.name, "config": config}
@@ -206,10 +231,17 @@ def _check_plain(path: str, value: Any, depth: int, budget: list[int]) -> Any:
     )
 
 
-def _check_arguments(name: str, factory: Callable[..., Any], arguments: dict[str, Any], *, complete: bool) -> None:
-    """Checks a config's arguments against the factory's parameters: none unknown and, if `complete`, none
-    missing (a jinit config writes every argument out; a Keras config may leave some to Keras's defaults)."""
-    parameters = inspect.signature(factory).parameters
+def _parameters(build: Callable[..., Any]) -> list[str]:
+    """The argument names a config may give: an initializer class's fields, or a Keras builder's parameters."""
+    if isinstance(build, type) and dataclasses.is_dataclass(build):
+        return [f.name for f in dataclasses.fields(build) if f.name != "seed"]
+    return list(inspect.signature(build).parameters)
+
+
+def _check_arguments(name: str, build: Callable[..., Any], arguments: dict[str, Any], *, complete: bool) -> None:
+    """Checks a config's arguments against the initializer's: none unknown and, if `complete`, none missing (a
+    jinit config writes every argument out; a Keras config may leave some to Keras's defaults)."""
+    parameters = _parameters(build)
     for key in arguments:
         if key not in parameters:
             raise ValueError(
@@ -224,7 +256,7 @@ def _check_arguments(name: str, factory: Callable[..., Any], arguments: dict[str
         )
 
 
-def deserialize(config: Any) -> base.Initializer:
+def deserialize(config: Any) -> Initializer:
     """The initializer a config describes: one written by `serialize`, or by Keras 2 or 3.
 
     Safe on configs from files you did not write: it never imports a module, never evaluates code and never
@@ -255,7 +287,7 @@ def deserialize(config: Any) -> base.Initializer:
         raise TypeError(f"A config must be a dict. Received: config={config!r}")
     config = _check_plain("config", config, 0, [MAX_ITEMS])
     name = config.get("class_name")
-    factories = base.factories()
+    factories = base.classes()
     keras = keras_compat.classes()
     module = config.get("module")
     from_keras = not (module in (None, "jinit") and isinstance(name, str) and name in factories)
@@ -309,15 +341,15 @@ def get(identifier: Any) -> Any:
       >>> jinit.get("GlorotUniform") == jinit.glorot_uniform()
       True
     """
-    if identifier is None or isinstance(identifier, base.Initializer):
+    if identifier is None or isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
         strings = keras_compat.strings()
         if identifier in strings:
             return strings[identifier]()
-        factory = base.factories().get(identifier)
+        factory = base.classes().get(identifier)
         if factory is None:
-            known = sorted(set(strings) | set(base.factories()))
+            known = sorted(set(strings) | set(base.classes()))
             raise ValueError(f"Unknown initializer {identifier!r}. Known: {', '.join(known)}")
         try:
             return factory()

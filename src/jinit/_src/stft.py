@@ -1,5 +1,6 @@
 """Keras 3's STFT initializer: convolution kernels that compute a short-time Fourier transform."""
 
+import dataclasses
 import math
 from typing import Any
 
@@ -7,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jinit._src import base, checks
+from jinit._src import checks
+from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike
 
 SIDES = ("real", "imag")
@@ -35,34 +37,67 @@ def _window(name: str, length: int, periodic: bool) -> np.ndarray:
     return w[:length]
 
 
-def _stft_sampler(key, shape, dtype, out_sharding, *, side, window, scaling, periodic) -> jax.Array:
-    if len(shape) != 3:
-        raise ValueError(f"`stft` needs a shape (frame_length, channels, fft_bins) of rank 3. Received: shape={shape}")
-    frame_length, _, bins = shape
-    if isinstance(window, tuple) and len(window) != frame_length:
-        raise ValueError(
-            f"`stft` window of length {len(window)} does not match the frame length. Received: shape={shape}"
+@dataclasses.dataclass(frozen=True, repr=False)
+class Stft(Initializer, name="stft"):
+    """`stft`'s value: short-time Fourier transform kernels."""
+
+    side: str = "real"
+    window: Any = "hann"
+    scaling: str | None = "density"
+    periodic: bool = False
+    dtype: str | None = None
+    keyless = True
+
+    def __post_init__(self) -> None:
+        window = self.window
+        if isinstance(window, str) or window is None:
+            window = window if window is None else checks.choice("window", window, WINDOWS)
+        elif isinstance(window, list | tuple | np.ndarray | jax.Array):
+            window = tuple(checks.number("window", w) for w in np.asarray(window).reshape(-1).tolist())
+        else:
+            raise TypeError(
+                f"Argument `window` must be a window's name, a sequence of numbers or None. Received: window={window!r}"
+            )
+        if not isinstance(self.periodic, bool):
+            raise TypeError(f"Argument `periodic` must be a boolean. Received: periodic={self.periodic!r}")
+        self._set(
+            side=checks.choice("side", self.side, SIDES),
+            window=window,
+            scaling=None if self.scaling is None else checks.choice("scaling", self.scaling, SCALINGS),
+            dtype=checks.dtype("dtype", self.dtype),
         )
-    if math.prod(shape) == 0:
-        return jnp.zeros(shape, dtype, device=out_sharding)
-    fft_length = max(1, (bins - 1) * 2)
-    angle = -2 * np.pi * np.arange(frame_length)[:, None, None] * np.arange(bins)[None, None, :] / fft_length
-    kernel = np.cos(angle) if side == "real" else np.sin(angle)
-    if window is not None:
-        w = np.asarray(window, np.float64) if isinstance(window, tuple) else _window(window, frame_length, periodic)
-        norm = {"density": np.sqrt(np.sum(w**2)), "spectrum": np.sum(np.abs(w)), None: 1.0}[scaling]
-        kernel = kernel * w[:, None, None] / norm
-    return jnp.asarray(np.broadcast_to(kernel, shape), dtype, device=out_sharding)
+
+    def sample(self, key, shape, dtype, sharding):
+        if len(shape) != 3:
+            raise ValueError(
+                f"`stft` needs a shape (frame_length, channels, fft_bins) of rank 3. Received: shape={shape}"
+            )
+        frame_length, _, bins = shape
+        window = self.window
+        if isinstance(window, tuple) and len(window) != frame_length:
+            raise ValueError(
+                f"`stft` window of length {len(window)} does not match the frame length. Received: shape={shape}"
+            )
+        if math.prod(shape) == 0:
+            return jnp.zeros(shape, dtype, device=sharding)
+        fft_length = max(1, (bins - 1) * 2)
+        angle = -2 * np.pi * np.arange(frame_length)[:, None, None] * np.arange(bins)[None, None, :] / fft_length
+        kernel = np.cos(angle) if self.side == "real" else np.sin(angle)
+        if window is not None:
+            named = not isinstance(window, tuple)
+            w = _window(window, frame_length, self.periodic) if named else np.asarray(window, np.float64)
+            norm = {"density": np.sqrt(np.sum(w**2)), "spectrum": np.sum(np.abs(w)), None: 1.0}[self.scaling]
+            kernel = kernel * w[:, None, None] / norm
+        return jnp.asarray(np.broadcast_to(kernel, shape), dtype, device=sharding)
 
 
-@base.factory("stft", _stft_sampler, keyless=True)
 def stft(
     side: str = "real",
     window: Any = "hann",
     scaling: str | None = "density",
     periodic: bool = False,
     dtype: DTypeLike | None = None,
-) -> base.Initializer:
+) -> Initializer:
     """Builds an initializer of short-time Fourier transform kernels, as Keras 3's `STFT`.
 
     For a shape ``(T, C, F)`` (frame length, input channels, frequency bins), with ``n = 2 * (F - 1)``,
@@ -94,20 +129,4 @@ def stft(
       Array([[ 1.,  1.],
              [ 1., -1.]], dtype=float32)
     """
-    if isinstance(window, str) or window is None:
-        window = window if window is None else checks.choice("window", window, WINDOWS)
-    elif isinstance(window, list | tuple | np.ndarray | jax.Array):
-        window = tuple(checks.number("window", w) for w in np.asarray(window).reshape(-1).tolist())
-    else:
-        raise TypeError(f"Argument `window` must be a window's name, a sequence of numbers or None. "
-                        f"Received: window={window!r}")
-    if not isinstance(periodic, bool):
-        raise TypeError(f"Argument `periodic` must be a boolean. Received: periodic={periodic!r}")
-    return base.make(
-        "stft",
-        side=checks.choice("side", side, SIDES),
-        window=window,
-        scaling=None if scaling is None else checks.choice("scaling", scaling, SCALINGS),
-        periodic=periodic,
-        dtype=checks.dtype("dtype", dtype),
-    )
+    return Stft(side, window, scaling, periodic, dtype)

@@ -1,10 +1,13 @@
 """Variance scaling and its named cases: Glorot (Xavier), He (Kaiming) and LeCun."""
 
-import functools
+import dataclasses
+import math
+from typing import ClassVar
 
 import jax
 
-from jinit._src import base, checks, fans, kernels
+from jinit._src import checks, distributions, engine, fans
+from jinit._src.base import Initializer
 from jinit._src.typing import Axis, DTypeLike
 
 MODES = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
@@ -12,32 +15,54 @@ DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
 _SYNONYMS = {"untruncated_normal": "normal"}
 
 
-def variance(scale: float, mode: str, fan_in: int, fan_out: int) -> float:
-    """``scale / n``, with `n` the fan that `mode` names (at least 1, as in Keras, so a zero-size fan is harmless)."""
+def draw(scale, mode, distribution, fan_in, fan_out, key, shape, dtype, sharding) -> jax.Array:
+    """Variance scaling's sample, given the fans: every variance-scaling family samples through here.
+
+    The variance is ``scale / n``, with `n` the fan that `mode` names, at least 1 (as in Keras, so that a
+    zero-size fan is harmless).
+    """
     if mode == "fan_in":
-        denominator = fan_in
+        n = fan_in
     elif mode == "fan_out":
-        denominator = fan_out
+        n = fan_out
     elif mode == "fan_avg":
-        denominator = (fan_in + fan_out) / 2
+        n = (fan_in + fan_out) / 2
     else:
-        denominator = (fan_in * fan_out) ** 0.5
-    return scale / max(1, denominator)
+        n = (fan_in * fan_out) ** 0.5
+    return engine.draw(distributions.SCALED[distribution](scale / max(1, n)), key, shape, dtype, sharding)
 
 
-def _sampler(key, shape, dtype, out_sharding, *, scale, mode, distribution, in_axis, out_axis, batch_axis, name):
-    fan_in, fan_out = fans.fans(shape, in_axis, out_axis, batch_axis)
-    return sample(name, key, shape, dtype, out_sharding, scale, mode, distribution, fan_in, fan_out)
+@dataclasses.dataclass(frozen=True, repr=False)
+class VarianceScaling(Initializer, name="variance_scaling"):
+    """`variance_scaling`'s value: variance ``scale / n``, `n` a fan of the shape chosen by `mode`."""
+
+    scale: float
+    mode: str
+    distribution: str
+    in_axis: Axis = -2
+    out_axis: Axis = -1
+    batch_axis: Axis = ()
+    dtype: str | None = None
+    dtypes = "inexact"
+
+    def __post_init__(self) -> None:
+        distribution = self.distribution
+        distribution = _SYNONYMS.get(distribution, distribution) if isinstance(distribution, str) else distribution
+        self._set(
+            scale=checks.number("scale", self.scale, minimum="positive"),
+            mode=checks.choice("mode", self.mode, MODES),
+            distribution=checks.choice("distribution", distribution, (*DISTRIBUTIONS, *_SYNONYMS)),
+            in_axis=checks.axis("in_axis", self.in_axis),
+            out_axis=checks.axis("out_axis", self.out_axis),
+            batch_axis=checks.axis("batch_axis", self.batch_axis),
+            dtype=checks.dtype("dtype", self.dtype),
+        )
+
+    def sample(self, key, shape, dtype, sharding):
+        fan_in, fan_out = fans.fans(shape, self.in_axis, self.out_axis, self.batch_axis)
+        return draw(self.scale, self.mode, self.distribution, fan_in, fan_out, key, shape, dtype, sharding)
 
 
-def sample(name, key, shape, dtype, out_sharding, scale, mode, distribution, fan_in, fan_out) -> jax.Array:
-    """Checks the dtype and draws variance scaling's sample, given the fans."""
-    checks.random_dtype(name, dtype, complex_ok=True)
-    params = (variance(scale, mode, fan_in, fan_out),)
-    return kernels.sample("vs_" + distribution, key, shape, dtype, params, out_sharding)
-
-
-@base.factory("variance_scaling", functools.partial(_sampler, name="variance_scaling"))
 def variance_scaling(
     scale: float,
     mode: str,
@@ -46,7 +71,7 @@ def variance_scaling(
     out_axis: Axis = -1,
     batch_axis: Axis = (),
     dtype: DTypeLike | None = None,
-) -> base.Initializer:
+) -> Initializer:
     r"""Builds an initializer whose samples have variance ``scale / n``, with `n` a fan of the shape.
 
     As `jax.nn.initializers.variance_scaling` (bitwise, for float32, float64 and complex dtypes). With
@@ -87,38 +112,147 @@ def variance_scaling(
       >>> round(float(x.std() * 512**0.5 / 2**0.5), 1)
       1.0
     """
-    distribution = _SYNONYMS.get(distribution, distribution) if isinstance(distribution, str) else distribution
-    return base.make(
-        "variance_scaling",
-        scale=checks.number("scale", scale, minimum="positive"),
-        mode=checks.choice("mode", mode, MODES),
-        distribution=checks.choice("distribution", distribution, (*DISTRIBUTIONS, *_SYNONYMS)),
-        **_axes(in_axis, out_axis, batch_axis),
-        dtype=checks.dtype("dtype", dtype),
-    )
+    return VarianceScaling(scale, mode, distribution, in_axis, out_axis, batch_axis, dtype)
 
 
-def _axes(in_axis: Axis, out_axis: Axis, batch_axis: Axis) -> dict[str, int | tuple[int, ...]]:
-    """The checked axis arguments of variance scaling and its presets."""
-    return {
-        "in_axis": checks.axis("in_axis", in_axis),
-        "out_axis": checks.axis("out_axis", out_axis),
-        "batch_axis": checks.axis("batch_axis", batch_axis),
-    }
+@dataclasses.dataclass(frozen=True, repr=False)
+class KerasVarianceScaling(Initializer, name="keras_variance_scaling"):
+    """`keras_variance_scaling`'s value: variance scaling whose fans count only `input_axes` and `output_axes`."""
+
+    scale: float
+    mode: str
+    distribution: str
+    input_axes: tuple[int, ...]
+    output_axes: tuple[int, ...]
+    dtype: str | None = None
+    dtypes = "inexact"
+
+    def __post_init__(self) -> None:
+        # variance_scaling checks (and normalizes) the arguments the two share
+        shared = VarianceScaling(self.scale, self.mode, self.distribution, dtype=self.dtype)
+        self._set(
+            scale=shared.scale,
+            mode=shared.mode,
+            distribution=shared.distribution,
+            input_axes=_axes("input_axes", self.input_axes),
+            output_axes=_axes("output_axes", self.output_axes),
+            dtype=shared.dtype,
+        )
+
+    def sample(self, key, shape, dtype, sharding):
+        rank = len(shape)
+        ins = checks.normalize_axes("input_axes", self.input_axes, rank, shape)
+        outs = checks.normalize_axes("output_axes", self.output_axes, rank, shape)
+        fan_in, fan_out = math.prod(shape[a] for a in ins), math.prod(shape[a] for a in outs)
+        return draw(self.scale, self.mode, self.distribution, fan_in, fan_out, key, shape, dtype, sharding)
 
 
-def _preset(name: str, scale: float, mode: str, distribution: str, formula: str):
-    """Declares the factory `name`: variance scaling with a fixed scale, mode and distribution."""
-    sampler = functools.partial(_sampler, scale=scale, mode=mode, distribution=distribution, name=name)
+def _axes(name: str, value: Axis) -> tuple[int, ...]:
+    axes = checks.axis(name, value)
+    return (axes,) if isinstance(axes, int) else axes
 
-    @base.factory(name, sampler)
+
+def keras_variance_scaling(
+    scale: float,
+    mode: str,
+    distribution: str,
+    input_axes: tuple[int, ...],
+    output_axes: tuple[int, ...],
+    dtype: DTypeLike | None = None,
+) -> Initializer:
+    """Builds Keras 3's `VarianceScaling` with `input_axes` and `output_axes`: fans count only those axes.
+
+    ``fan_in = prod(shape[a] for a in input_axes)`` and ``fan_out`` likewise, with no receptive field (unlike
+    `variance_scaling`'s axes, which multiply by every axis that is neither an input, output nor batch axis;
+    the two agree when the axes cover the whole shape). `distribution` is jinit's (``"normal"`` untruncated).
+    Keras configs with both axes given load into this factory.
+
+    Args:
+      scale: the scaling factor, a positive finite number.
+      mode: ``"fan_in"``, ``"fan_out"``, ``"fan_avg"`` or ``"fan_geo_avg"``.
+      distribution: ``"truncated_normal"``, ``"normal"`` or ``"uniform"``.
+      input_axes: the input axes.
+      output_axes: the output axes.
+      dtype: the default dtype of the result; None is JAX's default float type.
+
+    Returns:
+      An `Initializer`.
+
+    Raises:
+      ValueError: as `variance_scaling`; when called, an axis out of range or repeated.
+
+    Examples:
+      >>> import jax, jinit
+      >>> init = jinit.get({"class_name": "HeNormal", "config": {"input_axes": [0], "output_axes": [1, 2]}})
+      >>> init.name, init.config["input_axes"], init.config["output_axes"]
+      ('keras_variance_scaling', (0,), (1, 2))
+      >>> init(jax.random.key(0), (64, 4, 16)).shape
+      (64, 4, 16)
+    """
+    return KerasVarianceScaling(scale, mode, distribution, input_axes, output_axes, dtype)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Preset(Initializer):
+    """A named case of variance scaling: its scale, mode and distribution are fixed, its axes are fields."""
+
+    in_axis: Axis = -2
+    out_axis: Axis = -1
+    batch_axis: Axis = ()
+    dtype: str | None = None
+    dtypes = "inexact"
+    scale: ClassVar[float]
+    mode: ClassVar[str]
+    distribution: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        self._set(
+            in_axis=checks.axis("in_axis", self.in_axis),
+            out_axis=checks.axis("out_axis", self.out_axis),
+            batch_axis=checks.axis("batch_axis", self.batch_axis),
+            dtype=checks.dtype("dtype", self.dtype),
+        )
+
+    def sample(self, key, shape, dtype, sharding):
+        fan_in, fan_out = fans.fans(shape, self.in_axis, self.out_axis, self.batch_axis)
+        return draw(self.scale, self.mode, self.distribution, fan_in, fan_out, key, shape, dtype, sharding)
+
+
+class GlorotUniform(Preset, name="glorot_uniform"):
+    scale, mode, distribution = 1.0, "fan_avg", "uniform"
+
+
+class GlorotNormal(Preset, name="glorot_normal"):
+    scale, mode, distribution = 1.0, "fan_avg", "truncated_normal"
+
+
+class HeUniform(Preset, name="he_uniform"):
+    scale, mode, distribution = 2.0, "fan_in", "uniform"
+
+
+class HeNormal(Preset, name="he_normal"):
+    scale, mode, distribution = 2.0, "fan_in", "truncated_normal"
+
+
+class LecunUniform(Preset, name="lecun_uniform"):
+    scale, mode, distribution = 1.0, "fan_in", "uniform"
+
+
+class LecunNormal(Preset, name="lecun_normal"):
+    scale, mode, distribution = 1.0, "fan_in", "truncated_normal"
+
+
+def _factory(cls: type[Preset], formula: str):
+    """The factory of the preset `cls`, with JAX's signature and a docstring."""
+    name, scale, mode, distribution = cls.name, cls.scale, cls.mode, cls.distribution
+
     def build(
         in_axis: Axis = -2,
         out_axis: Axis = -1,
         batch_axis: Axis = (),
         dtype: DTypeLike | None = None,
-    ) -> base.Initializer:
-        return base.make(name, **_axes(in_axis, out_axis, batch_axis), dtype=checks.dtype("dtype", dtype))
+    ) -> Initializer:
+        return cls(in_axis, out_axis, batch_axis, dtype)
 
     build.__name__ = build.__qualname__ = name
     build.__module__ = __name__
@@ -148,12 +282,12 @@ def _preset(name: str, scale: float, mode: str, distribution: str, formula: str)
     return build
 
 
-glorot_uniform = _preset("glorot_uniform", 1.0, "fan_avg", "uniform", "Glorot (Xavier) uniform")
-glorot_normal = _preset("glorot_normal", 1.0, "fan_avg", "truncated_normal", "Glorot (Xavier) normal")
-he_uniform = _preset("he_uniform", 2.0, "fan_in", "uniform", "He (Kaiming) uniform")
-he_normal = _preset("he_normal", 2.0, "fan_in", "truncated_normal", "He (Kaiming) normal")
-lecun_uniform = _preset("lecun_uniform", 1.0, "fan_in", "uniform", "LeCun uniform")
-lecun_normal = _preset("lecun_normal", 1.0, "fan_in", "truncated_normal", "LeCun normal")
+glorot_uniform = _factory(GlorotUniform, "Glorot (Xavier) uniform")
+glorot_normal = _factory(GlorotNormal, "Glorot (Xavier) normal")
+he_uniform = _factory(HeUniform, "He (Kaiming) uniform")
+he_normal = _factory(HeNormal, "He (Kaiming) normal")
+lecun_uniform = _factory(LecunUniform, "LeCun uniform")
+lecun_normal = _factory(LecunNormal, "LeCun normal")
 xavier_uniform = glorot_uniform
 xavier_normal = glorot_normal
 kaiming_uniform = he_uniform

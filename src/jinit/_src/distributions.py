@@ -1,0 +1,255 @@
+"""The distributions of jinit's elementwise random initializers: how a key becomes values. All the math is here.
+
+Each distribution is a small frozen dataclass and a pytree: its hyperparameters are the leaves, traced by the
+engine's kernels (so a new `stddev` does not recompile), and its class and ``None`` fields are the structure.
+`sample` computes exactly what `jax.nn.initializers` computes, the same `jax.random` calls and the same
+arithmetic in the same order, so float32, float64 and complex results are bitwise JAX's. Floating types
+narrower than 32 bits (bfloat16, float16, float8) are sampled in float32 and rounded once at the end, then
+clamped into the distribution's bounds, so they are unbiased and stay in range.
+"""
+
+import dataclasses
+import operator
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+TRUNCATED_STDDEV = 0.87962566103423978
+"""Standard deviation of N(0, 1) truncated to [-2, 2]: variance scaling divides by it (as JAX and Keras)."""
+COMPLEX_TRUNCATED_STDDEV = 0.95311164380491208
+"""JAX's constant for the complex truncated normal, ``sqrt(1 - 5 exp(-4))`` (see variance_scaling's docstring)."""
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype a sample is computed in: float32 for floats narrower than 32 bits, else `dtype` itself."""
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+        return jnp.dtype(jnp.float32)
+    return dtype
+
+
+def _materialized(x: jax.Array) -> jax.Array:
+    """`x` as a value XLA cannot fold into the arithmetic that uses it.
+
+    `jax.nn.initializers` scales a finished sample in a separate operation. In one program XLA would merge
+    ``sqrt(2) * erf_inv(u) * stddev`` into ``erf_inv(u) * (sqrt(2) * stddev)``, and turn a division by a
+    constant into a multiplication by its reciprocal, and fold constant expressions with its own (not the
+    run-time) functions; each rounds differently. The barrier keeps JAX's operations, and so the bits of
+    JAX's result.
+    """
+    return jax.lax.optimization_barrier(x)
+
+
+def _constant(value: complex, dtype: np.dtype) -> jax.Array:
+    """A constant that XLA computes with at run time, as in JAX's op-by-op code (see `_materialized`)."""
+    return _materialized(jnp.asarray(value, dtype))
+
+
+def _inward(bound: jax.Array, dtype: np.dtype, *, down: bool, strict: bool) -> jax.Array:
+    """`bound` (a float32 scalar) rounded into `dtype` on its inner side.
+
+    down=True gives the largest value of `dtype` that is <= bound (< bound when `strict`); down=False the
+    smallest that is >= bound.
+    """
+    rounded = bound.astype(dtype)
+    wide = rounded.astype(bound.dtype)
+    # Step towards the finite extremes, not towards infinity: float8 types without infinities make it NaN.
+    if down:
+        outside = (wide >= bound) if strict else (wide > bound)
+        return jnp.where(outside, jax.lax.nextafter(rounded, jnp.array(jnp.finfo(dtype).min, dtype)), rounded)
+    outside = wide < bound
+    return jnp.where(outside, jax.lax.nextafter(rounded, jnp.array(jnp.finfo(dtype).max, dtype)), rounded)
+
+
+def cast(
+    x: jax.Array, dtype: np.dtype, lower: Any = None, upper: Any = None, upper_open: bool = False, always: bool = False
+) -> jax.Array:
+    """Casts a sample computed in `compute_dtype` to `dtype`, keeping it inside [lower, upper] (or [lower, upper)).
+
+    A sample already in `dtype` is left alone (it is JAX's), unless `always`.
+    """
+    if x.dtype == dtype and not always:
+        return x
+    y = x.astype(dtype)
+    if lower is not None:
+        y = jnp.maximum(y, _inward(jnp.asarray(lower, x.dtype), dtype, down=False, strict=False))
+    if upper is not None:
+        y = jnp.minimum(y, _inward(jnp.asarray(upper, x.dtype), dtype, down=True, strict=upper_open))
+    return y
+
+
+class Distribution:
+    """A distribution of independent, identically distributed elements.
+
+    Subclasses are frozen dataclasses registered as pytrees whose data fields are traced hyperparameters.
+    `sample` is traceable: the engine runs it in its kernels, on a key that may carry a stream position.
+    """
+
+    complex_op_by_op: ClassVar[bool] = False
+    """Whether `sample` must run operation by operation, outside `jax.jit`, to give JAX's bits in complex dtypes."""
+
+    def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+        raise NotImplementedError
+
+
+def _distribution(cls: type) -> type:
+    """Declares a distribution: a frozen dataclass, and a pytree whose fields are all traced leaves.
+
+    The pytree's auxiliary data is the class itself, so two distributions with the same fields never share a
+    compiled kernel. (`jax.tree_util.register_dataclass` would not do: in jax 0.10.2 the structures of two such
+    classes with the same fields compare equal while hashing differently, so a jit cache can hand one class the
+    program traced for the other, depending on where the classes landed in memory.)
+    """
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    get = operator.attrgetter(*names)
+    one = len(names) == 1
+
+    def flatten(law: Any) -> tuple[Any, type]:
+        return ((get(law),) if one else get(law)), type(law)
+
+    def unflatten(kind: type, leaves: Any) -> Any:
+        return kind(*leaves)
+
+    jax.tree_util.register_pytree_node(cls, flatten, unflatten)
+    return cls
+
+
+@_distribution
+class Normal(Distribution):
+    """``N(mean, stddev**2)``; ``mean=None`` adds nothing (as JAX's `normal`, which has no mean). Complex too."""
+
+    stddev: Any
+    mean: Any = None
+
+    def sample(self, key, shape, dtype):
+        ct = compute_dtype(dtype)
+        x = _materialized(jax.random.normal(key, shape, ct)) * jnp.asarray(self.stddev, ct)
+        return cast(x if self.mean is None else x + jnp.asarray(self.mean, ct), dtype)
+
+
+@_distribution
+class Uniform(Distribution):
+    """``U[0, scale)``, as JAX's `uniform`."""
+
+    scale: Any
+
+    def sample(self, key, shape, dtype):
+        ct = compute_dtype(dtype)
+        x = _materialized(jax.random.uniform(key, shape, ct)) * jnp.asarray(self.scale, ct)
+        return cast(x, dtype, 0.0, self.scale, upper_open=True)
+
+
+@_distribution
+class TruncatedNormal(Distribution):
+    """``mean + stddev * z`` with ``z ~ N(0, 1)`` truncated to ``[lower, upper]``, as JAX's `truncated_normal`."""
+
+    stddev: Any
+    mean: Any
+    lower: Any
+    upper: Any
+
+    def sample(self, key, shape, dtype):
+        ct = compute_dtype(dtype)
+        stddev, mean = self.stddev, self.mean
+        z = jax.random.truncated_normal(key, self.lower, self.upper, shape, ct)
+        x = _materialized(z) * jnp.asarray(stddev, ct)
+        shift = 0.0 if mean is None else mean
+        x = x if mean is None else x + jnp.asarray(mean, ct)
+        return cast(x, dtype, shift + self.lower * stddev, shift + self.upper * stddev)
+
+
+@_distribution
+class RandomUniform(Distribution):
+    """``U[minval, maxval)``, as ``jax.random.uniform(key, shape, dtype, minval, maxval)`` (Keras's)."""
+
+    minval: Any
+    maxval: Any
+
+    def sample(self, key, shape, dtype):
+        ct = compute_dtype(dtype)
+        # Materialized bounds: folded as constants (under a user's `jit`), XLA would round differently.
+        low, high = _materialized(jnp.asarray(self.minval, ct)), _materialized(jnp.asarray(self.maxval, ct))
+        x = jax.random.uniform(key, shape, ct, low, high)
+        # minval + u * (maxval - minval) can round up to maxval, in any dtype: keep [minval, maxval) half-open
+        return cast(x, dtype, self.minval, self.maxval, upper_open=True, always=True)
+
+
+@_distribution
+class ScaledTruncatedNormal(Distribution):
+    """Variance scaling's truncated normal: ``N(0, 1)`` truncated to ±2, rescaled to variance `variance`.
+
+    Complex: the modulus of a complex normal truncated to 2, and a uniform angle, as JAX computes them,
+    operation by operation: XLA's complex log rounds differently once fused with the operations around it,
+    even across optimization barriers, so only JAX's operations run one by one give JAX's bits.
+    """
+
+    variance: Any
+    complex_op_by_op: ClassVar[bool] = True
+
+    def sample(self, key, shape, dtype):
+        ct = compute_dtype(dtype)
+        variance = jnp.asarray(self.variance, ct)
+        if not jnp.issubdtype(ct, jnp.complexfloating):
+            stddev = jnp.sqrt(variance) / _constant(TRUNCATED_STDDEV, ct)
+            x = _materialized(jax.random.truncated_normal(key, -2, 2, shape, ct)) * stddev
+            return cast(x, dtype, -2 * stddev, 2 * stddev)
+        stddev = jnp.sqrt(variance) / _constant(COMPLEX_TRUNCATED_STDDEV, ct)
+        return _materialized(_complex_truncated_normal(key, 2, shape, ct)) * stddev
+
+
+@_distribution
+class ScaledNormal(Distribution):
+    """Variance scaling's normal: ``N(0, variance)``. Complex too."""
+
+    variance: Any
+
+    def sample(self, key, shape, dtype):
+        ct = compute_dtype(dtype)
+        return cast(_materialized(jax.random.normal(key, shape, ct)) * jnp.sqrt(jnp.asarray(self.variance, ct)), dtype)
+
+
+@_distribution
+class ScaledUniform(Distribution):
+    """Variance scaling's uniform: ``U[-limit, limit)``, ``limit = sqrt(3 * variance)``; complex: a uniform disk."""
+
+    variance: Any
+
+    def sample(self, key, shape, dtype):
+        ct = compute_dtype(dtype)
+        variance = jnp.asarray(self.variance, ct)
+        if not jnp.issubdtype(ct, jnp.complexfloating):
+            limit = jnp.sqrt(3 * variance)
+            x = _materialized(jax.random.uniform(key, shape, ct, -1)) * limit
+            return cast(x, dtype, -limit, limit, upper_open=True)
+        return _materialized(_complex_uniform(key, shape, ct)) * jnp.sqrt(variance)
+
+
+def _complex_uniform(key: jax.Array, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+    """Uniform on the unit-variance disk, as `jax.nn.initializers` computes it."""
+    key_r, key_theta = jax.random.split(key)
+    real_dtype = jnp.finfo(dtype).dtype
+    r = jnp.sqrt(_constant(2, real_dtype) * jax.random.uniform(key_r, shape, real_dtype)).astype(dtype)
+    theta = _constant(2 * np.pi, dtype) * jax.random.uniform(key_theta, shape, real_dtype).astype(dtype)
+    return r * jnp.exp(_constant(1j, dtype) * theta)
+
+
+def _complex_truncated_normal(key: jax.Array, upper: float, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+    """Complex standard normal with modulus truncated to `upper`, as `jax.nn.initializers` computes it."""
+    key_r, key_theta = jax.random.split(key)
+    real_dtype = jnp.finfo(dtype).dtype
+    one = _constant(1, dtype)
+    t = (one - jnp.exp(_constant(-(upper**2), dtype))) * jax.random.uniform(key_r, shape, real_dtype).astype(dtype)
+    r = jnp.sqrt(-_materialized(jnp.log(one - t)))
+    theta = _constant(2 * np.pi, dtype) * jax.random.uniform(key_theta, shape, real_dtype).astype(dtype)
+    return r * jnp.exp(_constant(1j, dtype) * theta)
+
+
+SCALED: dict[str, Callable[[Any], Distribution]] = {
+    "truncated_normal": ScaledTruncatedNormal,
+    "normal": ScaledNormal,
+    "uniform": ScaledUniform,
+}
+"""Variance scaling's distributions by name, each made of its variance."""

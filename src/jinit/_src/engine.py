@@ -1,0 +1,216 @@
+"""The engine: how a distribution becomes an array. Every random elementwise sample of jinit is drawn here.
+
+`draw(distribution, key, shape, dtype, sharding)` picks one of three ways, all giving JAX's values:
+
+- **Stream (eager, on CPU).** With JAX's partitionable threefry, element ``i`` of a sample depends only on the
+  key and on ``i`` (`jinit._src.threefry`), so a sample of any shape is the flat sample of its size, and that
+  flat sample can be cut into pieces drawn at their own stream positions. A sample of at most `CHUNK` elements
+  is drawn by one kernel of the next `BUCKETS` size and its first elements are handed out as the result,
+  without a copy; a larger one is drawn `CHUNK` elements at a time into one aligned host buffer that the
+  result aliases, at most `IN_FLIGHT` pieces alive at once. Kernels are compiled once per distribution, dtype
+  and size, never per shape, so a new shape rarely compiles anything.
+- **Exact.** One kernel per shape (like JAX): under a trace (a user's `jit`, `vmap`, `eval_shape`), with a
+  sharding (each device generates only its own shard), on other platforms, and for other PRNG
+  implementations or ``jax_threefry_partitionable=False`` (then with the user's key, exactly JAX's stream). A
+  flat sample of more than `LOOP_CHUNK` elements is written in place by a loop over pieces, so its temporaries
+  are those of one piece.
+- **Operation by operation**, for the one distribution whose bits XLA changes when fused (the complex
+  `distributions.ScaledTruncatedNormal`).
+
+Nothing happens behind a call: no threads, no background compilation; what is compiled is JAX's own bounded
+cache of jitted functions.
+"""
+
+import collections
+import functools
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax._src import core as jax_core  # see `adopt`
+from jax._src.interpreters import pxla  # see `adopt`
+from jax.core import Tracer
+from jax.sharding import Sharding
+
+from jinit._src import threefry
+from jinit._src.distributions import Distribution
+
+CHUNK = 2**18
+"""The largest sample drawn by one kernel on the eager CPU path; larger ones are pieces of this size."""
+BUCKETS = tuple(sorted({-(-round(2 ** (k / 4)) // 64) * 64 for k in range(32, 72)} | {CHUNK}))
+"""The sizes an eager CPU kernel draws: four per octave from 256 to `CHUNK`, multiples of 64 (so at most 19%
+more than asked for, plus 64)."""
+IN_FLIGHT = 8
+"""Pieces dispatched ahead of the one being copied: enough to keep XLA busy, few enough to hold little memory."""
+LOOP_CHUNK = 2**20
+"""An exact kernel writes a flat sample of more elements in place, one piece of this size at a time."""
+
+
+def draw(
+    distribution: Distribution, key: Any, shape: tuple[int, ...], dtype: np.dtype, sharding: Sharding | None = None
+) -> jax.Array:
+    """A sample of `distribution` of `shape` and `dtype` from `key`, laid out as `sharding` (checked arguments)."""
+    n = math.prod(shape)
+    if n == 0:
+        return jnp.zeros(shape, dtype, out_sharding=cast(Any, sharding))
+    if distribution.complex_op_by_op and dtype.kind == "c":
+        return lay_out(lambda k, d: d.sample(k, shape, dtype), sharding, key, distribution)
+    positioned = threefry.partitionable(key) and threefry.verified()
+    if positioned and sharding is None and not isinstance(key, Tracer):
+        devices = key.devices() if isinstance(key, jax.Array) else None
+        if (jax.default_backend() if devices is None else next(iter(devices)).platform) == "cpu":
+            out = _stream(distribution, key, n, shape, dtype) if devices is None or len(devices) == 1 else None
+            if out is not None:
+                return out
+    return _exact(key, distribution, shape=shape, dtype=dtype, sharding=sharding, positioned=positioned)
+
+
+# ------------------------------------------------------------------------------------------------ stream
+
+
+@functools.partial(jax.jit, static_argnames=("size", "dtype"))
+def _piece(key, start, distribution, *, size, dtype):
+    """`size` elements of the flat sample of `key`, from position `start` (``uint32[hi, lo]``) of its stream."""
+    return distribution.sample(threefry.positioned_key(threefry.key_data(key), start), (size,), dtype)
+
+
+_ORIGIN = threefry.position(0)
+
+
+def bucket(n: int) -> int:
+    """The smallest of `BUCKETS` that holds `n` (<= CHUNK) elements: the size `_stream` draws (inline there)."""
+    return BUCKETS[np.searchsorted(BUCKETS, n)]
+
+
+def _stream(distribution: Distribution, key: Any, n: int, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """The eager CPU path (see the module docstring); None when the key turns out to be traced."""
+    if n <= CHUNK:
+        out = _piece(key, _ORIGIN, distribution, size=BUCKETS[np.searchsorted(BUCKETS, n)], dtype=dtype)
+        if isinstance(out, Tracer):  # a concrete key closed over by a user's `jit`
+            return None
+        return adopt(np.asarray(out)[:n].reshape(shape), out)  # the kernel's own buffer, no copy
+    # every piece of one size (the last one's surplus is not copied): one kernel to compile
+    starts = range(0, n, CHUNK)
+    pieces = (_piece(key, threefry.position(start), distribution, size=CHUNK, dtype=dtype) for start in starts)
+    first = next(pieces)
+    if isinstance(first, Tracer):
+        return None
+    return _assemble(itertools.chain([first], pieces), n, shape, first)
+
+
+def _aligned_empty(n: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialized host buffer of `n` elements aligned to 64 bytes, which JAX's CPU arrays can alias."""
+    raw = np.empty(n * dtype.itemsize + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + n * dtype.itemsize].view(dtype)
+
+
+def _assemble(pieces: Iterator[jax.Array], n: int, shape: tuple[int, ...], like: jax.Array) -> jax.Array:
+    """Copies the pieces' first `n` elements into one host buffer, which the result then aliases.
+
+    No compilation, no second copy, and at most `IN_FLIGHT` pieces alive at once.
+    """
+    pending = collections.deque(itertools.islice(pieces, IN_FLIGHT))
+    out, position = _aligned_empty(n, np.dtype(pending[0].dtype)), 0
+    while pending:
+        piece = np.asarray(pending.popleft())  # a view of the piece's host memory
+        pending.extend(itertools.islice(pieces, 1))
+        take = min(piece.shape[0], n - position)
+        out[position : position + take] = piece[:take]
+        position += take
+    out.flags.writeable = False
+    return adopt(out.reshape(shape), like)
+
+
+def adopt(host: np.ndarray, like: jax.Array) -> jax.Array:
+    """`host` (C-contiguous, 64-byte aligned) as an array on `like`'s CPU device, committed as `like` is, not copied.
+
+    ``jax.device_put(host, device, may_alias=True)`` does this; JAX's own lower-level call
+    (`pxla.batched_device_put`) does it several times faster, and is used once `_fast_adopt` has checked that
+    it gives what `device_put` gives.
+    """
+    device = next(iter(like.devices()))
+    if _fast_adopt():
+        sharding = jax.sharding.SingleDeviceSharding(device)
+        return pxla.batched_device_put(jax_core.ShapedArray(host.shape, host.dtype), sharding, [host], [device],
+                                       like.committed)
+    return jax.device_put(host, device if like.committed else None, may_alias=True)
+
+
+@functools.cache
+def _fast_adopt() -> bool:
+    """Whether `pxla.batched_device_put` adopts host memory as the public `jax.device_put` does (checked once)."""
+    try:
+        host = _aligned_empty(6, np.dtype(np.float32)).reshape(2, 3)
+        host[...] = np.arange(6, dtype=np.float32).reshape(2, 3)
+        like = jax.device_put(np.float32(0))
+        device = next(iter(like.devices()))
+        ours = pxla.batched_device_put(jax_core.ShapedArray(host.shape, host.dtype),
+                                       jax.sharding.SingleDeviceSharding(device), [host], [device], False)
+        public = jax.device_put(host, None, may_alias=True)
+        return (
+            type(ours) is type(public)
+            and (ours.shape, ours.dtype, ours.committed) == (public.shape, public.dtype, public.committed)
+            and ours.sharding == public.sharding
+            and ours.unsafe_buffer_pointer() == public.unsafe_buffer_pointer() == host.ctypes.data
+            and bool((np.asarray(ours) == host).all())
+        )
+    except Exception:  # any change in JAX's internals: the public call
+        return False
+
+
+# ------------------------------------------------------------------------------------------------- exact
+
+
+def lay_out(sample: Callable[..., jax.Array], sharding: Sharding | None, *args: Any) -> jax.Array:
+    """``sample(*args)`` laid out as `sharding`, as `jax.random` does for explicit and auto mesh axes."""
+    if sharding is None:
+        return sample(*args)
+    mesh = getattr(sharding, "mesh", None)
+    explicit = getattr(mesh, "explicit_axes", ())
+    if explicit:
+        return cast(jax.Array, jax.sharding.auto_axes(sample, out_sharding=sharding, axes=explicit)(*args))
+    return jax.lax.with_sharding_constraint(sample(*args), sharding)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "dtype", "sharding", "positioned"))
+def _exact(key, distribution, *, shape, dtype, sharding, positioned):
+    """A sample of exactly `shape`, each device generating its own shard of `sharding`.
+
+    With the positioned stream, the sample is the flat one reshaped; a large one is written in place by a loop.
+    """
+    n = math.prod(shape)
+    if not positioned or n >= threefry.MAX_DRAW:  # JAX's own stream, from the user's key
+        return lay_out(lambda k, d: d.sample(k, shape, dtype), sharding, key, distribution)
+    if sharding is None and LOOP_CHUNK < n < 2**31:
+        return _looped(distribution, threefry.key_data(key), n, dtype).reshape(shape)
+    if sharding is None:  # a flat sample compiles and runs faster than one of a convolution kernel's rank
+        return distribution.sample(_origin(key), (n,), dtype).reshape(shape)
+    return lay_out(lambda k, d: d.sample(_origin(k), shape, dtype), sharding, key, distribution)
+
+
+def _origin(key: jax.Array) -> jax.Array:
+    """The positioned key of `key`'s stream from its start: traceable, inside a layout's own context too."""
+    return threefry.positioned_key(threefry.key_data(key), jnp.zeros(2, np.uint32))
+
+
+def _looped(distribution: Distribution, data: jax.Array, n: int, dtype: np.dtype) -> jax.Array:
+    """The flat sample of `n` elements (LOOP_CHUNK < n < 2**31), generated piece by piece in place.
+
+    Drawn whole, a sample keeps about three full-size temporaries alive (threefry's two words of bits and the
+    unscaled sample); piece by piece, the temporaries are those of one piece, and the loop is faster, as each
+    piece stays in cache. The last piece ends at `n`, overlapping the one before it, whose values it writes
+    again: one piece size, so one copy of the sampler to compile.
+    """
+
+    def write(i: jax.Array, out: jax.Array) -> jax.Array:
+        start = jnp.minimum(i * LOOP_CHUNK, n - LOOP_CHUNK)
+        position = jnp.stack([jnp.uint32(0), start.astype(np.uint32)])  # n < 2**31: the high word is 0
+        piece = distribution.sample(threefry.positioned_key(data, position), (LOOP_CHUNK,), dtype)
+        return jax.lax.dynamic_update_slice(out, piece, (start,))
+
+    return jax.lax.fori_loop(0, -(-n // LOOP_CHUNK), write, jnp.empty((n,), dtype))

@@ -1,0 +1,164 @@
+"""JAX's partitionable threefry stream, counted from any position: the only source of jinit's random bits.
+
+With ``jax_threefry_partitionable`` (JAX's default), element ``i`` (row-major) of ``jax.random.bits(key, shape)``
+is ``threefry2x32(key, (hi(i), lo(i)))``, its two output words xored: it depends on the key and on ``i`` only.
+So a sample can be drawn in pieces, each from its position in the stream, with JAX's values.
+
+`POSITIONED` is a PRNG implementation (`jax.extend.random.define_prng_impl`) whose key is threefry's two words
+and a 64-bit stream position. `jax.random.normal`, `uniform`, `truncated_normal`, `split` and `orthogonal` run
+unchanged on its keys, so jinit's distributions are JAX's own code, only fed from a position.
+
+On CPU the hash itself is twenty unrolled rounds of `jax.numpy` integer operations, which XLA fuses and
+vectorizes (JAX lowers its `threefry2x32` primitive on CPU to a rolled loop, several times slower). Elsewhere
+it is JAX's primitive. Threefry is an exactly specified integer function, so the bits are the same either way;
+`verified` checks it once per process against `jax.random.bits` before the stream is used, and jinit falls back
+to drawing with the user's own key (JAX's code, exactly) if it ever differs.
+"""
+
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import random as jex_random
+
+ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+PARITY = np.uint32(0x1BD11BDA)
+MAX_DRAW = 2**32
+"""The most elements one `POSITIONED` draw may have: its offsets within the draw are 32-bit."""
+
+
+def _rotate_left(x: jax.Array, d: int) -> jax.Array:
+    return (x << np.uint32(d)) | (x >> np.uint32(32 - d))
+
+
+def hash_unrolled(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Threefry-2x32 (20 rounds, Salmon et al. 2011) of the counters ``(x0, x1)`` under the key ``(k1, k2)``.
+
+    The rounds are written out, so XLA fuses them into one elementwise loop that it vectorizes.
+    """
+    ks = (k1, k2, k1 ^ k2 ^ PARITY)
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for group in range(5):
+        for d in ROTATIONS[group % 2]:
+            x0 = x0 + x1
+            x1 = _rotate_left(x1, d) ^ x0
+        x0 = x0 + ks[(group + 1) % 3]
+        x1 = x1 + ks[(group + 2) % 3] + np.uint32(group + 1)
+    return x0, x1
+
+
+def _hash(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The hash as the current backend computes it fastest (see the module docstring)."""
+    if jax.default_backend() == "cpu":
+        return hash_unrolled(k1, k2, x0, x1)
+    out = jex_random.threefry2x32_p.bind(k1, k2, x0, x1)
+    return out[0], out[1]
+
+
+def positioned_bits(data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
+    """The bits of `jax.random.bits` for the elements ``position + i`` of a large sample (`POSITIONED`'s).
+
+    `data` is ``uint32[k1, k2, position_hi, position_lo]``; element ``i`` of `shape` (row-major) gets the bits
+    that ``jax.random.bits(key, ...)`` gives element ``position + i`` of a sample drawn from ``(k1, k2)``.
+    """
+    n = math.prod(shape)
+    assert n < MAX_DRAW, n  # the engine draws larger samples in pieces, or with JAX's own stream
+    k1, k2, hi, lo = data[0], data[1], data[2], data[3]
+    count_lo = lo + jax.lax.iota(np.uint32, n).reshape(shape)
+    count_hi = hi + (count_lo < lo).astype(np.uint32)  # the carry into the high word
+    bits1, bits2 = _hash(k1, k2, count_hi, count_lo)
+    if bit_width == 64:
+        return (bits1.astype(np.uint64) << np.uint64(32)) | bits2.astype(np.uint64)
+    bits = bits1 ^ bits2
+    return bits if bit_width == 32 else bits.astype(np.dtype(f"uint{bit_width}"))
+
+
+def _split(data: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    keys = jex_random.threefry_prng_impl.split(data[:2], tuple(shape))
+    return jnp.concatenate([keys, jnp.broadcast_to(data[2:], (*shape, 2))], axis=-1)
+
+
+def _fold_in(data: jax.Array, value: Any) -> jax.Array:
+    return jnp.concatenate([jex_random.threefry_prng_impl.fold_in(data[:2], value), data[2:]])
+
+
+def _seed(seed: jax.Array) -> jax.Array:
+    return jnp.concatenate([jex_random.threefry_prng_impl.seed(seed), jnp.zeros(2, np.uint32)])
+
+
+POSITIONED = jex_random.define_prng_impl(
+    key_shape=(4,),
+    seed=_seed,
+    split=_split,
+    random_bits=positioned_bits,
+    fold_in=_fold_in,
+    name="jinit_positioned_threefry2x32",
+    tag="jpt",
+)
+
+
+def positioned_key(key_data: jax.Array, position: jax.Array) -> jax.Array:
+    """A `POSITIONED` key: threefry's ``uint32[2]`` key data and a stream position ``uint32[hi, lo]``."""
+    return jax.random.wrap_key_data(jnp.concatenate([key_data, position]), impl=POSITIONED)
+
+
+def key_data(key: Any) -> Any:
+    """A threefry key's ``uint32[2]`` data, from a typed or a legacy key."""
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+
+
+def position(start: int) -> np.ndarray:
+    """A stream position as the ``uint32[hi, lo]`` that `positioned_key` takes."""
+    return np.array([start >> 32, start & 0xFFFFFFFF], np.uint32)
+
+
+def partitionable(key: Any) -> bool:
+    """Whether `key` draws JAX's partitionable threefry stream, which `POSITIONED` reproduces at any position."""
+    # getattr: JAX defines its flags at run time, where type checkers do not see them
+    if not getattr(jax.config, "jax_threefry_partitionable"):  # noqa: B009
+        return False
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_impl(key) == "threefry2x32"
+    return getattr(jax.config, "jax_default_prng_impl") == "threefry2x32"  # noqa: B009
+
+
+def reference_bits(key_data: np.ndarray, start: int, n: int) -> np.ndarray:
+    """The partitionable stream's 32-bit words for positions ``start .. start + n - 1``, in NumPy.
+
+    The specification `positioned_bits` implements: the counter of position ``p`` is ``(p >> 32, p & 0xFFFFFFFF)``
+    and its word is threefry's two outputs xored.
+    """
+    k1, k2 = (np.full(n, w, np.uint32) for w in np.asarray(key_data, np.uint32))
+    positions = np.arange(start, start + n, dtype=np.uint64)
+    x0, x1 = (positions >> np.uint64(32)).astype(np.uint32), positions.astype(np.uint32)
+    ks = (k1, k2, k1 ^ k2 ^ PARITY)
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for group in range(5):
+        for d in ROTATIONS[group % 2]:
+            x0 = x0 + x1
+            x1 = ((x1 << np.uint32(d)) | (x1 >> np.uint32(32 - d))) ^ x0
+        x0 = x0 + ks[(group + 1) % 3]
+        x1 = x1 + ks[(group + 2) % 3] + np.uint32(group + 1)
+    return x0 ^ x1
+
+
+@functools.cache
+def verified() -> bool:
+    """Whether `jax.random.bits` still follows the stream that `POSITIONED` reproduces (checked once per process).
+
+    `positioned_bits` implements JAX's partitionable threefry as specified by `reference_bits` (the tests check
+    it bitwise against `jax.random`); here JAX's own bits for a small sample are checked against that
+    specification, so that a JAX whose stream has changed makes jinit fall back to JAX's own code, never differ.
+    """
+    data = np.array([20260101, 1], np.uint32)
+    with jax.ensure_compile_time_eval():  # concrete even when first asked under a user's trace
+        bits = np.asarray(_jax_bits(data))
+    return bool(np.array_equal(bits.reshape(-1), reference_bits(data, 0, 8)))
+
+
+@functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})  # integers: exact at any level
+def _jax_bits(data: jax.Array) -> jax.Array:
+    return jax.random.bits(jax.random.wrap_key_data(data, impl="threefry2x32"), (2, 4))
