@@ -206,8 +206,10 @@ def main():
             print(f"{name:44} {a:9.3f} {b:9.3f} {ratio:7.2f} {'<= ' + str(target):>8}  {'met' if met else 'MISSED'}")
         if not met:
             missed.append(name)
-    print(f"\nTargets met: {'all' if not missed else 'not ' + '; '.join(missed)}. "
-          f"Total time: {time.perf_counter() - started:.0f} s.")
+    print(
+        f"\nTargets met: {'all' if not missed else 'not ' + '; '.join(missed)}. "
+        f"Total time: {time.perf_counter() - started:.0f} s."
+    )
 
 
 if __name__ == "__main__":

@@ -112,17 +112,22 @@ def child(method, size):
     result = {"start_rss": rss("VmRSS")}
 
     def jax_init(name, stddev):
-        return {"normal": lambda: jax.nn.initializers.normal(stddev), "zeros": lambda: jax.nn.initializers.zeros,
-                "ones": lambda: jax.nn.initializers.ones}[name]()
+        return {
+            "normal": lambda: jax.nn.initializers.normal(stddev),
+            "zeros": lambda: jax.nn.initializers.zeros,
+            "ones": lambda: jax.nn.initializers.ones,
+        }[name]()
 
     start = time.perf_counter()
     if method == "jax eager":
         keys = jax.random.split(key, len(entries))
         out = [jax_init(n, s)(k, shape) for k, (shape, n, s) in zip(keys, entries, strict=True)]
     elif method == "jax one jit":
+
         def all_leaves(key):
             keys = jax.random.split(key, len(entries))
             return [jax_init(n, s)(k, shape) for k, (shape, n, s) in zip(keys, entries, strict=True)]
+
         out = jax.jit(all_leaves)(key)
     elif method == "jax grouped":
         groups = {}
@@ -131,8 +136,11 @@ def child(method, size):
 
         def grouped(key):
             keys = jax.random.split(key, len(entries))
-            return [jax.lax.map(lambda k, e=e: jax_init(e[1], e[2])(k, e[0]), keys[np.array(ix)])
-                    for e, ix in groups.items()]
+            return [
+                jax.lax.map(lambda k, e=e: jax_init(e[1], e[2])(k, e[0]), keys[np.array(ix)])
+                for e, ix in groups.items()
+            ]
+
         out = jax.jit(grouped)(key)
     elif method == "random bits":
         keys = list(jax.random.split(key, len(entries)))  # split before timing, as jinit derives its keys
@@ -166,8 +174,13 @@ def child(method, size):
 
 def measure(method, size):
     env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE="false")
-    proc = subprocess.run([sys.executable, __file__, "--child", method, "--size", size],
-                          capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", method, "--size", size],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if proc.returncode:
         sys.exit(f"{method} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -188,22 +201,29 @@ def main():
         print(f"  measured {method}", file=sys.stderr)
     j, gb = r["jinit"], r["jinit"]["bytes"] / 1e9
     blocks, width = SIZES[size]
-    print(f"GPT-2 {size.upper()}-shaped tree: {blocks} blocks, width {width}, {j['leaves']} leaves, "
-          f"{gb:.2f} GB of float32 parameters\n")
-    print(f"{'method':22} {'compile s':>10} {'total s':>9} {'run s':>8} {'peak RSS GB':>12} {'RSS/params':>11} "
-          f"{'growth/params':>14}")
+    print(
+        f"GPT-2 {size.upper()}-shaped tree: {blocks} blocks, width {width}, {j['leaves']} leaves, "
+        f"{gb:.2f} GB of float32 parameters\n"
+    )
+    print(
+        f"{'method':22} {'compile s':>10} {'total s':>9} {'run s':>8} {'peak RSS GB':>12} {'RSS/params':>11} "
+        f"{'growth/params':>14}"
+    )
 
     def memory(m):
         return f"{m['rss'] / 1e9:12.2f} {m['rss'] / m['bytes']:11.2f} {(m['rss'] - m['start_rss']) / m['bytes']:14.2f}"
 
     for method in METHODS[:-2]:
         m = r[method]
-        print(f"{method:22} {m['compile_s']:10.2f} {m['total_s']:9.2f} {m['total_s'] - m['compile_s']:8.2f} "
-              f"{memory(m)}")
+        print(
+            f"{method:22} {m['compile_s']:10.2f} {m['total_s']:9.2f} {m['total_s'] - m['compile_s']:8.2f} {memory(m)}"
+        )
     bits = r["random bits"]
     print(f"{'random bits (warm)':22} {0:10.2f} {bits['warm_s']:9.2f} {bits['warm_s']:8.2f} {memory(bits)}")
-    print(f"{'jinit (first call)':22} {j['first_compile_s']:10.2f} {j['first_s']:9.2f} "
-          f"{j['first_s'] - j['first_compile_s']:8.2f} {memory(j)}")
+    print(
+        f"{'jinit (first call)':22} {j['first_compile_s']:10.2f} {j['first_s']:9.2f} "
+        f"{j['first_s'] - j['first_compile_s']:8.2f} {memory(j)}"
+    )
     print(f"{'jinit (warm)':22} {j['compile_s']:10.2f} {j['warm_s']:9.2f} {j['warm_s']:8.2f}")
     one_jit, bits = r["jax one jit"]["total_s"], bits["warm_s"]
     rows = [

@@ -143,8 +143,10 @@ def main():
         failed.append(f"{len(converted)} initializers converted but {compared} weights compared")
     if failed:
         raise SystemExit(f"Flax differs from Keras: {', '.join(failed)}")
-    print(f"All {len(converted)} Keras initializers converted; every Flax parameter agrees with Keras's "
-          f"(mean and std within {SIGMAS} standard errors, KS p >= {MIN_P}).")
+    print(
+        f"All {len(converted)} Keras initializers converted; every Flax parameter agrees with Keras's "
+        f"(mean and std within {SIGMAS} standard errors, KS p >= {MIN_P})."
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,10 @@ def main():
         if name.startswith("blocks/") and not name.startswith("blocks/0/"):
             continue
         shard = x.addressable_shards[0].data.shape
-        print(f"{name:22} {'x'.join(map(str, x.shape)):>11} {x.sharding.spec!s:>24} "
-              f"{'x'.join(map(str, shard)):>10} {'yes' if same else 'NO':>8}")
+        print(
+            f"{name:22} {'x'.join(map(str, x.shape)):>11} {x.sharding.spec!s:>24} "
+            f"{'x'.join(map(str, shard)):>10} {'yes' if same else 'NO':>8}"
+        )
     print(f"... blocks 1 to {LAYERS - 1} are sharded like block 0")
     total = sum(x.nbytes for x in jax.tree.leaves(params))
     per_device = sum(s.data.nbytes for x in jax.tree.leaves(params) for s in x.addressable_shards

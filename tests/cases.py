@@ -78,8 +78,13 @@ CASES = (
         for name in ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal")
     ),
     Case("orthogonal", jinit.orthogonal(), ORTHO, jnn.orthogonal(), complex_ok=True),
-    Case("orthogonal_scaled", jinit.orthogonal(1.3, column_axis=0), ORTHO, jnn.orthogonal(1.3, column_axis=0),
-         complex_ok=True),
+    Case(
+        "orthogonal_scaled",
+        jinit.orthogonal(1.3, column_axis=0),
+        ORTHO,
+        jnn.orthogonal(1.3, column_axis=0),
+        complex_ok=True,
+    ),
     Case(
         "delta_orthogonal",
         jinit.delta_orthogonal(),
@@ -106,8 +111,17 @@ CASES = (
 
 LOW_PRECISION = tuple(
     jnp.dtype(d)
-    for d in ("bfloat16", "float16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
-              "float8_e4m3b11fnuz", "float8_e3m4", "float8_e4m3")
+    for d in (
+        "bfloat16",
+        "float16",
+        "float8_e4m3fn",
+        "float8_e5m2",
+        "float8_e4m3fnuz",
+        "float8_e5m2fnuz",
+        "float8_e4m3b11fnuz",
+        "float8_e3m4",
+        "float8_e4m3",
+    )
 )
 
 

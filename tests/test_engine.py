@@ -117,9 +117,14 @@ def test_small_results_alias_the_kernels_buffer_and_keep_the_keys_device():
 
 
 LAWS = [
-    distributions.Normal(0.1), distributions.Normal(0.1, 0.2), distributions.Uniform(0.1),
-    distributions.TruncatedNormal(1.0, None, -2.0, 2.0), distributions.TruncatedNormal(1.0, 0.5, -2.0, 2.0),
-    distributions.RandomUniform(0.0, 1.0), distributions.ScaledNormal(0.1), distributions.ScaledUniform(0.1),
+    distributions.Normal(0.1),
+    distributions.Normal(0.1, 0.2),
+    distributions.Uniform(0.1),
+    distributions.TruncatedNormal(1.0, None, -2.0, 2.0),
+    distributions.TruncatedNormal(1.0, 0.5, -2.0, 2.0),
+    distributions.RandomUniform(0.0, 1.0),
+    distributions.ScaledNormal(0.1),
+    distributions.ScaledUniform(0.1),
     distributions.ScaledTruncatedNormal(0.1),
 ]
 
@@ -259,8 +264,13 @@ def test_calls_at_interpreter_exit_work():
 
 @pytest.mark.parametrize(
     "shape, dtype",
-    [((2**40, 2**40), "float32"), ((2**63,), "float32"), ((2**62,), "float32"), ((2**61,), "complex128"),
-     ((2**31, 2**31, 2**2), "bfloat16")],
+    [
+        ((2**40, 2**40), "float32"),
+        ((2**63,), "float32"),
+        ((2**62,), "float32"),
+        ((2**61,), "complex128"),
+        ((2**31, 2**31, 2**2), "bfloat16"),
+    ],
     ids=str,
 )
 @pytest.mark.parametrize("init", [jinit.normal(), jinit.zeros, jinit.orthogonal()], ids=["normal", "zeros", "orth"])

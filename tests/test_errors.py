@@ -1,7 +1,6 @@
 """Every bad input is a ValueError or TypeError that names the argument and the value received, raised
 before any array is allocated."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,34 +25,70 @@ FACTORY_ERRORS = [
     ("random_normal_negative", lambda: jinit.random_normal(stddev=-0.1), ValueError, r"`stddev`.*stddev=-0\.1"),
     ("uniform_negative_scale", lambda: jinit.uniform(-2), ValueError, r"`scale`.*scale=-2"),
     ("uniform_inf_scale", lambda: jinit.uniform(INF), ValueError, r"`scale`.*scale=inf"),
-    ("random_uniform_equal", lambda: jinit.random_uniform(1.0, 1.0), ValueError,
-     r"`minval`.*`maxval`.*minval=1\.0, maxval=1\.0"),
+    (
+        "random_uniform_equal",
+        lambda: jinit.random_uniform(1.0, 1.0),
+        ValueError,
+        r"`minval`.*`maxval`.*minval=1\.0, maxval=1\.0",
+    ),
     ("random_uniform_reversed", lambda: jinit.random_uniform(1, -1), ValueError, r"minval=1\.0, maxval=-1\.0"),
     ("random_uniform_nan", lambda: jinit.random_uniform(NAN, 1), ValueError, r"`minval`.*minval=nan"),
-    ("truncated_equal_bounds", lambda: jinit.truncated_normal(1.0, lower=1.0, upper=1.0), ValueError,
-     r"`lower`.*`upper`.*lower=1\.0, upper=1\.0"),
-    ("truncated_reversed_bounds", lambda: jinit.truncated_normal(1.0, lower=2, upper=-2), ValueError,
-     r"lower=2\.0, upper=-2\.0"),
+    (
+        "truncated_equal_bounds",
+        lambda: jinit.truncated_normal(1.0, lower=1.0, upper=1.0),
+        ValueError,
+        r"`lower`.*`upper`.*lower=1\.0, upper=1\.0",
+    ),
+    (
+        "truncated_reversed_bounds",
+        lambda: jinit.truncated_normal(1.0, lower=2, upper=-2),
+        ValueError,
+        r"lower=2\.0, upper=-2\.0",
+    ),
     ("truncated_negative_stddev", lambda: jinit.truncated_normal(-1.0), ValueError, r"`stddev`.*stddev=-1\.0"),
     ("truncated_inf_upper", lambda: jinit.truncated_normal(upper=INF), ValueError, r"`upper`.*upper=inf"),
     ("vs_zero_scale", lambda: jinit.variance_scaling(0.0, "fan_in", "normal"), ValueError, r"`scale`.*scale=0\.0"),
     ("vs_negative_scale", lambda: jinit.variance_scaling(-1, "fan_in", "normal"), ValueError, r"`scale`.*scale=-1"),
     ("vs_nan_scale", lambda: jinit.variance_scaling(NAN, "fan_in", "normal"), ValueError, r"`scale`.*scale=nan"),
-    ("vs_unknown_mode", lambda: jinit.variance_scaling(1.0, "fan_max", "normal"), ValueError,
-     r"`mode`.*'fan_in', 'fan_out', 'fan_avg', 'fan_geo_avg'.*mode='fan_max'"),
-    ("vs_unknown_distribution", lambda: jinit.variance_scaling(1.0, "fan_in", "gauss"), ValueError,
-     r"`distribution`.*'truncated_normal', 'normal', 'uniform'.*distribution='gauss'"),
+    (
+        "vs_unknown_mode",
+        lambda: jinit.variance_scaling(1.0, "fan_max", "normal"),
+        ValueError,
+        r"`mode`.*'fan_in', 'fan_out', 'fan_avg', 'fan_geo_avg'.*mode='fan_max'",
+    ),
+    (
+        "vs_unknown_distribution",
+        lambda: jinit.variance_scaling(1.0, "fan_in", "gauss"),
+        ValueError,
+        r"`distribution`.*'truncated_normal', 'normal', 'uniform'.*distribution='gauss'",
+    ),
     ("vs_mode_not_str", lambda: jinit.variance_scaling(1.0, 3, "normal"), ValueError, r"`mode`.*mode=3"),
-    ("vs_float_axis", lambda: jinit.variance_scaling(1.0, "fan_in", "normal", in_axis=1.5), TypeError,
-     r"`in_axis`.*in_axis=1\.5"),
-    ("vs_str_batch_axis", lambda: jinit.variance_scaling(1.0, "fan_in", "normal", batch_axis="0"), TypeError,
-     r"`batch_axis`.*batch_axis='0'"),
+    (
+        "vs_float_axis",
+        lambda: jinit.variance_scaling(1.0, "fan_in", "normal", in_axis=1.5),
+        TypeError,
+        r"`in_axis`.*in_axis=1\.5",
+    ),
+    (
+        "vs_str_batch_axis",
+        lambda: jinit.variance_scaling(1.0, "fan_in", "normal", batch_axis="0"),
+        TypeError,
+        r"`batch_axis`.*batch_axis='0'",
+    ),
     ("glorot_bool_axis", lambda: jinit.glorot_uniform(out_axis=True), TypeError, r"`out_axis`.*out_axis=True"),
     ("orthogonal_negative_scale", lambda: jinit.orthogonal(-1.0), ValueError, r"`scale`.*scale=-1\.0"),
-    ("orthogonal_float_column_axis", lambda: jinit.orthogonal(column_axis=0.5), TypeError,
-     r"`column_axis`.*column_axis=0\.5"),
-    ("delta_orthogonal_column_axis", lambda: jinit.delta_orthogonal(column_axis=2), ValueError,
-     r"`column_axis`.*column_axis=2"),
+    (
+        "orthogonal_float_column_axis",
+        lambda: jinit.orthogonal(column_axis=0.5),
+        TypeError,
+        r"`column_axis`.*column_axis=0\.5",
+    ),
+    (
+        "delta_orthogonal_column_axis",
+        lambda: jinit.delta_orthogonal(column_axis=2),
+        ValueError,
+        r"`column_axis`.*column_axis=2",
+    ),
     ("identity_negative_gain", lambda: jinit.identity(-1.0), ValueError, r"`gain`.*gain=-1\.0"),
     ("identity_nan_gain", lambda: jinit.identity(NAN), ValueError, r"`gain`.*gain=nan"),
     ("constant_nan", lambda: jinit.constant([1.0, NAN]), ValueError, r"`value`.*NaN.*value=\[1\.0, nan\]"),
@@ -71,43 +106,97 @@ CALL_ERRORS = [
     ("str_shape", jinit.normal(), (KEY, "ab"), TypeError, r"`shape`.*shape='ab'"),
     ("int_dtype_normal", jinit.normal(), (KEY, (2,), jnp.int32), TypeError, r"`normal`.*dtype=int32"),
     ("bool_dtype_uniform", jinit.uniform(), (KEY, (2,), jnp.bool_), TypeError, r"`uniform`.*dtype=bool"),
-    ("int_dtype_truncated", jinit.truncated_normal(), (KEY, (2,), "int8"), TypeError,
-     r"`truncated_normal`.*dtype=int8"),
-    ("complex_truncated", jinit.truncated_normal(), (KEY, (2,), jnp.complex64), TypeError,
-     r"`truncated_normal`.*floating-point dtype.*dtype=complex64"),
+    (
+        "int_dtype_truncated",
+        jinit.truncated_normal(),
+        (KEY, (2,), "int8"),
+        TypeError,
+        r"`truncated_normal`.*dtype=int8",
+    ),
+    (
+        "complex_truncated",
+        jinit.truncated_normal(),
+        (KEY, (2,), jnp.complex64),
+        TypeError,
+        r"`truncated_normal`.*floating-point dtype.*dtype=complex64",
+    ),
     ("complex_uniform", jinit.uniform(), (KEY, (2,), jnp.complex64), TypeError, r"dtype=complex64"),
-    ("int_dtype_glorot", jinit.glorot_uniform(), (KEY, (2, 2), jnp.uint8), TypeError,
-     r"`glorot_uniform`.*dtype=uint8"),
+    ("int_dtype_glorot", jinit.glorot_uniform(), (KEY, (2, 2), jnp.uint8), TypeError, r"`glorot_uniform`.*dtype=uint8"),
     ("int_dtype_orthogonal", jinit.orthogonal(), (KEY, (2, 2), jnp.int32), TypeError, r"`orthogonal`.*dtype=int32"),
     ("bad_call_dtype", jinit.normal(), (KEY, (2,), "float33"), TypeError, r"`dtype`.*dtype='float33'"),
-    ("in_axis_out_of_range", jinit.glorot_uniform(in_axis=3), (KEY, (2, 3)), ValueError,
-     r"`in_axis`.*out of range.*in_axis=3, shape=\(2, 3\)"),
-    ("negative_axis_out_of_range", jinit.he_normal(out_axis=-4), (KEY, (2, 3, 4)), ValueError,
-     r"`out_axis`.*out_axis=-4"),
-    ("overlapping_axes", jinit.variance_scaling(1.0, "fan_in", "normal", in_axis=0, out_axis=-2), (KEY, (2, 3)),
-     ValueError, r"`in_axis`, `out_axis` and `batch_axis`.*in_axis=0, out_axis=-2"),
+    (
+        "in_axis_out_of_range",
+        jinit.glorot_uniform(in_axis=3),
+        (KEY, (2, 3)),
+        ValueError,
+        r"`in_axis`.*out of range.*in_axis=3, shape=\(2, 3\)",
+    ),
+    (
+        "negative_axis_out_of_range",
+        jinit.he_normal(out_axis=-4),
+        (KEY, (2, 3, 4)),
+        ValueError,
+        r"`out_axis`.*out_axis=-4",
+    ),
+    (
+        "overlapping_axes",
+        jinit.variance_scaling(1.0, "fan_in", "normal", in_axis=0, out_axis=-2),
+        (KEY, (2, 3)),
+        ValueError,
+        r"`in_axis`, `out_axis` and `batch_axis`.*in_axis=0, out_axis=-2",
+    ),
     ("batch_overlaps", jinit.lecun_normal(batch_axis=-1), (KEY, (2, 3)), ValueError, r"batch_axis=-1"),
-    ("repeated_axis", jinit.glorot_normal(in_axis=(0, 0)), (KEY, (2, 3, 4)), ValueError,
-     r"`in_axis`.*repeats.*in_axis=\(0, 0\)"),
+    (
+        "repeated_axis",
+        jinit.glorot_normal(in_axis=(0, 0)),
+        (KEY, (2, 3, 4)),
+        ValueError,
+        r"`in_axis`.*repeats.*in_axis=\(0, 0\)",
+    ),
     ("orthogonal_rank1", jinit.orthogonal(), (KEY, (4,)), ValueError, r"`orthogonal`.*rank >= 2.*shape=\(4,\)"),
     ("orthogonal_rank0", jinit.orthogonal(), (KEY, ()), ValueError, r"shape=\(\)"),
-    ("orthogonal_column_axis", jinit.orthogonal(column_axis=2), (KEY, (3, 4)), ValueError,
-     r"`column_axis`.*column_axis=2"),
+    (
+        "orthogonal_column_axis",
+        jinit.orthogonal(column_axis=2),
+        (KEY, (3, 4)),
+        ValueError,
+        r"`column_axis`.*column_axis=2",
+    ),
     ("identity_rank3", jinit.identity(), (KEY, (2, 2, 2)), ValueError, r"`identity`.*2-D.*shape=\(2, 2, 2\)"),
     ("identity_rank1", jinit.identity(), (None, (2,)), ValueError, r"shape=\(2,\)"),
     ("delta_rank2", jinit.delta_orthogonal(), (KEY, (3, 3)), ValueError, r"`delta_orthogonal`.*3, 4 or 5.*\(3, 3\)"),
     ("delta_rank6", jinit.delta_orthogonal(), (KEY, (1, 1, 1, 1, 2, 2)), ValueError, r"shape=\(1, 1, 1, 1, 2, 2\)"),
-    ("delta_fewer_outputs", jinit.delta_orthogonal(), (KEY, (3, 3, 8, 4)), ValueError,
-     r"`delta_orthogonal`.*output.*input.*shape=\(3, 3, 8, 4\)"),
-    ("constant_not_broadcast", jinit.constant([1.0, 2.0, 3.0]), (None, (3, 2)), ValueError,
-     r"`constant`.*\(3,\).*shape=\(3, 2\)"),
+    (
+        "delta_fewer_outputs",
+        jinit.delta_orthogonal(),
+        (KEY, (3, 3, 8, 4)),
+        ValueError,
+        r"`delta_orthogonal`.*output.*input.*shape=\(3, 3, 8, 4\)",
+    ),
+    (
+        "constant_not_broadcast",
+        jinit.constant([1.0, 2.0, 3.0]),
+        (None, (3, 2)),
+        ValueError,
+        r"`constant`.*\(3,\).*shape=\(3, 2\)",
+    ),
     ("constant_complex_real_dtype", jinit.constant(1j), (None, (2,)), TypeError, r"complex.*dtype=float32"),
     ("int_seed_key", jinit.normal(), (0, (2,)), TypeError, r"`key`.*jax\.random\.key\(0\).*key=0"),
     ("float_key", jinit.normal(), (np.zeros(2, np.float32), (2,)), TypeError, r"`key`.*PRNG key.*Received: key="),
-    ("batched_typed_key", jinit.normal(), (jax.random.split(KEY, 3), (2,)), TypeError,
-     r"`key`.*batch of keys of shape \(3,\).*vmap"),
-    ("batched_legacy_key", jinit.normal(), (np.zeros((3, 2), np.uint32), (2,)), TypeError,
-     r"`key`.*batch of keys of shape \(3, 2\)"),
+    (
+        "batched_typed_key",
+        jinit.normal(),
+        (jax.random.split(KEY, 3), (2,)),
+        TypeError,
+        r"`key`.*batch of keys of shape \(3,\).*vmap",
+    ),
+    (
+        "batched_legacy_key",
+        jinit.normal(),
+        (np.zeros((3, 2), np.uint32), (2,)),
+        TypeError,
+        r"`key`.*batch of keys of shape \(3, 2\)",
+    ),
     ("none_key_random", jinit.normal(), (None, (2,)), TypeError, r"`key`.*key=None"),
     ("string_key", jinit.glorot_uniform(), ("seed", (2, 2)), TypeError, r"`key`.*key='seed'"),
 ]
@@ -119,9 +208,7 @@ def test_factory_rejects(build, error, message):
         build()
 
 
-@pytest.mark.parametrize(
-    "init, args, error, message", [c[1:] for c in CALL_ERRORS], ids=[c[0] for c in CALL_ERRORS]
-)
+@pytest.mark.parametrize("init, args, error, message", [c[1:] for c in CALL_ERRORS], ids=[c[0] for c in CALL_ERRORS])
 def test_call_rejects_before_allocating(init, args, error, message, no_arrays):
     with pytest.raises(error, match=message):
         init(*args)
@@ -146,8 +233,14 @@ def test_errors_are_not_wrapped_under_jit():
 
 @pytest.mark.parametrize(
     "init, key, shape",
-    [(jinit.normal(), KEY, (2,)), (jinit.orthogonal(), KEY, (2, 2)), (jinit.delta_orthogonal(), KEY, (3, 2, 2)),
-     (jinit.constant(1.0), None, (2,)), (jinit.identity(), None, (2, 2)), (jinit.zeros, None, (2,))],
+    [
+        (jinit.normal(), KEY, (2,)),
+        (jinit.orthogonal(), KEY, (2, 2)),
+        (jinit.delta_orthogonal(), KEY, (3, 2, 2)),
+        (jinit.constant(1.0), None, (2,)),
+        (jinit.identity(), None, (2, 2)),
+        (jinit.zeros, None, (2,)),
+    ],
 )
 def test_no_arrays_fixture_sees_allocation(init, key, shape, no_arrays):
     """The fixture above would notice an allocation, so the test that uses it can fail."""

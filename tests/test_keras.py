@@ -65,8 +65,13 @@ def test_same_distribution_as_keras(obj, shape):
 
 @pytest.mark.parametrize(
     "obj, shape",
-    [(ki.Zeros(), (3, 4)), (ki.Ones(), (3, 4)), (ki.Constant(2.5), (3, 4)), (ki.Identity(), (3, 5)),
-     (ki.Identity(), (4, 4))],
+    [
+        (ki.Zeros(), (3, 4)),
+        (ki.Ones(), (3, 4)),
+        (ki.Constant(2.5), (3, 4)),
+        (ki.Identity(), (3, 5)),
+        (ki.Identity(), (4, 4)),
+    ],
     ids=["Zeros", "Ones", "Constant", "Identity-wide", "Identity-square"],
 )
 def test_deterministic_initializers_equal_keras(obj, shape):

@@ -115,31 +115,58 @@ def test_seeded_initializers():
 # Configs as Keras 2 and Keras 3 write them (keras.initializers.serialize), and what each means in jinit.
 KERAS_CONFIGS = [
     ({"class_name": "GlorotUniform", "config": {"seed": None}}, jinit.glorot_uniform()),
-    ({"module": "keras.initializers", "class_name": "GlorotUniform",
-      "config": {"seed": 1, "input_axes": None, "output_axes": None}, "registered_name": None},
-     jinit.glorot_uniform().with_seed(1)),
+    (
+        {
+            "module": "keras.initializers",
+            "class_name": "GlorotUniform",
+            "config": {"seed": 1, "input_axes": None, "output_axes": None},
+            "registered_name": None,
+        },
+        jinit.glorot_uniform().with_seed(1),
+    ),
     ({"class_name": "HeNormal", "config": {"seed": None, "dtype": "float32"}}, jinit.he_normal(dtype="float32")),
-    ({"module": "keras.initializers", "class_name": "RandomNormal", "config": {"seed": None, "mean": 0.0,
-      "stddev": 0.05}, "registered_name": None}, jinit.random_normal(0.0, 0.05)),
-    ({"class_name": "RandomUniform", "config": {"minval": -1, "maxval": 2, "seed": 4}},
-     jinit.random_uniform(-1.0, 2.0).with_seed(4)),
-    ({"class_name": "TruncatedNormal", "config": {"mean": 1.0, "stddev": 0.5, "seed": None}},
-     jinit.truncated_normal(0.5, lower=-2.0, upper=2.0, mean=1.0)),
-    ({"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_out", "distribution": "normal"}},
-     jinit.variance_scaling(2.0, "fan_out", "truncated_normal")),  # Keras's "normal" is truncated
-    ({"class_name": "VarianceScaling", "config": {"distribution": "untruncated_normal"}},
-     jinit.variance_scaling(1.0, "fan_in", "normal")),
+    (
+        {
+            "module": "keras.initializers",
+            "class_name": "RandomNormal",
+            "config": {"seed": None, "mean": 0.0, "stddev": 0.05},
+            "registered_name": None,
+        },
+        jinit.random_normal(0.0, 0.05),
+    ),
+    (
+        {"class_name": "RandomUniform", "config": {"minval": -1, "maxval": 2, "seed": 4}},
+        jinit.random_uniform(-1.0, 2.0).with_seed(4),
+    ),
+    (
+        {"class_name": "TruncatedNormal", "config": {"mean": 1.0, "stddev": 0.5, "seed": None}},
+        jinit.truncated_normal(0.5, lower=-2.0, upper=2.0, mean=1.0),
+    ),
+    (
+        {"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_out", "distribution": "normal"}},
+        jinit.variance_scaling(2.0, "fan_out", "truncated_normal"),
+    ),  # Keras's "normal" is truncated
+    (
+        {"class_name": "VarianceScaling", "config": {"distribution": "untruncated_normal"}},
+        jinit.variance_scaling(1.0, "fan_in", "normal"),
+    ),
     ({"class_name": "Orthogonal", "config": {"gain": 1.5, "seed": None}}, jinit.orthogonal(1.5)),
     ({"class_name": "OrthogonalInitializer", "config": {}}, jinit.orthogonal(1.0)),
     ({"class_name": "Identity", "config": {"gain": 2.0}}, jinit.identity(2.0)),
-    ({"module": "keras.initializers", "class_name": "Identity", "config": {}, "registered_name": None},
-     jinit.identity(1.0)),
+    (
+        {"module": "keras.initializers", "class_name": "Identity", "config": {}, "registered_name": None},
+        jinit.identity(1.0),
+    ),
     ({"class_name": "Constant", "config": {"value": 3.0}}, jinit.constant(3.0)),
     ({"class_name": "Zeros", "config": {}}, jinit.zeros),
-    ({"class_name": "HeNormal", "config": {"input_axes": [0], "output_axes": [1, 2], "seed": None}},
-     jinit.keras_variance_scaling(2.0, "fan_in", "truncated_normal", (0,), (1, 2))),
-    ({"class_name": "VarianceScaling", "config": {"input_axes": [0], "output_axes": None}},
-     jinit.variance_scaling(1.0, "fan_in", "truncated_normal")),  # Keras ignores one axis list alone
+    (
+        {"class_name": "HeNormal", "config": {"input_axes": [0], "output_axes": [1, 2], "seed": None}},
+        jinit.keras_variance_scaling(2.0, "fan_in", "truncated_normal", (0,), (1, 2)),
+    ),
+    (
+        {"class_name": "VarianceScaling", "config": {"input_axes": [0], "output_axes": None}},
+        jinit.variance_scaling(1.0, "fan_in", "truncated_normal"),
+    ),  # Keras ignores one axis list alone
     ({"class_name": "Ones", "config": {"dtype": "float32"}}, jinit.constant(1.0, "float32")),
 ]
 
@@ -230,20 +257,44 @@ BAD_CONFIGS = [
     ("other_module", {**GOOD, "module": "os"}, ValueError, r"`module`.*module='os'"),
     ("unknown_top_key", {**GOOD, "registered_name": "x", "extra": 1}, ValueError, r"config key 'registered_name'"),
     ("keras_unknown_top_key", {"class_name": "Zeros", "config": {}, "extra": 1}, ValueError, r"config key 'extra'"),
-    ("unknown_argument", {**GOOD, "config": {**GOOD["config"], "seeds": 3}}, ValueError,
-     r"Unknown argument 'seeds' for `variance_scaling`.*seeds=3"),
+    (
+        "unknown_argument",
+        {**GOOD, "config": {**GOOD["config"], "seeds": 3}},
+        ValueError,
+        r"Unknown argument 'seeds' for `variance_scaling`.*seeds=3",
+    ),
     ("negative_seed", {**GOOD, "config": {**GOOD["config"], "seed": -1}}, ValueError, r"`seed`.*seed=-1"),
     ("float_seed", {**GOOD, "config": {**GOOD["config"], "seed": 1.5}}, TypeError, r"`seed`.*seed=1\.5"),
-    ("keras_unknown_key", {"class_name": "GlorotUniform", "config": {"seed": None, "gain": 2}}, ValueError,
-     r"Unknown argument 'gain' for `GlorotUniform`.*gain=2"),
-    ("keras_input_axes", {"class_name": "HeNormal", "config": {"input_axes": "0", "output_axes": [1]}}, TypeError,
-     r"`input_axes`.*input_axes='0'"),
-    ("keras_bad_distribution", {"class_name": "VarianceScaling", "config": {"distribution": "gauss"}}, ValueError,
-     r"`distribution`.*distribution='gauss'"),
-    ("keras_module_elsewhere", {"module": "builtins", "class_name": "GlorotUniform", "config": {}}, ValueError,
-     r"`module`.*module='builtins'"),
-    ("missing_argument", {**GOOD, "config": {k: v for k, v in GOOD["config"].items() if k != "mode"}}, ValueError,
-     r"lacks 'mode'"),
+    (
+        "keras_unknown_key",
+        {"class_name": "GlorotUniform", "config": {"seed": None, "gain": 2}},
+        ValueError,
+        r"Unknown argument 'gain' for `GlorotUniform`.*gain=2",
+    ),
+    (
+        "keras_input_axes",
+        {"class_name": "HeNormal", "config": {"input_axes": "0", "output_axes": [1]}},
+        TypeError,
+        r"`input_axes`.*input_axes='0'",
+    ),
+    (
+        "keras_bad_distribution",
+        {"class_name": "VarianceScaling", "config": {"distribution": "gauss"}},
+        ValueError,
+        r"`distribution`.*distribution='gauss'",
+    ),
+    (
+        "keras_module_elsewhere",
+        {"module": "builtins", "class_name": "GlorotUniform", "config": {}},
+        ValueError,
+        r"`module`.*module='builtins'",
+    ),
+    (
+        "missing_argument",
+        {**GOOD, "config": {k: v for k, v in GOOD["config"].items() if k != "mode"}},
+        ValueError,
+        r"lacks 'mode'",
+    ),
     ("string_scale", {**GOOD, "config": {**GOOD["config"], "scale": "1"}}, TypeError, r"`scale`.*scale='1'"),
     ("nan_scale", {**GOOD, "config": {**GOOD["config"], "scale": math.nan}}, ValueError, r"`config.config.scale`.*nan"),
     ("inf_scale", {**GOOD, "config": {**GOOD["config"], "scale": math.inf}}, ValueError, r"scale=inf"),

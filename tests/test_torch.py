@@ -47,13 +47,22 @@ OUT, IN, K = 256, 64, 2  # fan_in = IN * K * K, fan_out = OUT * K * K
 FAN_IN, FAN_OUT = IN * K * K, OUT * K * K
 TORCH = [
     ("kaiming_normal", jinit.torch_kaiming_normal(), stats.norm(0, math.sqrt(2 / (1 + 0.0)) / math.sqrt(FAN_IN))),
-    ("kaiming_normal_fan_out_relu", jinit.torch_kaiming_normal(mode="fan_out", nonlinearity="relu"),
-     stats.norm(0, math.sqrt(2) / math.sqrt(FAN_OUT))),
-    ("kaiming_uniform_linear_default", jinit.torch_kaiming_uniform(a=math.sqrt(5)),  # nn.Linear/Conv's default
-     stats.uniform(-1 / math.sqrt(FAN_IN), 2 / math.sqrt(FAN_IN))),
+    (
+        "kaiming_normal_fan_out_relu",
+        jinit.torch_kaiming_normal(mode="fan_out", nonlinearity="relu"),
+        stats.norm(0, math.sqrt(2) / math.sqrt(FAN_OUT)),
+    ),
+    (
+        "kaiming_uniform_linear_default",
+        jinit.torch_kaiming_uniform(a=math.sqrt(5)),  # nn.Linear/Conv's default
+        stats.uniform(-1 / math.sqrt(FAN_IN), 2 / math.sqrt(FAN_IN)),
+    ),
     ("xavier_normal", jinit.torch_xavier_normal(1.5), stats.norm(0, 1.5 * math.sqrt(2 / (FAN_IN + FAN_OUT)))),
-    ("xavier_uniform", jinit.torch_xavier_uniform(), stats.uniform(-math.sqrt(6 / (FAN_IN + FAN_OUT)),
-                                                                     2 * math.sqrt(6 / (FAN_IN + FAN_OUT)))),
+    (
+        "xavier_uniform",
+        jinit.torch_xavier_uniform(),
+        stats.uniform(-math.sqrt(6 / (FAN_IN + FAN_OUT)), 2 * math.sqrt(6 / (FAN_IN + FAN_OUT))),
+    ),
 ]
 
 

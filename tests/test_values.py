@@ -73,9 +73,7 @@ def test_zero_size_shapes(case):
     # each of the case's shapes with its first, or last, size set to 0 (delta_orthogonal needs out >= in,
     # so its input size is the one set to 0 instead of the last)
     last = -2 if case.id.startswith("delta") else -1
-    zero_shapes = {
-        (*s[:i], 0, *s[i:][1:]) for s in case.shapes if s for i in (0, len(s) + last if len(s) > 1 else 0)
-    }
+    zero_shapes = {(*s[:i], 0, *s[i:][1:]) for s in case.shapes if s for i in (0, len(s) + last if len(s) > 1 else 0)}
     for dtype in (jnp.float32, jnp.bfloat16):
         for shape in zero_shapes:
             x = case.init(key, shape, dtype)

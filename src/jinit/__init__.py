@@ -57,6 +57,7 @@ def __getattr__(name: str) -> object:
         return importlib.import_module(f"jinit.{name}")
     raise AttributeError(f"module 'jinit' has no attribute {name!r}")
 
+
 __all__ = (
     "Initializer",
     "InitializerLike",

@@ -65,4 +65,3 @@ def to_haiku(init: InitializerLike) -> HaikuInitializer:
       {'linear': {'b': (3,), 'w': (4, 3)}}
     """
     return HaikuInitializer(checks.initializer("init", init))
-

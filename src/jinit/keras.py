@@ -75,9 +75,7 @@ class KerasInitializer(keras.initializers.Initializer):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "KerasInitializer":
         if not isinstance(config, dict) or set(config) - {"init", "seed"} or "init" not in config:
-            raise ValueError(
-                f"A `KerasInitializer` config has the keys 'init' and 'seed'. Received: config={config!r}"
-            )
+            raise ValueError(f"A `KerasInitializer` config has the keys 'init' and 'seed'. Received: config={config!r}")
         return cls(registry.deserialize(config["init"]), config.get("seed"))
 
     def __eq__(self, other: object) -> bool:

@@ -43,8 +43,9 @@ def assert_same(x, expected, sharding):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(expected))
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if len(c.shapes[0]) >= 1], ids=ids([c for c in CASES
-                                                                                     if len(c.shapes[0]) >= 1]))
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if len(c.shapes[0]) >= 1], ids=ids([c for c in CASES if len(c.shapes[0]) >= 1])
+)
 def test_every_initializer_sharded_is_bitwise_unsharded(case):
     shape = scaled(case.shapes[0])
     mesh = MESHES["2x4_auto"]
@@ -54,8 +55,16 @@ def test_every_initializer_sharded_is_bitwise_unsharded(case):
         assert_same(case.init(KEY, shape, out_sharding=sharding), expected, sharding)
 
 
-ELEMENTWISE = [jinit.normal(0.02), jinit.truncated_normal(0.3), jinit.uniform(), jinit.random_uniform(-1.0, 2.0),
-               jinit.glorot_uniform(), jinit.he_normal(), jinit.lecun_normal(), jinit.trunc_normal(0.0, 1.0, -1.5, 2.5)]
+ELEMENTWISE = [
+    jinit.normal(0.02),
+    jinit.truncated_normal(0.3),
+    jinit.uniform(),
+    jinit.random_uniform(-1.0, 2.0),
+    jinit.glorot_uniform(),
+    jinit.he_normal(),
+    jinit.lecun_normal(),
+    jinit.trunc_normal(0.0, 1.0, -1.5, 2.5),
+]
 WHOLE = [jinit.orthogonal(), jinit.orthogonal(2.0, column_axis=0), jinit.identity(1.5), jinit.zeros]
 
 
@@ -80,8 +89,15 @@ def test_low_and_high_precision_sharded(dtype):
             assert_same(init(KEY, (32, 16), dtype, out_sharding=sharding), expected, sharding)
 
 
-LAWS = [d.Normal(0.02), d.Uniform(1.0), d.TruncatedNormal(0.5, None, -2.0, 2.0), d.RandomUniform(-1.0, 1.0),
-        d.ScaledTruncatedNormal(0.1), d.ScaledNormal(0.1), d.ScaledUniform(0.1)]
+LAWS = [
+    d.Normal(0.02),
+    d.Uniform(1.0),
+    d.TruncatedNormal(0.5, None, -2.0, 2.0),
+    d.RandomUniform(-1.0, 1.0),
+    d.ScaledTruncatedNormal(0.1),
+    d.ScaledNormal(0.1),
+    d.ScaledUniform(0.1),
+]
 
 
 @pytest.mark.parametrize("law", LAWS, ids=[type(law).__name__ for law in LAWS])
@@ -118,8 +134,9 @@ def gpt(layers, width=16):
 
 
 def unsharded(specs):
-    return jax.tree.map(lambda s: jinit.ParamSpec(s.shape, s.init, s.dtype), specs,
-                        is_leaf=lambda x: isinstance(x, jinit.ParamSpec))
+    return jax.tree.map(
+        lambda s: jinit.ParamSpec(s.shape, s.init, s.dtype), specs, is_leaf=lambda x: isinstance(x, jinit.ParamSpec)
+    )
 
 
 def expected_sharding(spec, mesh):
@@ -134,12 +151,14 @@ def test_init_tree_sharded_is_bitwise_unsharded(mesh):
     with jax.set_mesh(mesh):  # JAX compiles a jit for a mesh of explicit axes only inside it
         jitted = jax.jit(lambda k: jinit.init_tree(k, specs, mesh=mesh))(KEY)
     for params in (jinit.init_tree(KEY, specs, mesh=mesh), jitted):
-        jax.tree.map(lambda x, e, s: assert_same(x, e, expected_sharding(s, mesh)), params, expected, specs,
-                     is_leaf=is_spec)
+        jax.tree.map(
+            lambda x, e, s: assert_same(x, e, expected_sharding(s, mesh)), params, expected, specs, is_leaf=is_spec
+        )
     with jax.set_mesh(mesh):
         params = jinit.init_tree(KEY, specs)
-    jax.tree.map(lambda x, e, s: assert_same(x, e, expected_sharding(s, mesh)), params, expected, specs,
-                 is_leaf=is_spec)
+    jax.tree.map(
+        lambda x, e, s: assert_same(x, e, expected_sharding(s, mesh)), params, expected, specs, is_leaf=is_spec
+    )
 
 
 def test_init_like_keeps_named_shardings():

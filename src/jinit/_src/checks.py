@@ -245,19 +245,25 @@ def key(value: Any, *, optional: bool = False) -> Any:
         legacy = _legacy_key_shape(flag("jax_default_prng_impl"))
         if value.dtype == np.uint32 and value.shape == legacy:
             return value
-        if value.dtype == np.uint32 and value.shape[-len(legacy):] == legacy:
+        if value.dtype == np.uint32 and value.shape[-len(legacy) :] == legacy:
             raise TypeError(
                 f"Argument `key` must be a single PRNG key, not a batch of keys of shape {value.shape}; "
                 f"use `jax.vmap` over the keys. {_received('key', value)}"
             )
     if isinstance(value, numbers.Integral):
-        raise TypeError(f"Argument `key` must be a PRNG key, not an integer seed: pass `jax.random.key({value!r})`. "
-                        f"{_received('key', value)}")
+        raise TypeError(
+            f"Argument `key` must be a PRNG key, not an integer seed: pass `jax.random.key({value!r})`. "
+            f"{_received('key', value)}"
+        )
     if value is None:
-        raise TypeError(f"Argument `key` is needed: this initializer is random and has no seed. {_KEY_HINT}, or "
-                        f"give the initializer a seed with `init.with_seed(seed)`. {_received('key', value)}")
-    raise TypeError(f"Argument `key` must be a PRNG key. {_KEY_HINT} (or a legacy uint32 key from "
-                    f"`jax.random.PRNGKey`). {_received('key', value)}")
+        raise TypeError(
+            f"Argument `key` is needed: this initializer is random and has no seed. {_KEY_HINT}, or "
+            f"give the initializer a seed with `init.with_seed(seed)`. {_received('key', value)}"
+        )
+    raise TypeError(
+        f"Argument `key` must be a PRNG key. {_KEY_HINT} (or a legacy uint32 key from "
+        f"`jax.random.PRNGKey`). {_received('key', value)}"
+    )
 
 
 def current_mesh() -> Any:

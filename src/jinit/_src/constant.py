@@ -45,8 +45,7 @@ def _freeze(value: Any) -> Any:
     """A constant as a hashable value: a Python number, or nested tuples of Python numbers."""
     if isinstance(value, Tracer):
         raise TypeError(
-            "Argument `value` must be concrete: an initializer is a hashable value. "
-            f"Received: value={value!r}"
+            f"Argument `value` must be concrete: an initializer is a hashable value. Received: value={value!r}"
         )
     try:
         array = np.asarray(value)

@@ -136,8 +136,9 @@ def adopt(host: np.ndarray, like: jax.Array) -> jax.Array:
     device = next(iter(like.devices()))
     if _fast_adopt():
         sharding = jax.sharding.SingleDeviceSharding(device)
-        return pxla.batched_device_put(jax_core.ShapedArray(host.shape, host.dtype), sharding, [host], [device],
-                                       like.committed)
+        return pxla.batched_device_put(
+            jax_core.ShapedArray(host.shape, host.dtype), sharding, [host], [device], like.committed
+        )
     return jax.device_put(host, device if like.committed else None, may_alias=True)
 
 
@@ -149,8 +150,13 @@ def _fast_adopt() -> bool:
         host[...] = np.arange(6, dtype=np.float32).reshape(2, 3)
         like = jax.device_put(np.float32(0))
         device = next(iter(like.devices()))
-        ours = pxla.batched_device_put(jax_core.ShapedArray(host.shape, host.dtype),
-                                       jax.sharding.SingleDeviceSharding(device), [host], [device], False)
+        ours = pxla.batched_device_put(
+            jax_core.ShapedArray(host.shape, host.dtype),
+            jax.sharding.SingleDeviceSharding(device),
+            [host],
+            [device],
+            False,
+        )
         public = jax.device_put(host, None, may_alias=True)
         return (
             type(ours) is type(public)

@@ -73,8 +73,9 @@ def _declare_classes() -> None:
     def truncated(mean=0.0, stddev=0.05, dtype=None):  # cut at two standard deviations around the mean
         return random.truncated_normal(stddev, dtype, -2.0, 2.0, mean=mean)
 
-    def scaling(scale=1.0, mode="fan_in", distribution="truncated_normal", input_axes=None, output_axes=None,
-                dtype=None):
+    def scaling(
+        scale=1.0, mode="fan_in", distribution="truncated_normal", input_axes=None, output_axes=None, dtype=None
+    ):
         if isinstance(distribution, str):  # in Keras, "normal" is the truncated normal
             distribution = {"normal": "truncated_normal", "untruncated_normal": "normal"}.get(
                 distribution.lower(), distribution.lower()

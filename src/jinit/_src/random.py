@@ -199,7 +199,10 @@ class TruncatedNormal(Initializer, name="truncated_normal"):
         lower, upper = checks.number("lower", self.lower), checks.number("upper", self.upper)
         checks.ordered("lower", lower, "upper", upper)
         self._set(
-            stddev=stddev, dtype=checks.dtype("dtype", self.dtype), lower=lower, upper=upper,
+            stddev=stddev,
+            dtype=checks.dtype("dtype", self.dtype),
+            lower=lower,
+            upper=upper,
             mean=checks.number("mean", self.mean),
         )
 

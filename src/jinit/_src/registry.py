@@ -34,6 +34,7 @@ MAX_STRING = 256
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 _lock = threading.Lock()
 
+
 def registered_names() -> tuple[str, ...]:
     """The names of every factory a config can name: jinit's own and those added with `register`.
 
