@@ -12,18 +12,19 @@ demo: $(VENV)/.installed
 	$(BIN)/python examples/gpt2_small.py
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 lint: $(VENV)/.installed-lint
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pyright
 
 docs: $(VENV)/.installed-docs
 	$(BIN)/python examples/plot_distributions.py --out docs/img/distributions.png
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/first_call.py
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/eager.py
 	$(BIN)/python benchmarks/init_tree.py --small
 
 $(BIN)/python:

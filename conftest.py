@@ -7,9 +7,7 @@ import pytest
 
 from jinit._src import base
 
-collect_ignore = [
-    f"src/jinit/{module}.py" for module in ("haiku", "keras") if importlib.util.find_spec(module) is None
-]
+collect_ignore = [f"src/jinit/{module}.py" for module in ("haiku", "keras") if importlib.util.find_spec(module) is None]
 
 
 @pytest.fixture(autouse=True)

@@ -168,6 +168,11 @@ def main():
         return
     import jax
 
+    import importlib.util
+
+    if not args.skip_nnx and importlib.util.find_spec("flax") is None:
+        print("flax is not installed (pip install 'jinit[flax]'): the NNX model is left out", file=sys.stderr)
+        args.skip_nnx = True
     workers = ["layers", "exit"] + ([] if args.skip_nnx else ["nnx"])
     results = {(w, lib): [] for w in workers for lib in LIBRARIES}
     started = time.perf_counter()

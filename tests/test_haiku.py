@@ -21,8 +21,11 @@ def first_key_sample(init, shape, dtype=jnp.float32):
     return hk.transform(lambda: init(hk.next_rng_key(), shape, dtype)).apply({}, KEY)
 
 
-@pytest.mark.parametrize("init", [jinit.glorot_uniform(), jinit.truncated_normal(0.5), jinit.orthogonal(),
-                                  jax.nn.initializers.he_normal()], ids=repr)  # fmt: skip
+@pytest.mark.parametrize(
+    "init",
+    [jinit.glorot_uniform(), jinit.truncated_normal(0.5), jinit.orthogonal(), jax.nn.initializers.he_normal()],
+    ids=["glorot_uniform", "truncated_normal", "orthogonal", "jax_he_normal"],  # a closure's repr has its address
+)
 def test_get_parameter_draws_the_transform_key(init):
     params = hk.transform(lambda: hk.get_parameter("w", (6, 4), init=to_haiku(init))).init(KEY)
     np.testing.assert_array_equal(params["~"]["w"], first_key_sample(init, (6, 4)))
