@@ -246,3 +246,16 @@ def test_no_arrays_fixture_sees_allocation(init, key, shape, no_arrays):
     """The fixture above would notice an allocation, so the test that uses it can fail."""
     with pytest.raises(AssertionError, match="allocated"):
         init(key, shape)
+
+
+def test_huge_received_values_are_shortened():
+    """A 10 MB key or value in a config gives a message of a few hundred characters, not 20 MB."""
+    huge = "k" * 10_000_000
+    config = {"module": "jinit", "class_name": "normal", "config": {"stddev": 0.1, "dtype": None, "mean": 0.0}}
+    for bad in ({**config, "config": {**config["config"], huge: 1}}, {**config, huge: 1}, {**config, "class_name": huge}):
+        with pytest.raises(ValueError) as info:
+            jinit.deserialize(bad)
+        assert len(str(info.value)) < 2000
+    with pytest.raises(TypeError) as info:
+        jinit.normal("x" * 10_000_000)
+    assert len(str(info.value)) < 1000 and "Received: stddev='xxxx" in str(info.value)

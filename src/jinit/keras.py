@@ -58,7 +58,7 @@ class KerasInitializer(keras.initializers.Initializer):
         if not isinstance(resolved, Initializer):
             raise TypeError(
                 "Argument `init` must be a jinit initializer (or a Keras identifier or config of one), so that "
-                f"Keras can save it. Received: init={init!r}"
+                f"Keras can save it. Received: init={checks.show(init)}"
             )
         self.init = resolved
         self._seed = checks.seed(seed)
@@ -75,7 +75,9 @@ class KerasInitializer(keras.initializers.Initializer):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "KerasInitializer":
         if not isinstance(config, dict) or set(config) - {"init", "seed"} or "init" not in config:
-            raise ValueError(f"A `KerasInitializer` config has the keys 'init' and 'seed'. Received: config={config!r}")
+            raise ValueError(
+                f"A `KerasInitializer` config has the keys 'init' and 'seed'. {checks.received('config', config)}"
+            )
         return cls(registry.deserialize(config["init"]), config.get("seed"))
 
     def __eq__(self, other: object) -> bool:

@@ -25,8 +25,24 @@ def flag(name: str) -> Any:
     return getattr(jax.config, name)
 
 
-def _received(name: str, value: Any) -> str:
-    return f"Received: {name}={value!r}"
+SHOWN = 200
+"""The most characters of a received value that an error message shows."""
+
+
+def show(value: Any) -> str:
+    """`repr(value)` for an error message: at most `SHOWN` characters, so that a huge value gives a short message."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[: SHOWN - 40]}... ({len(text)} characters)"
+
+
+def label(text: str) -> str:
+    """A name or a path for an error message: at most `SHOWN` characters."""
+    return text if len(text) <= SHOWN else f"{text[: SHOWN - 40]}... ({len(text)} characters)"
+
+
+def received(name: str, value: Any) -> str:
+    """The end of every error message: ``Received: name=value``, both shortened (`label`, `show`)."""
+    return f"Received: {label(name)}={show(value)}"
 
 
 def _is_tracer(value: Any) -> bool:
@@ -44,7 +60,7 @@ def number(name: str, value: Any, *, minimum: str | None = None) -> float:
     if _is_tracer(value):
         raise TypeError(
             f"Argument `{name}` must be a concrete number: an initializer is a hashable value, so its "
-            f"hyperparameters cannot be traced. Build the initializer outside `jax.jit`. {_received(name, value)}"
+            f"hyperparameters cannot be traced. Build the initializer outside `jax.jit`. {received(name, value)}"
         )
     is_array = isinstance(value, np.ndarray | jax.Array)
     if (
@@ -52,17 +68,17 @@ def number(name: str, value: Any, *, minimum: str | None = None) -> float:
         or not (isinstance(value, numbers.Real) or is_array)
         or (is_array and (value.shape != () or not jnp.issubdtype(value.dtype, np.number) or jnp.iscomplexobj(value)))
     ):
-        raise TypeError(f"Argument `{name}` must be a real number. {_received(name, value)}")
+        raise TypeError(f"Argument `{name}` must be a real number. {received(name, value)}")
     try:
         result = float(value)
     except OverflowError:
         result = math.inf
     if not math.isfinite(result):
-        raise ValueError(f"Argument `{name}` must be a finite number. {_received(name, value)}")
+        raise ValueError(f"Argument `{name}` must be a finite number. {received(name, value)}")
     if minimum == "nonnegative" and result < 0:
-        raise ValueError(f"Argument `{name}` must be a non-negative number. {_received(name, value)}")
+        raise ValueError(f"Argument `{name}` must be a non-negative number. {received(name, value)}")
     if minimum == "positive" and result <= 0:
-        raise ValueError(f"Argument `{name}` must be a positive number. {_received(name, value)}")
+        raise ValueError(f"Argument `{name}` must be a positive number. {received(name, value)}")
     return result
 
 
@@ -71,7 +87,7 @@ def ordered(lower_name: str, lower: float, upper_name: str, upper: float) -> Non
     if not lower < upper:
         raise ValueError(
             f"Argument `{lower_name}` must be less than `{upper_name}`. "
-            f"Received: {lower_name}={lower!r}, {upper_name}={upper!r}"
+            f"Received: {lower_name}={show(lower)}, {upper_name}={show(upper)}"
         )
 
 
@@ -80,7 +96,7 @@ def choice(name: str, value: Any, options: Iterable[str]) -> str:
     options = tuple(options)
     if not isinstance(value, str) or value not in options:
         raise ValueError(
-            f"Argument `{name}` must be one of {', '.join(repr(o) for o in options)}. {_received(name, value)}"
+            f"Argument `{name}` must be one of {', '.join(repr(o) for o in options)}. {received(name, value)}"
         )
     return value
 
@@ -88,7 +104,7 @@ def choice(name: str, value: Any, options: Iterable[str]) -> str:
 def integer(name: str, value: Any) -> int:
     """Checks that `value` is a Python or NumPy integer (not a bool) and returns it as an int."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"Argument `{name}` must be an integer. {_received(name, value)}")
+        raise TypeError(f"Argument `{name}` must be an integer. {received(name, value)}")
     return int(value)
 
 
@@ -98,7 +114,7 @@ def seed(value: Any) -> int | None:
         return None
     result = integer("seed", value)
     if not 0 <= result < 2**63:
-        raise ValueError(f"Argument `seed` must be in [0, 2**63). {_received('seed', value)}")
+        raise ValueError(f"Argument `seed` must be in [0, 2**63). {received('seed', value)}")
     return result
 
 
@@ -108,20 +124,20 @@ def axis(name: str, value: Any) -> int | tuple[int, ...]:
         return int(value)
     if isinstance(value, list | tuple):
         return tuple(integer(name, a) for a in value)
-    raise TypeError(f"Argument `{name}` must be an int or a sequence of ints. {_received(name, value)}")
+    raise TypeError(f"Argument `{name}` must be an int or a sequence of ints. {received(name, value)}")
 
 
 def normalize_axes(name: str, value: Axis, rank: int, shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """Returns `value` as a tuple of non-negative axes of a rank-`rank` shape; checks range and repeats."""
     axes = (value,) if isinstance(value, int) else tuple(value)
-    received = f"Received: {name}={value!r}" + ("" if shape is None else f", shape={shape}")
+    ending = received(name, value) + ("" if shape is None else f", shape={shape}")
     result = []
     for a in axes:
         if not -rank <= a < rank:
-            raise ValueError(f"Argument `{name}` is out of range for a shape of rank {rank}. {received}")
+            raise ValueError(f"Argument `{name}` is out of range for a shape of rank {rank}. {ending}")
         result.append(a % rank)
     if len(set(result)) != len(result):
-        raise ValueError(f"Argument `{name}` repeats an axis. {received}")
+        raise ValueError(f"Argument `{name}` repeats an axis. {ending}")
     return tuple(result)
 
 
@@ -153,7 +169,7 @@ def shape(value: Any, dtype: np.dtype | None = None) -> tuple[int, ...]:
     if dtype is not None and math.prod(dims) * dtype.itemsize > MAX_BYTES:
         raise ValueError(
             f"Argument `shape` is too large: {math.prod(dims)} elements of {dtype.name} are more than the "
-            f"2**63 - 1 bytes an array can index. {_received('shape', value)}"
+            f"2**63 - 1 bytes an array can index. {received('shape', value)}"
         )
     return dims
 
@@ -161,19 +177,19 @@ def shape(value: Any, dtype: np.dtype | None = None) -> tuple[int, ...]:
 def _dims(value: Any) -> tuple[int, ...]:
     if _dim(value) is not None:
         raise TypeError(
-            f"Argument `shape` must be a sequence of ints; for one axis write ({value},). {_received('shape', value)}"
+            f"Argument `shape` must be a sequence of ints; for one axis write ({value},). {received('shape', value)}"
         )
     if isinstance(value, np.ndarray | jax.Array) and not isinstance(value, Tracer) and value.ndim == 1:
         value = tuple(value.tolist()) if jnp.issubdtype(value.dtype, np.integer) else value
     if not isinstance(value, list | tuple):
-        raise TypeError(f"Argument `shape` must be a sequence of ints. {_received('shape', value)}")
+        raise TypeError(f"Argument `shape` must be a sequence of ints. {received('shape', value)}")
     dims = []
     for d in value:
         dim = _dim(d)
         if dim is None:
-            raise TypeError(f"Argument `shape` must contain only ints. {_received('shape', value)}")
+            raise TypeError(f"Argument `shape` must contain only ints. {received('shape', value)}")
         if dim < 0:
-            raise ValueError(f"Argument `shape` must not contain negative sizes. {_received('shape', value)}")
+            raise ValueError(f"Argument `shape` must not contain negative sizes. {received('shape', value)}")
         dims.append(dim)
     return tuple(dims)
 
@@ -185,9 +201,9 @@ def dtype(name: str, value: DTypeLike | None) -> str | None:
     try:
         result = jnp.dtype(value)
     except TypeError as err:
-        raise TypeError(f"Argument `{name}` must be a dtype. {_received(name, value)}") from err
+        raise TypeError(f"Argument `{name}` must be a dtype. {received(name, value)}") from err
     if not (jnp.issubdtype(result, np.number) or result == np.bool_):
-        raise TypeError(f"Argument `{name}` must be a numeric or boolean dtype. {_received(name, value)}")
+        raise TypeError(f"Argument `{name}` must be a numeric or boolean dtype. {received(name, value)}")
     return result.name
 
 
@@ -240,7 +256,7 @@ def key(value: Any, *, optional: bool = False) -> Any:
                 return value
             raise TypeError(
                 f"Argument `key` must be a single PRNG key, not a batch of keys of shape {value.shape}; "
-                f"use `jax.vmap` over the keys. {_received('key', value)}"
+                f"use `jax.vmap` over the keys. {received('key', value)}"
             )
         legacy = _legacy_key_shape(flag("jax_default_prng_impl"))
         if value.dtype == np.uint32 and value.shape == legacy:
@@ -248,21 +264,21 @@ def key(value: Any, *, optional: bool = False) -> Any:
         if value.dtype == np.uint32 and value.shape[-len(legacy) :] == legacy:
             raise TypeError(
                 f"Argument `key` must be a single PRNG key, not a batch of keys of shape {value.shape}; "
-                f"use `jax.vmap` over the keys. {_received('key', value)}"
+                f"use `jax.vmap` over the keys. {received('key', value)}"
             )
     if isinstance(value, numbers.Integral):
         raise TypeError(
-            f"Argument `key` must be a PRNG key, not an integer seed: pass `jax.random.key({value!r})`. "
-            f"{_received('key', value)}"
+            f"Argument `key` must be a PRNG key, not an integer seed: pass `jax.random.key({show(value)})`. "
+            f"{received('key', value)}"
         )
     if value is None:
         raise TypeError(
             f"Argument `key` is needed: this initializer is random and has no seed. {_KEY_HINT}, or "
-            f"give the initializer a seed with `init.with_seed(seed)`. {_received('key', value)}"
+            f"give the initializer a seed with `init.with_seed(seed)`. {received('key', value)}"
         )
     raise TypeError(
         f"Argument `key` must be a PRNG key. {_KEY_HINT} (or a legacy uint32 key from "
-        f"`jax.random.PRNGKey`). {_received('key', value)}"
+        f"`jax.random.PRNGKey`). {received('key', value)}"
     )
 
 
@@ -283,12 +299,12 @@ def out_sharding(value: Any) -> jax.sharding.Sharding | None:
         if mesh.empty:
             raise ValueError(
                 "Argument `out_sharding` is a PartitionSpec, but no mesh is set: call inside "
-                f"`with jax.set_mesh(mesh):` or pass a `NamedSharding`. {_received('out_sharding', value)}"
+                f"`with jax.set_mesh(mesh):` or pass a `NamedSharding`. {received('out_sharding', value)}"
             )
         return jax.sharding.NamedSharding(mesh, value)
     raise TypeError(
         f"Argument `out_sharding` must be None, a `jax.sharding.Sharding` or a `PartitionSpec`. "
-        f"{_received('out_sharding', value)}"
+        f"{received('out_sharding', value)}"
     )
 
 
@@ -299,7 +315,7 @@ def initializer(name: str, value: Any) -> Any:
     """Checks that `value` can initialize: callable as ``init(key, shape, dtype)``."""
     if not callable(value):
         raise TypeError(
-            f"Argument `{name}` must be an initializer, callable as `init(key, shape, dtype)`. {_received(name, value)}"
+            f"Argument `{name}` must be an initializer, callable as `init(key, shape, dtype)`. {received(name, value)}"
         )
     return value
 
@@ -310,7 +326,7 @@ def sharding(value: Any) -> jax.sharding.PartitionSpec | jax.sharding.Sharding |
         return value
     raise TypeError(
         f"Argument `sharding` must be None, a `jax.sharding.PartitionSpec` or a `jax.sharding.Sharding`. "
-        f"{_received('sharding', value)}"
+        f"{received('sharding', value)}"
     )
 
 
@@ -318,7 +334,7 @@ def mesh(value: Any) -> jax.sharding.Mesh | None:
     """Checks `mesh`: None or a `jax.sharding.Mesh`."""
     if value is None or isinstance(value, jax.sharding.Mesh):
         return value
-    raise TypeError(f"Argument `mesh` must be None or a `jax.sharding.Mesh`. {_received('mesh', value)}")
+    raise TypeError(f"Argument `mesh` must be None or a `jax.sharding.Mesh`. {received('mesh', value)}")
 
 
 def fits(path: str, value: jax.sharding.Sharding, shape: tuple[int, ...]) -> None:
@@ -328,7 +344,7 @@ def fits(path: str, value: jax.sharding.Sharding, shape: tuple[int, ...]) -> Non
     spec, sizes = value.spec, dict(value.mesh.shape)
     if len(spec) > len(shape):
         raise ValueError(
-            f"Parameter {path!r}: its sharding names {len(spec)} axes, but its shape has {len(shape)}. "
+            f"Parameter {show(path)}: its sharding names {len(spec)} axes, but its shape has {len(shape)}. "
             f"Received: sharding={spec}, shape={shape}"
         )
     for axis, names in enumerate(spec):
@@ -337,7 +353,7 @@ def fits(path: str, value: jax.sharding.Sharding, shape: tuple[int, ...]) -> Non
         ways = math.prod(sizes[name] for name in ((names,) if isinstance(names, str) else names))
         if shape[axis] % ways:
             raise ValueError(
-                f"Parameter {path!r}: its sharding splits axis {axis} (of size {shape[axis]}) {ways} ways, which "
+                f"Parameter {show(path)}: its sharding splits axis {axis} (of size {shape[axis]}) {ways} ways, which "
                 f"does not divide it; pad the parameter or shard another axis. Received: sharding={spec}, "
                 f"shape={shape}"
             )
@@ -348,7 +364,7 @@ def path(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(
             f"Argument `path` must be a string such as 'h0/attn/kernel', as "
-            f"`jax.tree_util.keystr(path, simple=True, separator='/')` writes it. {_received('path', value)}"
+            f"`jax.tree_util.keystr(path, simple=True, separator='/')` writes it. {received('path', value)}"
         )
     return value
 
@@ -357,18 +373,19 @@ def rules(value: Any) -> tuple[tuple[re.Pattern, Any], ...]:
     """Checks `rules`: a sequence of ``(regex, initializer)`` pairs; returns them with compiled patterns."""
     if isinstance(value, str | bytes | dict) or not isinstance(value, Iterable):
         raise TypeError(
-            f"Argument `rules` must be a sequence of (regex, initializer) pairs. {_received('rules', value)}"
+            f"Argument `rules` must be a sequence of (regex, initializer) pairs. {received('rules', value)}"
         )
     checked = []
     for i, rule in enumerate(value):
         if not (isinstance(rule, tuple | list) and len(rule) == 2 and isinstance(rule[0], str | re.Pattern)):
             raise TypeError(
-                f"Argument `rules` must hold (regex, initializer) pairs; rule {i} is not. {_received('rules', value)}"
+                f"Argument `rules` must hold (regex, initializer) pairs; rule {i} is not. {received('rules', value)}"
             )
         pattern, init = rule
         try:
             compiled = re.compile(pattern)
         except re.error as err:
-            raise ValueError(f"Rule {i} of `rules` is not a valid regex ({err}). Received: regex={pattern!r}") from None
+            message = f"Rule {i} of `rules` is not a valid regex ({err})."
+            raise ValueError(f"{message} {received('regex', pattern)}") from None
         checked.append((compiled, initializer(f"rules[{i}]", init)))
     return tuple(checked)

@@ -45,20 +45,23 @@ def _freeze(value: Any) -> Any:
     """A constant as a hashable value: a Python number, or nested tuples of Python numbers."""
     if isinstance(value, Tracer):
         raise TypeError(
-            f"Argument `value` must be concrete: an initializer is a hashable value. Received: value={value!r}"
+            f"Argument `value` must be concrete: an initializer is a hashable value. {checks.received('value', value)}"
         )
     try:
         array = np.asarray(value)
     except ValueError as err:  # ragged nested lists
-        raise TypeError(f"Argument `value` must be a number or an array-like. Received: value={value!r}") from err
+        message = "Argument `value` must be a number or an array-like."
+        raise TypeError(f"{message} {checks.received('value', value)}") from err
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_ or array.dtype.kind == "V"):
-        raise TypeError(f"Argument `value` must be a number or an array-like of numbers. Received: value={value!r}")
+        raise TypeError(
+            f"Argument `value` must be a number or an array-like of numbers. {checks.received('value', value)}"
+        )
     if array.dtype.kind == "V":  # ml_dtypes scalars (bfloat16, float8...) that NumPy sees as void
         array = array.astype(np.float32)
     if np.issubdtype(array.dtype, np.inexact) and np.isnan(array).any():
         raise ValueError(
             "Argument `value` must not contain NaN: NaN is not equal to itself, so the initializer could not be "
-            f"compared or hashed. Received: value={value!r}"
+            f"compared or hashed. Received: value={checks.show(value)}"
         )
 
     def freeze(x: Any) -> Any:

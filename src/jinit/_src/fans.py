@@ -66,7 +66,8 @@ def fans(shape: tuple[int, ...], in_axis: Axis, out_axis: Axis, batch_axis: Axis
     if len(set(named)) != len(named):
         raise ValueError(
             "Arguments `in_axis`, `out_axis` and `batch_axis` must name different axes. "
-            f"Received: in_axis={in_axis!r}, out_axis={out_axis!r}, batch_axis={batch_axis!r}, shape={shape}"
+            f"Received: in_axis={checks.show(in_axis)}, out_axis={checks.show(out_axis)}, "
+            f"batch_axis={checks.show(batch_axis)}, shape={shape}"
         )
     receptive_field = math.prod(d for i, d in enumerate(shape) if i not in named)
     fan_in = math.prod(shape[i] for i in ins) * receptive_field

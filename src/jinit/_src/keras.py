@@ -7,7 +7,7 @@ and a Keras ``VarianceScaling(distribution="normal")`` is the truncated normal.
 from collections.abc import Callable
 from typing import Any
 
-from jinit._src import constant, orthogonal, random, stft, variance_scaling
+from jinit._src import checks, constant, orthogonal, random, stft, variance_scaling
 from jinit._src.base import Initializer
 from jinit._src.variance_scaling import keras_variance_scaling
 
@@ -157,11 +157,11 @@ def to_keras(init: Initializer) -> dict[str, Any]:
       'untruncated_normal'
     """
     if not isinstance(init, Initializer):
-        raise TypeError(f"`to_keras` takes a jinit `Initializer`. Received: init={init!r}")
+        raise TypeError(f"`to_keras` takes a jinit `Initializer`. Received: init={checks.show(init)}")
     config, seed = init.config, init.seed
 
     def refuse(why: str) -> ValueError:
-        return ValueError(f"Keras cannot express `{init!r}`: {why}.")
+        return ValueError(f"Keras cannot express `{checks.show(init)}`: {why}.")
 
     if config.pop("dtype", None) is not None:
         raise refuse("a Keras initializer takes its dtype when called, not in its config")

@@ -248,7 +248,7 @@ class Sparse(Initializer, name="sparse"):
     def __post_init__(self) -> None:
         sparsity = checks.number("sparsity", self.sparsity, minimum="nonnegative")
         if sparsity > 1:
-            raise ValueError(f"Argument `sparsity` must be in [0, 1]. Received: sparsity={sparsity!r}")
+            raise ValueError(f"Argument `sparsity` must be in [0, 1]. Received: sparsity={checks.show(sparsity)}")
         stddev = checks.number("stddev", self.stddev, minimum="nonnegative")
         self._set(sparsity=sparsity, stddev=stddev, dtype=checks.dtype("dtype", self.dtype))
 
@@ -302,7 +302,7 @@ class Dirac(Initializer, name="dirac"):
     def __post_init__(self) -> None:
         groups = checks.integer("groups", self.groups)
         if groups < 1:
-            raise ValueError(f"Argument `groups` must be at least 1. Received: groups={groups!r}")
+            raise ValueError(f"Argument `groups` must be at least 1. Received: groups={checks.show(groups)}")
         self._set(groups=groups, dtype=checks.dtype("dtype", self.dtype))
 
     def sample(self, key, shape, dtype, sharding):

@@ -79,16 +79,16 @@ def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Initiali
       True
     """
     if not isinstance(name, str):
-        raise TypeError(f"Argument `name` must be a string. Received: name={name!r}")
+        raise TypeError(f"Argument `name` must be a string. Received: name={checks.show(name)}")
     if not _NAME.match(name) or len(name) > MAX_STRING:
         raise ValueError(
             f"Argument `name` must be made of letters, digits, `_` and `.`, and not start with a digit. "
-            f"Received: name={name!r}"
+            f"Received: name={checks.show(name)}"
         )
 
     def decorator(function: Callable[..., Any]) -> Callable[..., Initializer]:
         if not inspect.isfunction(function):
-            raise TypeError(f"`register` decorates a function. Received: {function!r}")
+            raise TypeError(f"`register` decorates a function. Received: {checks.show(function)}")
         signature = inspect.signature(function)
         fields = [
             (p.name, Any, dataclasses.field(default=p.default) if p.default is not p.empty else dataclasses.field())
@@ -151,7 +151,7 @@ def _hashable(name: str, value: Any) -> Any:
         return value
     raise TypeError(
         f"Argument `{name}` of a registered initializer must be a number, string, boolean, None or a tuple of "
-        f"them. Received: {name}={value!r}"
+        f"them. {checks.received(name, value)}"
     )
 
 
@@ -184,7 +184,7 @@ def serialize(init: Initializer) -> dict[str, Any]:
     if not isinstance(init, Initializer):
         raise TypeError(
             f"Only a jinit `Initializer` can be serialized (build it with a jinit factory, or `jinit.register` "
-            f"your own). Received: init={init!r}"
+            f"your own). Received: init={checks.show(init)}"
         )
     config = {k: _json(v) for k, v in init.config.items()}
     if init.seed is not None:
@@ -199,23 +199,26 @@ def _check_plain(path: str, value: Any, depth: int, budget: list[int]) -> Any:
     """`value` made only of plain JSON values, lists as tuples; checks depth, size, strings and numbers."""
     budget[0] -= 1
     if budget[0] < 0:
-        raise ValueError(f"A config may hold at most {MAX_ITEMS} values. Received more, at `{path}`")
+        raise ValueError(f"A config may hold at most {MAX_ITEMS} values. Received more, at `{checks.label(path)}`")
     if depth > MAX_DEPTH:
-        raise ValueError(f"A config may nest at most {MAX_DEPTH} levels deep. Received deeper nesting at `{path}`")
+        raise ValueError(
+            f"A config may nest at most {MAX_DEPTH} levels deep. Received deeper nesting at `{checks.label(path)}`"
+        )
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         if abs(value) >= 2**63:
-            raise ValueError(f"Config key `{path}` holds an integer out of range. Received: {path}={value!r}")
+            where = checks.label(path)
+            raise ValueError(f"Config key `{where}` holds an integer out of range. {checks.received(path, value)}")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"Config key `{path}` must be finite. Received: {path}={value!r}")
+            raise ValueError(f"Config key `{checks.label(path)}` must be finite. {checks.received(path, value)}")
         return value
     if isinstance(value, str):
         if len(value) > MAX_STRING:
             raise ValueError(
-                f"Config key `{path}` holds a string longer than {MAX_STRING} characters. "
+                f"Config key `{checks.label(path)}` holds a string longer than {MAX_STRING} characters. "
                 f"Received: {path}={value[:40]!r}..."
             )
         return value
@@ -224,11 +227,12 @@ def _check_plain(path: str, value: Any, depth: int, budget: list[int]) -> Any:
     if isinstance(value, Mapping):
         for k in value:
             if not isinstance(k, str):
-                raise TypeError(f"Config keys must be strings. Received: key {k!r} in `{path}`")
+                where = checks.label(path)
+                raise TypeError(f"Config keys must be strings. Received: key {checks.show(k)} in `{where}`")
         return {k: _check_plain(f"{path}.{k}", v, depth + 1, budget) for k, v in value.items()}
     raise TypeError(
-        f"Config key `{path}` must hold JSON values (numbers, strings, booleans, None, lists, dicts). "
-        f"Received: {path}={value!r}"
+        f"Config key `{checks.label(path)}` must hold JSON values (numbers, strings, booleans, None, lists, dicts). "
+        f"{checks.received(path, value)}"
     )
 
 
@@ -246,14 +250,14 @@ def _check_arguments(name: str, build: Callable[..., Any], arguments: dict[str, 
     for key in arguments:
         if key not in parameters:
             raise ValueError(
-                f"Unknown argument {key!r} for `{name}`. Known: {', '.join(parameters)}, seed. "
-                f"Received: {key}={arguments[key]!r}"
+                f"Unknown argument {checks.show(key)} for `{name}`. Known: {', '.join(parameters)}, seed. "
+                f"{checks.received(key, arguments[key])}"
             )
     missing = [p for p in parameters if p not in arguments]
     if complete and missing:
         raise ValueError(
             f"Config of `{name}` lacks {', '.join(repr(p) for p in missing)}: a config writes every argument out. "
-            f"Received: config={arguments!r}"
+            f"Received: config={checks.show(arguments)}"
         )
 
 
@@ -285,7 +289,7 @@ def deserialize(config: Any) -> Initializer:
       True
     """
     if not isinstance(config, Mapping):
-        raise TypeError(f"A config must be a dict. Received: config={config!r}")
+        raise TypeError(f"A config must be a dict. Received: config={checks.show(config)}")
     config = _check_plain("config", config, 0, [MAX_ITEMS])
     name = config.get("class_name")
     factories = base.classes()
@@ -297,17 +301,21 @@ def deserialize(config: Any) -> Initializer:
     elif (module is None or (isinstance(module, str) and module.startswith("keras"))) and name in keras:
         known_keys, build = ("module", "class_name", "config", "registered_name"), keras[name]
     elif module not in (None, "jinit") and not (isinstance(module, str) and module.startswith("keras")):
-        raise ValueError(f"Config key `module` must be 'jinit' or a Keras module. Received: module={module!r}")
+        raise ValueError(f"Config key `module` must be 'jinit' or a Keras module. {checks.received('module', module)}")
     else:
         known = ", ".join(sorted(set(factories) | set(keras)))
-        raise ValueError(f"Unknown initializer {name!r}. Known: {known}. Received: class_name={name!r}")
+        raise ValueError(
+            f"Unknown initializer {checks.show(name)}. Known: {known}. {checks.received('class_name', name)}"
+        )
     for key in config:
         if key not in known_keys:
             known = ", ".join(map(repr, known_keys))
-            raise ValueError(f"Unknown config key {key!r}. Known: {known}. Received: {key}={config[key]!r}")
+            raise ValueError(
+                f"Unknown config key {checks.show(key)}. Known: {known}. {checks.received(key, config[key])}"
+            )
     arguments = config.get("config", {})
     if not isinstance(arguments, dict):
-        raise TypeError(f"Config key `config` must be a dict of arguments. Received: config={arguments!r}")
+        raise TypeError(f"Config key `config` must be a dict of arguments. Received: config={checks.show(arguments)}")
     arguments = dict(arguments)
     seed = checks.seed(arguments.pop("seed", None))
     _check_arguments(name, build, arguments, complete=not from_keras)
@@ -316,7 +324,9 @@ def deserialize(config: Any) -> Initializer:
     except (ValueError, TypeError):
         raise
     except Exception as err:  # a registered factory's own failure; nothing else may escape
-        raise ValueError(f"`{name}` failed on its config: {err!r}. Received: config={arguments!r}") from err
+        raise ValueError(
+            f"`{name}` failed on its config: {checks.show(err)}. {checks.received('config', arguments)}"
+        ) from err
     return init if seed is None else init.with_seed(seed)
 
 
@@ -351,13 +361,13 @@ def get(identifier: Any) -> Any:
         factory = base.classes().get(identifier)
         if factory is None:
             known = sorted(set(strings) | set(base.classes()))
-            raise ValueError(f"Unknown initializer {identifier!r}. Known: {', '.join(known)}")
+            raise ValueError(f"Unknown initializer {checks.show(identifier)}. Known: {', '.join(known)}")
         try:
             return factory()
         except TypeError as err:
             raise ValueError(
-                f"Initializer {identifier!r} needs arguments; pass a config dict instead. "
-                f"Received: identifier={identifier!r}"
+                f"Initializer {checks.show(identifier)} needs arguments; pass a config dict instead. "
+                f"Received: identifier={checks.show(identifier)}"
             ) from err
     if isinstance(identifier, Mapping):
         return deserialize(identifier)
@@ -365,5 +375,5 @@ def get(identifier: Any) -> Any:
         return identifier
     raise ValueError(
         "Argument `identifier` must be None, an Initializer, a string, a config dict or a callable "
-        f"`init(key, shape, dtype)`. Received: identifier={identifier!r}"
+        f"`init(key, shape, dtype)`. Received: identifier={checks.show(identifier)}"
     )

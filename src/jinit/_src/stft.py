@@ -56,10 +56,11 @@ class Stft(Initializer, name="stft"):
             window = tuple(checks.number("window", w) for w in np.asarray(window).reshape(-1).tolist())
         else:
             raise TypeError(
-                f"Argument `window` must be a window's name, a sequence of numbers or None. Received: window={window!r}"
+                "Argument `window` must be a window's name, a sequence of numbers or None. "
+                f"{checks.received('window', window)}"
             )
         if not isinstance(self.periodic, bool):
-            raise TypeError(f"Argument `periodic` must be a boolean. Received: periodic={self.periodic!r}")
+            raise TypeError(f"Argument `periodic` must be a boolean. Received: periodic={checks.show(self.periodic)}")
         self._set(
             side=checks.choice("side", self.side, SIDES),
             window=window,

@@ -148,7 +148,7 @@ def _resolve(path: str, spec: ParamSpec, mesh: Mesh | None) -> _Leaf:
         context = checks.current_mesh() if mesh is None else mesh
         if context.empty:
             raise ValueError(
-                f"Parameter {path!r} has a PartitionSpec sharding but no mesh is given: pass `mesh=` to "
+                f"Parameter {checks.show(path)} has a PartitionSpec sharding but no mesh is given: pass `mesh=` to "
                 f"`init_tree`, call it inside `with jax.set_mesh(mesh):`, or give a `NamedSharding`. "
                 f"Received: sharding={sharding}"
             )
@@ -168,7 +168,8 @@ def _flatten(tree: Any, what: str, is_leaf: Callable[[Any], bool] | None = None)
         path = jax.tree_util.keystr(keys, simple=True, separator="/")
         if path in seen:
             raise ValueError(
-                f"Two parameters of `{what}` have the path {path!r}, so they would get the same key; rename one "
+                f"Two parameters of `{what}` have the path {checks.show(path)}, so they would get the same key; "
+                "rename one "
                 f"(a dict key containing '/' can collide with a nested path). Received: {what}{seen[path]} and "
                 f"{what}{jax.tree_util.keystr(keys)}"
             )
@@ -222,8 +223,8 @@ def init_tree(key: KeyArray, specs: Any, *, mesh: Mesh | None = None) -> Any:
     for path, spec in flat:
         if not isinstance(spec, ParamSpec):
             raise TypeError(
-                f"Argument `specs` must have `jinit.ParamSpec` leaves; the leaf at {path!r} is not. "
-                f"Received: {path}={spec!r}"
+                f"Argument `specs` must have `jinit.ParamSpec` leaves; the leaf at {checks.show(path)} is not. "
+                f"{checks.received(path, spec)}"
             )
     leaves = [_resolve(path, spec, mesh) for path, spec in flat]
     if not leaves:
@@ -241,8 +242,9 @@ def _check(leaf: _Leaf, key: Any) -> None:
     out = jax.eval_shape(leaf, key)
     if getattr(out, "shape", None) != leaf.spec.shape:
         raise ValueError(
-            f"Parameter {leaf.path!r}: its initializer returned shape {getattr(out, 'shape', out)} instead of "
-            f"its spec's shape. Received: init={leaf.spec.init!r}, shape={leaf.spec.shape}"
+            f"Parameter {checks.show(leaf.path)}: its initializer returned shape {getattr(out, 'shape', out)} "
+            "instead of "
+            f"its spec's shape. Received: init={checks.show(leaf.spec.init)}, shape={leaf.spec.shape}"
         )
 
 
@@ -322,7 +324,7 @@ def init_like(
         if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
             raise TypeError(
                 f"Argument `abstract_tree` must have array-like leaves (with `shape` and `dtype`, such as "
-                f"`jax.ShapeDtypeStruct`); the leaf at {path!r} is not. Received: {path}={leaf!r}"
+                f"`jax.ShapeDtypeStruct`); the leaf at {checks.show(path)} is not. {checks.received(path, leaf)}"
             )
         init = next((init for pattern, init in checked if pattern.fullmatch(path)), None)
         if init is None:
