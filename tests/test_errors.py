@@ -252,10 +252,107 @@ def test_huge_received_values_are_shortened():
     """A 10 MB key or value in a config gives a message of a few hundred characters, not 20 MB."""
     huge = "k" * 10_000_000
     config = {"module": "jinit", "class_name": "normal", "config": {"stddev": 0.1, "dtype": None, "mean": 0.0}}
-    for bad in ({**config, "config": {**config["config"], huge: 1}}, {**config, huge: 1}, {**config, "class_name": huge}):
+    for bad in (
+        {**config, "config": {**config["config"], huge: 1}},
+        {**config, huge: 1},
+        {**config, "class_name": huge},
+    ):
         with pytest.raises(ValueError) as info:
             jinit.deserialize(bad)
         assert len(str(info.value)) < 2000
     with pytest.raises(TypeError) as info:
         jinit.normal("x" * 10_000_000)
     assert len(str(info.value)) < 1000 and "Received: stddev='xxxx" in str(info.value)
+
+
+class Unhashable:
+    """A callable initializer that cannot be hashed, so it cannot be a value."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __call__(self, key, shape, dtype=None):
+        return jnp.zeros(shape, dtype)
+
+
+def _deep(depth):
+    tree = jinit.ParamSpec((2,), jinit.zeros)
+    for _ in range(depth):
+        tree = [tree]
+    return tree
+
+
+def _cycle():
+    tree = {"a": jinit.ParamSpec((2,), jinit.zeros)}
+    tree["self"] = tree
+    return tree
+
+
+# Inputs that used to escape the contract with a raw error (OverflowError, RecursionError, numpy's, re's, ...).
+ESCAPES = [
+    ("gain_overflow", lambda: jinit.calculate_gain("leaky_relu", 1e308), None, None),  # a tiny gain, no error
+    ("kaiming_huge_slope", lambda: jinit.torch_kaiming_normal(a=1e308), ValueError, r"`a`.*a=1e\+308"),
+    ("kaiming_uniform_huge_slope", lambda: jinit.torch_kaiming_uniform(a=-1e308), ValueError, r"`a`.*a=-1e\+308"),
+    ("xavier_huge_gain", lambda: jinit.torch_xavier_uniform(gain=1e308), ValueError, r"`gain`.*gain=1e\+308"),
+    ("xavier_tiny_gain", lambda: jinit.torch_xavier_normal(gain=1e-320), ValueError, r"`gain`.*gain=1e-320"),
+    (
+        "dict_class_name",
+        lambda: jinit.deserialize({"class_name": {"a": 1}}),
+        TypeError,
+        r"`class_name`.*string.*class_name=\{'a': 1\}",
+    ),
+    ("list_class_name", lambda: jinit.deserialize({"class_name": [1], "config": {}}), TypeError, r"`class_name`"),
+    ("ragged_window", lambda: jinit.stft(window=[[1.0], [1.0, 2.0]]), TypeError, r"`window`.*window=\[\[1\.0\]"),
+    ("nested_window", lambda: jinit.stft(window=[[1.0, 2.0]]), TypeError, r"`window`.*sequence of numbers"),
+    (
+        "bytes_regex",
+        lambda: jinit.init_like(KEY, {"w": jax.ShapeDtypeStruct((2,), "float32")}, [(b".*", jinit.zeros)]),
+        TypeError,
+        r"rule 0.*Received: rules=",
+    ),
+    (
+        "huge_repeat_regex",
+        lambda: jinit.init_like(KEY, {"w": jax.ShapeDtypeStruct((2,), "float32")}, [("a{99999999999}", jinit.zeros)]),
+        ValueError,
+        r"Rule 0 of `rules` is not a valid regex.*regex='a\{99999999999\}'",
+    ),
+    ("surrogate_path", lambda: jinit.path_key(KEY, "a\ud800b"), ValueError, r"`path`.*UTF-8.*path='a\\ud800b'"),
+    (
+        "surrogate_leaf",
+        lambda: jinit.init_tree(KEY, {"a\ud800": jinit.ParamSpec((2,), jinit.zeros)}),
+        ValueError,
+        r"`path`.*UTF-8",
+    ),
+    ("unhashable_init", lambda: jinit.ParamSpec((2,), Unhashable()), TypeError, r"`init`.*hashable.*init=<"),
+    ("zero_size_huge_dim", lambda: jinit.normal()(KEY, (0, 2**63)), ValueError, r"`shape`.*2\*\*63.*shape=\(0, "),
+    ("zero_size_huge_dim_zeros", lambda: jinit.zeros(KEY, (2**64, 0)), ValueError, r"`shape`"),
+    ("deep_tree", lambda: jinit.init_tree(KEY, _deep(5000)), ValueError, r"`specs` nests.*deeper than"),
+    ("cyclic_tree", lambda: jinit.init_tree(KEY, _cycle()), ValueError, r"`specs` contains itself.*'self'"),
+    (
+        "cyclic_abstract",
+        lambda: jinit.init_like(KEY, _cycle(), [(".*", jinit.zeros)]),
+        ValueError,
+        r"`abstract_tree` contains itself",
+    ),
+]
+
+
+@pytest.mark.parametrize("call, error, message", [e[1:] for e in ESCAPES], ids=[e[0] for e in ESCAPES])
+def test_inputs_that_escaped_the_contract(call, error, message, no_arrays):
+    if error is None:
+        assert call() == pytest.approx(2**0.5 / 1e308, rel=1e-12)  # sqrt(2 / (1 + slope**2)), never overflowing
+        return
+    with pytest.raises(error, match=message):
+        call()
+    jinit.ParamSpec((2,), jinit.zeros)  # and the interpreter still works (a RecursionError left it unusable)
+
+
+def test_a_leafs_dtype_error_names_its_path():
+    specs = {
+        "ok": jinit.ParamSpec((2, 2), jinit.he_normal()),
+        "enc": {"w": jinit.ParamSpec((2, 2), jinit.normal(), "int32")},
+    }
+    with pytest.raises(TypeError, match=r"Parameter 'enc/w': `normal` needs a floating-point.*dtype=int32"):
+        jinit.init_tree(KEY, specs)
+    abstract = {"w": jax.ShapeDtypeStruct((3, 3), jnp.int8)}
+    with pytest.raises(TypeError, match=r"Parameter 'w': `glorot_uniform` needs.*dtype=int8"):
+        jinit.init_like(KEY, abstract, [(".*", jinit.glorot_uniform())])

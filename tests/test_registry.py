@@ -3,6 +3,7 @@ configs (only ValueError or TypeError ever escapes, and a failed load changes no
 
 import concurrent.futures
 import copy
+import inspect
 import json
 import math
 import os
@@ -356,3 +357,34 @@ def test_fuzzed_configs_raise_only_value_or_type_errors(config):
     else:
         assert isinstance(init, jinit.Initializer)
         assert jinit.deserialize(jinit.serialize(init)) == init
+
+
+@pytest.mark.parametrize(
+    "name, factory, message",
+    [
+        ("tests.seeded", lambda seed=0: None, r"argument named `seed`"),
+        ("tests.keyed", lambda key=None, scale=1.0: None, r"argument named `key`"),
+        ("tests.shaped", lambda shape=(): None, r"argument named `shape`"),
+        ("tests.sharded", lambda out_sharding=None: None, r"argument named `out_sharding`"),
+        ("tests.dtype", lambda dtype: None, r"`dtype` without a default"),
+        ("tests.kwargs", lambda **kwargs: None, r"\*args or \*\*kwargs"),
+        ("tests.args", lambda *args: None, r"\*args or \*\*kwargs"),
+        ("tests.positional", eval("lambda scale, /: None"), r"positional-only"),
+    ],
+    ids=["seed", "key", "shape", "out_sharding", "dtype", "kwargs", "args", "positional"],
+)
+def test_register_refuses_factories_that_cannot_work(name, factory, message):
+    def function(*args, **kwargs):  # a real function with the lambda's signature
+        return factory(*args, **kwargs)
+
+    function.__signature__ = inspect.signature(factory)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=message):
+        jinit.register(name)(function)
+    assert name not in jinit.registered_names()
+
+
+@pytest.mark.parametrize("name", ["RandomNormal", "GlorotUniform", "VarianceScaling", "zero", "one", "Zeros"])
+def test_register_refuses_keras_names(name):
+    """A Keras name registered by a user would capture the configs Keras writes for its own initializers."""
+    with pytest.raises(ValueError, match=r"Keras's initializer names.*name="):
+        jinit.register(name)

@@ -162,7 +162,11 @@ def shape(value: Any, dtype: np.dtype | None = None) -> tuple[int, ...]:
 
     With `dtype`, also checks that an array of this shape and dtype has at most `MAX_BYTES` bytes.
     """
-    if type(value) is tuple and set(map(type, value)) <= {int} and min(value, default=0) >= 0:
+    if (
+        type(value) is tuple
+        and set(map(type, value)) <= {int}
+        and 0 <= min(value, default=0) <= max(value, default=0) <= MAX_BYTES
+    ):
         dims = value  # the common case, checked at once
     else:
         dims = _dims(value)
@@ -190,6 +194,8 @@ def _dims(value: Any) -> tuple[int, ...]:
             raise TypeError(f"Argument `shape` must contain only ints. {received('shape', value)}")
         if dim < 0:
             raise ValueError(f"Argument `shape` must not contain negative sizes. {received('shape', value)}")
+        if dim > MAX_BYTES:
+            raise ValueError(f"Argument `shape` must contain sizes below 2**63. {received('shape', value)}")
         dims.append(dim)
     return tuple(dims)
 
@@ -312,11 +318,18 @@ def out_sharding(value: Any) -> jax.sharding.Sharding | None:
 
 
 def initializer(name: str, value: Any) -> Any:
-    """Checks that `value` can initialize: callable as ``init(key, shape, dtype)``."""
+    """Checks that `value` can initialize: callable as ``init(key, shape, dtype)``, and hashable (a value)."""
     if not callable(value):
         raise TypeError(
             f"Argument `{name}` must be an initializer, callable as `init(key, shape, dtype)`. {received(name, value)}"
         )
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(
+            f"Argument `{name}` must be hashable (a function, or a value such as jinit's initializers), so that "
+            f"equal specs share a compiled program. {received(name, value)}"
+        ) from None
     return value
 
 
@@ -359,14 +372,19 @@ def fits(path: str, value: jax.sharding.Sharding, shape: tuple[int, ...]) -> Non
             )
 
 
-def path(value: Any) -> str:
-    """Checks a parameter path: a string such as ``"h0/attn/kernel"``."""
+def path(value: Any) -> bytes:
+    """Checks a parameter path, a string such as ``"h0/attn/kernel"``; returns its UTF-8 bytes."""
     if not isinstance(value, str):
         raise TypeError(
             f"Argument `path` must be a string such as 'h0/attn/kernel', as "
             f"`jax.tree_util.keystr(path, simple=True, separator='/')` writes it. {received('path', value)}"
         )
-    return value
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate
+        raise ValueError(
+            f"Argument `path` must be text that UTF-8 can encode ({err.reason}). {received('path', value)}"
+        ) from None
 
 
 def rules(value: Any) -> tuple[tuple[re.Pattern, Any], ...]:
@@ -377,14 +395,15 @@ def rules(value: Any) -> tuple[tuple[re.Pattern, Any], ...]:
         )
     checked = []
     for i, rule in enumerate(value):
-        if not (isinstance(rule, tuple | list) and len(rule) == 2 and isinstance(rule[0], str | re.Pattern)):
+        pattern = rule[0] if isinstance(rule, tuple | list) and len(rule) == 2 else None
+        if not (isinstance(pattern, str) or (isinstance(pattern, re.Pattern) and isinstance(pattern.pattern, str))):
             raise TypeError(
                 f"Argument `rules` must hold (regex, initializer) pairs; rule {i} is not. {received('rules', value)}"
             )
         pattern, init = rule
         try:
             compiled = re.compile(pattern)
-        except re.error as err:
+        except (re.error, OverflowError, RecursionError) as err:
             message = f"Rule {i} of `rules` is not a valid regex ({err})."
             raise ValueError(f"{message} {received('regex', pattern)}") from None
         checked.append((compiled, initializer(f"rules[{i}]", init)))

@@ -59,13 +59,27 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         slope = 0.01 if param is None else checks.number("param", param)
     except TypeError as err:  # torch raises ValueError for a slope that is not a number
         raise ValueError(str(err)) from None
-    return math.sqrt(2.0 / (1 + slope**2))
+    if abs(slope) < 2**500:
+        return math.sqrt(2.0 / (1 + slope**2))
+    return math.sqrt(2.0) / math.hypot(1.0, slope)  # the same, where slope**2 would overflow
+
+
+def _scale(name: str, value: float, gain: float) -> float:
+    """``gain**2``, the variance-scaling scale of a PyTorch gain; a gain whose square is 0 or infinite is refused,
+    naming the argument `name` it came from."""
+    scale = gain * gain
+    if not 0 < scale < math.inf:
+        raise ValueError(
+            f"Argument `{name}` gives a gain whose square is not a positive finite float ({scale!r}). "
+            f"{checks.received(name, value)}"
+        )
+    return scale
 
 
 def _torch_kaiming(distribution: str, a: float, mode: str, nonlinearity: str, dtype: DTypeLike | None):
-    gain = calculate_gain(nonlinearity, a)
+    scale = _scale("a", a, calculate_gain(nonlinearity, a))
     mode = checks.choice("mode", mode, TORCH_MODES)
-    return variance_scaling.variance_scaling(gain**2, mode, distribution, in_axis=1, out_axis=0, dtype=dtype)
+    return variance_scaling.variance_scaling(scale, mode, distribution, in_axis=1, out_axis=0, dtype=dtype)
 
 
 def torch_kaiming_normal(
@@ -142,8 +156,8 @@ def torch_xavier_normal(gain: float = 1.0, dtype: DTypeLike | None = None) -> In
       >>> jinit.torch_xavier_normal().config["distribution"]
       'normal'
     """
-    gain = checks.number("gain", gain, minimum="positive")
-    return variance_scaling.variance_scaling(gain**2, "fan_avg", "normal", in_axis=1, out_axis=0, dtype=dtype)
+    scale = _scale("gain", gain, checks.number("gain", gain, minimum="positive"))
+    return variance_scaling.variance_scaling(scale, "fan_avg", "normal", in_axis=1, out_axis=0, dtype=dtype)
 
 
 def torch_xavier_uniform(gain: float = 1.0, dtype: DTypeLike | None = None) -> Initializer:
@@ -164,8 +178,8 @@ def torch_xavier_uniform(gain: float = 1.0, dtype: DTypeLike | None = None) -> I
       >>> jinit.torch_xavier_uniform(2.0).config["scale"]
       4.0
     """
-    gain = checks.number("gain", gain, minimum="positive")
-    return variance_scaling.variance_scaling(gain**2, "fan_avg", "uniform", in_axis=1, out_axis=0, dtype=dtype)
+    scale = _scale("gain", gain, checks.number("gain", gain, minimum="positive"))
+    return variance_scaling.variance_scaling(scale, "fan_avg", "uniform", in_axis=1, out_axis=0, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------------- trunc_normal

@@ -85,11 +85,20 @@ def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Initiali
             f"Argument `name` must be made of letters, digits, `_` and `.`, and not start with a digit. "
             f"Received: name={checks.show(name)}"
         )
+    if name in base.classes():
+        raise ValueError(f"An initializer named {name!r} is already registered. {checks.received('name', name)}")
+    if name in keras_compat.classes() or name in keras_compat.strings():
+        raise ValueError(
+            "Argument `name` is one of Keras's initializer names, which configs without a `module` use with Keras's "
+            f"meaning; choose another (a dotted name such as 'my_project.{name}' is safe). "
+            f"{checks.received('name', name)}"
+        )
 
     def decorator(function: Callable[..., Any]) -> Callable[..., Initializer]:
         if not inspect.isfunction(function):
             raise TypeError(f"`register` decorates a function. Received: {checks.show(function)}")
         signature = inspect.signature(function)
+        _check_factory(name, signature)
         fields = [
             (p.name, Any, dataclasses.field(default=p.default) if p.default is not p.empty else dataclasses.field())
             for p in signature.parameters.values()
@@ -116,6 +125,27 @@ def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Initiali
         return build
 
     return decorator
+
+
+_RESERVED = ("seed", "key", "shape", "out_sharding")
+"""Argument names a registered factory cannot have: a value's seed, and the call's own arguments."""
+
+
+def _check_factory(name: str, signature: inspect.Signature) -> None:
+    """Refuses a factory whose initializers could never work as values: every argument must be a keyword that a
+    config can give, none may take a name of `_RESERVED`, and `dtype` (the default dtype) needs a default."""
+    for parameter in signature.parameters.values():
+        why = None
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            why = "takes *args or **kwargs, which a config cannot name"
+        elif parameter.kind is parameter.POSITIONAL_ONLY:
+            why = "has a positional-only argument, which a config cannot name"
+        elif parameter.name in _RESERVED:
+            why = f"has an argument named `{parameter.name}`, which an initializer's seed or call already takes"
+        elif parameter.name == "dtype" and parameter.default is parameter.empty:
+            why = "has a `dtype` without a default (it is the initializer's default dtype, None for JAX's)"
+        if why:
+            raise ValueError(f"`register({name!r})`: the factory {why}. Received: {checks.label(str(signature))}")
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -292,6 +322,8 @@ def deserialize(config: Any) -> Initializer:
         raise TypeError(f"A config must be a dict. Received: config={checks.show(config)}")
     config = _check_plain("config", config, 0, [MAX_ITEMS])
     name = config.get("class_name")
+    if not isinstance(name, str):
+        raise TypeError(f"Config key `class_name` must be a string. {checks.received('class_name', name)}")
     factories = base.classes()
     keras = keras_compat.classes()
     module = config.get("module")

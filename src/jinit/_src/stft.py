@@ -53,7 +53,16 @@ class Stft(Initializer, name="stft"):
         if isinstance(window, str) or window is None:
             window = window if window is None else checks.choice("window", window, WINDOWS)
         elif isinstance(window, list | tuple | np.ndarray | jax.Array):
-            window = tuple(checks.number("window", w) for w in np.asarray(window).reshape(-1).tolist())
+            try:
+                values = np.asarray(window)
+            except ValueError:  # ragged
+                values = None
+            if values is None or values.ndim != 1:
+                raise TypeError(
+                    f"Argument `window` must be a sequence of numbers (one per frame step). "
+                    f"{checks.received('window', window)}"
+                )
+            window = tuple(checks.number("window", w) for w in values.tolist())
         else:
             raise TypeError(
                 "Argument `window` must be a window's name, a sequence of numbers or None. "

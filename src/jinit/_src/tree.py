@@ -68,9 +68,9 @@ class ParamSpec:
         object.__setattr__(self, "sharding", checks.sharding(sharding))
 
 
-def _words(path: str) -> tuple[int, int]:
-    """A path's two uint32 words: the 64-bit BLAKE2b digest of its UTF-8 bytes, big-endian."""
-    digest = hashlib.blake2b(path.encode("utf-8"), digest_size=8).digest()
+def _words(path: bytes) -> tuple[int, int]:
+    """A path's two uint32 words: the 64-bit BLAKE2b digest of its UTF-8 bytes (`checks.path`), big-endian."""
+    digest = hashlib.blake2b(path, digest_size=8).digest()
     return int.from_bytes(digest[:4], "big"), int.from_bytes(digest[4:], "big")
 
 
@@ -160,8 +160,49 @@ def _resolve(path: str, spec: ParamSpec, mesh: Mesh | None) -> _Leaf:
     return _Leaf(path, spec, sharding)
 
 
+MAX_DEPTH = 256
+"""How deeply a tree of parameters may nest (deeper trees, and trees that contain themselves, are refused)."""
+
+
+def _children(node: Any) -> list[tuple[Any, Any]]:
+    """`(key path, child)` of `node`'s direct children: one level of `jax.tree_util`'s flattening."""
+    expanded = []
+
+    def one_level(x: Any) -> bool:
+        expanded.append(x)
+        return len(expanded) > 1  # the node itself is expanded, each child is a leaf
+
+    pairs, _ = jax.tree_util.tree_flatten_with_path(node, is_leaf=one_level)
+    return pairs
+
+
+def _walk(tree: Any, what: str, is_leaf: Callable[[Any], bool] | None) -> None:
+    """Refuses a tree that contains itself or nests deeper than `MAX_DEPTH`, before `jax.tree_util` recurses
+    into it (where the recursion would fail with a RecursionError, or not end)."""
+    stack = [(tree, 0, "", frozenset())]
+    while stack:
+        node, depth, path, ancestors = stack.pop()
+        if is_leaf is not None and is_leaf(node):
+            continue
+        children = _children(node)
+        if len(children) == 1 and children[0][1] is node:  # a leaf
+            continue
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"`{what}` nests deeper than {MAX_DEPTH} levels. Received: a tree deeper than that")
+        inside = ancestors | {id(node)}
+        for keys, child in children:
+            child_path = path + jax.tree_util.keystr(keys)
+            if id(child) in inside:
+                raise ValueError(
+                    f"`{what}` contains itself: its node at {checks.show(child_path)} is one of its own "
+                    f"ancestors. Received: {what} with a cycle"
+                )
+            stack.append((child, depth + 1, child_path, inside))
+
+
 def _flatten(tree: Any, what: str, is_leaf: Callable[[Any], bool] | None = None) -> tuple[list, Any]:
     """`(path string, leaf)` pairs of `tree` and its treedef; two leaves may not share a path string."""
+    _walk(tree, what, is_leaf)
     pairs, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
     flat, seen = [], {}
     for keys, leaf in pairs:
@@ -229,9 +270,9 @@ def init_tree(key: KeyArray, specs: Any, *, mesh: Mesh | None = None) -> Any:
     leaves = [_resolve(path, spec, mesh) for path, spec in flat]
     if not leaves:
         return jax.tree_util.tree_unflatten(treedef, [])
+    words = np.array([_words(checks.path(leaf.path)) for leaf in leaves], np.uint32)
     for leaf in {leaf.group: leaf for leaf in leaves}.values():
         _check(leaf, key)
-    words = np.array([_words(leaf.path) for leaf in leaves], np.uint32)
     arrays = _traced(key, leaves, words) if isinstance(key, Tracer) else _eager(key, leaves, words)
     return jax.tree_util.tree_unflatten(treedef, arrays)
 
@@ -239,7 +280,10 @@ def init_tree(key: KeyArray, specs: Any, *, mesh: Mesh | None = None) -> Any:
 def _check(leaf: _Leaf, key: Any) -> None:
     """Runs a group's checks by tracing its first parameter (no array is allocated): a bad shape for an
     initializer fails before any parameter is generated, and so does an initializer of the wrong shape."""
-    out = jax.eval_shape(leaf, key)
+    try:
+        out = jax.eval_shape(leaf, key)
+    except (TypeError, ValueError) as err:  # the initializer's own check: name the parameter
+        raise type(err)(f"Parameter {checks.show(leaf.path)}: {err}") from None
     if getattr(out, "shape", None) != leaf.spec.shape:
         raise ValueError(
             f"Parameter {checks.show(leaf.path)}: its initializer returned shape {getattr(out, 'shape', out)} "
