@@ -166,9 +166,9 @@ def main():
         worker, library = args.worker
         print(json.dumps(WORKERS[worker](library)))
         return
-    import jax
-
     import importlib.util
+
+    import jax
 
     if not args.skip_nnx and importlib.util.find_spec("flax") is None:
         print("flax is not installed (pip install 'jinit[flax]'): the NNX model is left out", file=sys.stderr)

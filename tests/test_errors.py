@@ -162,7 +162,7 @@ CALL_ERRORS = [
         ValueError,
         r"`column_axis`.*column_axis=2",
     ),
-    ("identity_rank3", jinit.identity(), (KEY, (2, 2, 2)), ValueError, r"`identity`.*2-D.*shape=\(2, 2, 2\)"),
+    ("identity_rank0", jinit.identity(), (KEY, ()), ValueError, r"`identity`.*rank >= 2.*shape=\(\)"),
     ("identity_rank1", jinit.identity(), (None, (2,)), ValueError, r"shape=\(2,\)"),
     ("delta_rank2", jinit.delta_orthogonal(), (KEY, (3, 3)), ValueError, r"`delta_orthogonal`.*3, 4 or 5.*\(3, 3\)"),
     ("delta_rank6", jinit.delta_orthogonal(), (KEY, (1, 1, 1, 1, 2, 2)), ValueError, r"shape=\(1, 1, 1, 1, 2, 2\)"),

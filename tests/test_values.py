@@ -221,3 +221,15 @@ def test_constant_values():
     assert x.dtype == jnp.complex64 and complex(x[0]) == 1 + 2j
     assert jinit.constant(np.float32(0.5)) == jinit.constant(0.5)
     assert jinit.constant(jnp.array([1, 2])) == jinit.constant((1, 2))
+
+
+def test_numpy_and_jax_integers_as_jax_takes_them():
+    """Dims as NumPy or concrete JAX integers, a shape as a 1-D integer array, axes as integer arrays: as JAX."""
+    jnn = jax.nn.initializers
+    for shape in (np.array([3, 4]), (np.int64(3), jnp.int32(4)), [np.int8(3), 4], jnp.array([3, 4])):
+        np.testing.assert_array_equal(jinit.normal()(KEY, shape), jnn.normal()(KEY, (3, 4)))
+    ours = jinit.variance_scaling(1.0, "fan_in", "normal", in_axis=np.array([0, 1]), out_axis=jnp.int32(-1))
+    assert ours == jinit.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1), out_axis=-1)
+    theirs = jnn.variance_scaling(1.0, "fan_in", "normal", in_axis=np.array([0, 1]), out_axis=-1)
+    np.testing.assert_array_equal(ours(KEY, (2, 3, 4)), theirs(KEY, (2, 3, 4)))
+    assert jinit.orthogonal(column_axis=np.int64(0)) == jinit.orthogonal(column_axis=0)

@@ -91,9 +91,9 @@ def test_low_and_high_precision_sharded(dtype):
 
 LAWS = [
     d.Normal(0.02),
-    d.Uniform(1.0),
-    d.TruncatedNormal(0.5, None, -2.0, 2.0),
-    d.RandomUniform(-1.0, 1.0),
+    d.Uniform(1.0, 0.0, 0.99999994),
+    d.TruncatedNormal(0.5, None, -2.0, 2.0, -1.0, 1.0),
+    d.RandomUniform(-1.0, 1.0, -1.0, 0.99999994),
     d.ScaledTruncatedNormal(0.1),
     d.ScaledNormal(0.1),
     d.ScaledUniform(0.1),
@@ -178,3 +178,51 @@ def test_sharding_must_divide_the_shape():
     specs = {"w": jinit.ParamSpec((8,), jinit.normal(), sharding=NamedSharding(mesh, P("a", "b")))}
     with pytest.raises(ValueError, match=r"'w'.*names 2 axes.*shape has 1"):
         jinit.init_tree(KEY, specs)
+
+
+PAIRS = [
+    (jinit.zeros, jax.nn.initializers.zeros),
+    (jinit.ones, jax.nn.initializers.ones),
+    (jinit.constant(0.5), jax.nn.initializers.constant(0.5)),
+    (jinit.normal(0.3), jax.nn.initializers.normal(0.3)),
+    (jinit.glorot_uniform(), jax.nn.initializers.glorot_uniform()),
+]
+
+
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=["zeros", "ones", "constant", "normal", "glorot_uniform"])
+def test_the_sharding_is_jaxs_to_the_letter(ours, theirs):
+    """`P('a')` on a matrix comes back as JAX returns it, `P('a', None)`: equal, not only equivalent."""
+    mesh = MESHES["4x2_explicit"]
+    sharding = NamedSharding(mesh, P("a"))
+    with jax.set_mesh(mesh):
+        expected = theirs(KEY, (8, 4), jnp.float32, out_sharding=sharding)
+        x = ours(KEY, (8, 4), jnp.float32, out_sharding=sharding)
+    assert expected.sharding.spec == P("a", None)
+    assert x.sharding == expected.sharding
+    np.testing.assert_array_equal(x, expected)
+    auto = NamedSharding(MESHES["2x4_auto"], P("a"))
+    assert ours(KEY, (8, 4), out_sharding=auto).sharding == NamedSharding(MESHES["2x4_auto"], P("a", None))
+
+
+@pytest.mark.parametrize("init", [jinit.constant(np.arange(4.0)), jinit.identity(2.0), jinit.constant(3.0)])
+def test_constants_laid_out_on_an_auto_mesh(init):
+    """An array-valued constant on a mesh of auto axes: replicated is the whole mesh (it came back on one device),
+    and `P('a')` works (it failed inside `jnp.broadcast_to`)."""
+    mesh = MESHES["2x4_auto"]
+    specs = {"r": jinit.ParamSpec((8, 4), init), "s": jinit.ParamSpec((8, 4), init, sharding=P("a"))}
+    params = jinit.init_tree(KEY, specs, mesh=mesh)
+    assert_same(params["r"], init(None, (8, 4)), NamedSharding(mesh, P()))
+    assert_same(params["s"], init(None, (8, 4)), NamedSharding(mesh, P("a")))
+
+
+def test_init_tree_keeps_a_committed_keys_device():
+    """Without a mesh, every leaf is on the device of a key committed to one, as the leaf's own call puts it."""
+    device = jax.devices()[3]
+    key = jax.device_put(KEY, device)
+    specs = {"w": jinit.ParamSpec((40, 30), jinit.normal()), "b": jinit.ParamSpec((30,), jinit.zeros),
+             "big": jinit.ParamSpec((600, 600), jinit.he_uniform())}  # fmt: skip
+    for name, x in jinit.init_tree(key, specs).items():
+        alone = specs[name].init(jinit.path_key(key, name), specs[name].shape)
+        assert x.devices() == alone.devices(), name
+        assert name == "b" or x.devices() == {device}  # zeros take no key: JAX's default device, as alone
+        np.testing.assert_array_equal(x, alone)

@@ -83,7 +83,7 @@ class Initializer:
         shape = checks.shape(shape, dtype)
         if out_sharding is None:
             return self.sample(key, shape, dtype, None)
-        sharding = checks.out_sharding(out_sharding)
+        sharding = checks.out_sharding(out_sharding, len(shape))
         mesh = getattr(sharding, "mesh", None)
         explicit = getattr(mesh, "explicit_axes", ())
         if explicit and _outside_any_mesh():
@@ -93,6 +93,8 @@ class Initializer:
         if isinstance(x, Tracer):
             # under `jit`, `device=` of jnp's constructors (the constant initializers) is not a layout
             x = jax.sharding.reshard(x, sharding) if explicit else jax.lax.with_sharding_constraint(x, sharding)
+        elif x.sharding != sharding and x.sharding.is_equivalent_to(sharding, x.ndim):
+            x = jax.device_put(x, sharding)  # the same layout, described as asked (P('x', None), not P('x',))
         return x
 
     def with_seed(self, seed: int | None) -> "Initializer":

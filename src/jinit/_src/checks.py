@@ -102,10 +102,29 @@ def choice(name: str, value: Any, options: Iterable[str]) -> str:
 
 
 def integer(name: str, value: Any) -> int:
-    """Checks that `value` is a Python or NumPy integer (not a bool) and returns it as an int."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+    """Checks that `value` is an integer (Python, NumPy, or a concrete 0-d integer array; not a bool); returns it."""
+    result = _dim(value)
+    if result is None:
         raise TypeError(f"Argument `{name}` must be an integer. {received(name, value)}")
-    return int(value)
+    return result
+
+
+def representable(initializer: str, argument: str, value: Any, dtype: np.dtype) -> None:
+    """A ValueError when a finite number of `value` overflows `dtype` (it would become infinite, or wrap)."""
+    array = np.asarray(value)
+    if array.dtype == object or array.size == 0 or dtype == np.bool_:
+        return
+    if jnp.issubdtype(dtype, np.inexact):
+        largest = float(jnp.finfo(dtype).max)
+        parts = (array.real, array.imag) if np.iscomplexobj(array) else (array,)
+        overflows = any(bool((np.abs(part.astype(np.float64)) > largest).any()) for part in parts)
+    else:
+        info = jnp.iinfo(dtype)
+        overflows = bool((array < info.min).any() or (array > info.max).any())
+    if overflows:
+        raise ValueError(
+            f"`{initializer}`'s {argument} overflows {dtype.name}. {received(argument, value)}, dtype={dtype.name}"
+        )
 
 
 def seed(value: Any) -> int | None:
@@ -119,9 +138,12 @@ def seed(value: Any) -> int | None:
 
 
 def axis(name: str, value: Any) -> int | tuple[int, ...]:
-    """Checks one axis (an int) or several (a sequence of ints); returns an int or a tuple."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
-        return int(value)
+    """Checks one axis (an int) or several (a sequence, or a 1-D integer array, of ints); returns an int or a tuple."""
+    single = _dim(value)
+    if single is not None:
+        return single
+    if isinstance(value, np.ndarray | jax.Array) and not isinstance(value, Tracer) and value.ndim == 1:
+        value = value.tolist() if jnp.issubdtype(value.dtype, np.integer) else value
     if isinstance(value, list | tuple):
         return tuple(integer(name, a) for a in value)
     raise TypeError(f"Argument `{name}` must be an int or a sequence of ints. {received(name, value)}")
@@ -296,9 +318,13 @@ def current_mesh() -> Any:
         return jax.sharding.get_abstract_mesh()
 
 
-def out_sharding(value: Any) -> jax.sharding.Sharding | None:
-    """Checks `out_sharding`: None, a `Sharding`, or a `PartitionSpec` of the mesh set by `jax.set_mesh`."""
-    if value is None or isinstance(value, jax.sharding.Sharding):
+def out_sharding(value: Any, rank: int) -> jax.sharding.Sharding | None:
+    """Checks `out_sharding`: None, a `Sharding`, or a `PartitionSpec` of the mesh set by `jax.set_mesh`.
+
+    A `NamedSharding`'s spec is padded with None to `rank` axes, as JAX's samplers return it (``P('x')`` of a
+    matrix is ``P('x', None)``).
+    """
+    if value is None:
         return value
     if isinstance(value, jax.sharding.PartitionSpec):
         mesh = current_mesh()
@@ -307,7 +333,18 @@ def out_sharding(value: Any) -> jax.sharding.Sharding | None:
                 "Argument `out_sharding` is a PartitionSpec, but no mesh is set: call inside "
                 f"`with jax.set_mesh(mesh):` or pass a `NamedSharding`. {received('out_sharding', value)}"
             )
-        return jax.sharding.NamedSharding(mesh, value)
+        value = jax.sharding.NamedSharding(mesh, value)
+    if isinstance(value, jax.sharding.NamedSharding):
+        spec = value.spec
+        if len(spec) < rank:
+            value = jax.sharding.NamedSharding(
+                value.mesh,
+                jax.sharding.PartitionSpec(*spec, *(None,) * (rank - len(spec))),
+                memory_kind=value.memory_kind,
+            )
+        return value
+    if isinstance(value, jax.sharding.Sharding):
+        return value
     raise TypeError(
         f"Argument `out_sharding` must be None, a `jax.sharding.Sharding` or a `PartitionSpec`. "
         f"{received('out_sharding', value)}"

@@ -3,6 +3,7 @@
 import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
@@ -96,7 +97,12 @@ class Constant(Initializer, name="constant"):
             raise TypeError(
                 f"`constant` has a complex value, so it needs a complex dtype. Received: dtype={dtype.name}"
             )
-        return jnp.full(shape, value, dtype, device=sharding)
+        checks.representable("constant", "value", self.value, dtype)
+        if value.ndim == 0:
+            return jnp.full(shape, value, dtype, device=sharding)
+        # an array: laid out from the host, as jnp.full's broadcast cannot name a mesh's auto axes
+        host = np.broadcast_to(np.asarray(value).astype(dtype), shape)
+        return jax.device_put(host, sharding) if sharding is not None else jnp.asarray(host)
 
 
 def constant(value: Any, dtype: DTypeLike | None = None) -> Initializer:
@@ -138,9 +144,13 @@ class Identity(Initializer, name="identity"):
         self._set(gain=checks.number("gain", self.gain, minimum="nonnegative"), dtype=checks.dtype("dtype", self.dtype))
 
     def sample(self, key, shape, dtype, sharding):
-        if len(shape) != 2:
-            raise ValueError(f"`identity` needs a 2-D shape. Received: shape={shape}")
-        rows, cols = shape
+        if len(shape) < 2:
+            raise ValueError(f"`identity` needs a shape of rank >= 2. Received: shape={shape}")
+        checks.representable("identity", "gain", self.gain, dtype)
+        *batch, rows, cols = shape
+        if batch:  # Haiku's batched identities: one matrix for every index of the leading axes
+            eye = np.broadcast_to(np.eye(rows, cols, dtype=np.float64) * self.gain, shape).astype(dtype)
+            return jax.device_put(eye, sharding) if sharding is not None else jnp.asarray(eye)
         eye = jnp.eye(rows, cols, dtype=dtype, device=sharding)
         return eye if self.gain == 1.0 else eye * jnp.asarray(self.gain, dtype)
 

@@ -9,8 +9,10 @@ clamped into the distribution's bounds, so they are unbiased and stay in range.
 """
 
 import dataclasses
+import functools
 import operator
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import jax
@@ -48,11 +50,13 @@ def _constant(value: complex, dtype: np.dtype) -> jax.Array:
 
 
 def _inward(bound: jax.Array, dtype: np.dtype, *, down: bool, strict: bool) -> jax.Array:
-    """`bound` (a float32 scalar) rounded into `dtype` on its inner side.
+    """`bound` (a float32 scalar) rounded into `dtype` on its inner side, within the dtype's finite range.
 
     down=True gives the largest value of `dtype` that is <= bound (< bound when `strict`); down=False the
     smallest that is >= bound.
     """
+    info = jnp.finfo(dtype)
+    bound = jnp.clip(bound, float(info.min), float(info.max))  # beyond, a float8 "fn" type would give NaN
     rounded = bound.astype(dtype)
     wide = rounded.astype(bound.dtype)
     # Step towards the finite extremes, not towards infinity: float8 types without infinities make it NaN.
@@ -72,12 +76,97 @@ def cast(
     """
     if x.dtype == dtype and not always:
         return x
-    y = x.astype(dtype)
+    y = saturate(x, dtype)
     if lower is not None:
         y = jnp.maximum(y, _inward(jnp.asarray(lower, x.dtype), dtype, down=False, strict=False))
     if upper is not None:
         y = jnp.minimum(y, _inward(jnp.asarray(upper, x.dtype), dtype, down=True, strict=upper_open))
     return y
+
+
+def saturate(x: jax.Array, dtype: np.dtype) -> jax.Array:
+    """`x` rounded to `dtype`, values beyond the dtype's finite range clamped to it (rounding would give infinity,
+    or NaN for float8 types without one)."""
+    if x.dtype == dtype or not jnp.issubdtype(dtype, jnp.floating):
+        return x.astype(dtype)
+    info = jnp.finfo(dtype)
+    return jnp.clip(x, float(info.min), float(info.max)).astype(dtype)
+
+
+def clamp(x: jax.Array, low: Any, high: Any) -> jax.Array:
+    """`x` clamped into ``[low, high]``, two values of `x`'s dtype (`inward_bounds`): no value of `x` within them
+    changes, so JAX's own values stay bitwise JAX's."""
+    return jnp.clip(x, jnp.asarray(low, x.dtype), jnp.asarray(high, x.dtype))
+
+
+@functools.lru_cache(maxsize=1024)
+def inward_bounds(
+    lower: Fraction | None, upper: Fraction | None, upper_open: bool, dtype: np.dtype
+) -> tuple[float, float] | None:
+    """The smallest value of `dtype` that is >= `lower` and the largest that is <= `upper` (< `upper` when
+    `upper_open`), as Python floats (exact); None when no value of `dtype` lies between the two.
+
+    `lower` and `upper` are exact (rationals: a distribution's bounds computed from its float hyperparameters
+    without rounding), so the samples clamped into the result never leave the documented bounds. A bound beyond
+    the dtype's finite range is its finite extreme. A bounded call computes this once per hyperparameters and
+    dtype (the cache is bounded).
+    """
+    info = jnp.finfo(dtype)
+    top, bottom = Fraction(float(info.max)), Fraction(float(info.min))
+
+    def value(v: np.ndarray) -> Fraction:
+        return Fraction(float(v))
+
+    def step(v: np.ndarray, up: bool) -> np.ndarray:
+        return np.nextafter(v, np.asarray(info.max if up else info.min, dtype))
+
+    if lower is None or lower <= bottom:
+        lo = np.asarray(info.min, dtype)
+    elif lower > top:
+        return None
+    else:
+        lo = np.asarray(float(lower)).astype(dtype)  # within an ulp of `lower`
+        while value(lo) < lower:
+            lo = step(lo, up=True)
+    if upper is None or upper > top:
+        hi = np.asarray(info.max, dtype)
+    elif upper < bottom or (upper_open and upper == bottom):
+        return None
+    else:
+        hi = np.asarray(float(upper)).astype(dtype)
+        while value(hi) > upper or (upper_open and value(hi) == upper):
+            hi = step(hi, up=False)
+    if value(lo) > value(hi):
+        return None
+    return float(lo), float(hi)
+
+
+def bounded(
+    name: str, lower: Fraction, upper: Fraction, upper_open: bool, dtype: np.dtype, received: dict[str, Any]
+) -> tuple[float, float]:
+    """`inward_bounds` of ``[lower, upper]`` (or ``[lower, upper)``) in `dtype`; a ValueError naming the initializer
+    `name` and its hyperparameters `received` when no value of `dtype` lies in the interval."""
+    result = inward_bounds(lower, upper, upper_open, dtype)
+    if result is None:
+        interval = f"[{float(lower)!r}, {float(upper)!r}{')' if upper_open else ']'}"
+        shown = ", ".join(f"{k}={v!r}" for k, v in received.items())
+        raise ValueError(
+            f"`{name}`'s samples lie in {interval}, which holds no {dtype.name} value: widen the interval or use a "
+            f"wider dtype. Received: {shown}, dtype={dtype.name}"
+        )
+    return result
+
+
+def computable(name: str, dtype: np.dtype, **values: float) -> None:
+    """A ValueError when a hyperparameter overflows the dtype a sample is computed in (`compute_dtype`): JAX's
+    arithmetic would then give infinities and NaNs."""
+    largest = float(jnp.finfo(compute_dtype(dtype)).max) if jnp.issubdtype(dtype, jnp.inexact) else np.inf
+    for key, value in values.items():
+        if abs(value) > largest:
+            raise ValueError(
+                f"`{name}`'s {key} overflows {compute_dtype(dtype).name}, the dtype a {dtype.name} sample is computed "
+                f"in. Received: {key}={value!r}, dtype={dtype.name}"
+            )
 
 
 class Distribution:
@@ -132,49 +221,54 @@ class Normal(Distribution):
 
 @_distribution
 class Uniform(Distribution):
-    """``U[0, scale)``, as JAX's `uniform`."""
+    """``U[0, scale)``, as JAX's `uniform`, clamped into ``[low, high]`` (`inward_bounds` of the interval)."""
 
     scale: Any
+    low: Any
+    high: Any
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
         x = _materialized(jax.random.uniform(key, shape, ct)) * jnp.asarray(self.scale, ct)
-        return cast(x, dtype, 0.0, self.scale, upper_open=True)
+        return clamp(saturate(x, dtype), self.low, self.high)
 
 
 @_distribution
 class TruncatedNormal(Distribution):
-    """``mean + stddev * z`` with ``z ~ N(0, 1)`` truncated to ``[lower, upper]``, as JAX's `truncated_normal`."""
+    """``mean + stddev * z`` with ``z ~ N(0, 1)`` truncated to ``[lower, upper]``, as JAX's `truncated_normal`,
+    clamped into ``[low, high]`` (`inward_bounds` of ``mean + [lower, upper] * stddev``)."""
 
     stddev: Any
     mean: Any
     lower: Any
     upper: Any
+    low: Any
+    high: Any
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
-        stddev, mean = self.stddev, self.mean
         z = jax.random.truncated_normal(key, self.lower, self.upper, shape, ct)
-        x = _materialized(z) * jnp.asarray(stddev, ct)
-        shift = 0.0 if mean is None else mean
-        x = x if mean is None else x + jnp.asarray(mean, ct)
-        return cast(x, dtype, shift + self.lower * stddev, shift + self.upper * stddev)
+        x = _materialized(z) * jnp.asarray(self.stddev, ct)
+        x = x if self.mean is None else x + jnp.asarray(self.mean, ct)
+        return clamp(saturate(x, dtype), self.low, self.high)
 
 
 @_distribution
 class RandomUniform(Distribution):
-    """``U[minval, maxval)``, as ``jax.random.uniform(key, shape, dtype, minval, maxval)`` (Keras's)."""
+    """``U[minval, maxval)``, as ``jax.random.uniform(key, shape, dtype, minval, maxval)`` (Keras's), clamped into
+    ``[low, high]`` (`inward_bounds` of the interval: ``minval + u * (maxval - minval)`` can round up to maxval)."""
 
     minval: Any
     maxval: Any
+    low: Any
+    high: Any
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
         # Materialized bounds: folded as constants (under a user's `jit`), XLA would round differently.
-        low, high = _materialized(jnp.asarray(self.minval, ct)), _materialized(jnp.asarray(self.maxval, ct))
-        x = jax.random.uniform(key, shape, ct, low, high)
-        # minval + u * (maxval - minval) can round up to maxval, in any dtype: keep [minval, maxval) half-open
-        return cast(x, dtype, self.minval, self.maxval, upper_open=True, always=True)
+        minval, maxval = _materialized(jnp.asarray(self.minval, ct)), _materialized(jnp.asarray(self.maxval, ct))
+        x = jax.random.uniform(key, shape, ct, minval, maxval)
+        return clamp(saturate(x, dtype), self.low, self.high)
 
 
 @_distribution

@@ -8,6 +8,7 @@ PyTorch lays weights out as ``(out, in, *kernel)``; the `torch_*` factories use 
 import dataclasses
 import functools
 import math
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -204,8 +205,10 @@ class TruncNormal(Initializer, name="trunc_normal"):
         self._set(mean=mean, std=std, a=a, b=b, dtype=checks.dtype("dtype", self.dtype))
 
     def sample(self, key, shape, dtype, sharding):
-        mean, std = self.mean, self.std
-        law = distributions.TruncatedNormal(std, mean or None, (self.a - mean) / std, (self.b - mean) / std)
+        mean, std, a, b = self.mean, self.std, self.a, self.b
+        distributions.computable(self.name, dtype, mean=mean, std=std)
+        low, high = distributions.bounded(self.name, Fraction(a), Fraction(b), False, dtype, {"a": a, "b": b})
+        law = distributions.TruncatedNormal(std, mean or None, (a - mean) / std, (b - mean) / std, low, high)
         return engine.draw(law, key, shape, dtype, sharding)
 
 
@@ -269,6 +272,7 @@ class Sparse(Initializer, name="sparse"):
     def sample(self, key, shape, dtype, sharding):
         if len(shape) != 2:
             raise ValueError(f"`sparse` needs a 2-D shape. Received: shape={shape}")
+        distributions.computable(self.name, dtype, stddev=self.stddev)
         key_values, key_zeros = jax.random.split(key)
         values = engine.draw(distributions.Normal(self.stddev), key_values, shape, dtype, sharding)
         if math.prod(shape) == 0:

@@ -5,6 +5,7 @@
 """
 
 import dataclasses
+from fractions import Fraction
 
 from jinit._src import checks, distributions, engine
 from jinit._src.base import Initializer
@@ -28,6 +29,7 @@ class Normal(Initializer, name="normal"):
         )
 
     def sample(self, key, shape, dtype, sharding):
+        distributions.computable(self.name, dtype, stddev=self.stddev, mean=self.mean)
         return engine.draw(distributions.Normal(self.stddev, self.mean or None), key, shape, dtype, sharding)
 
 
@@ -76,6 +78,7 @@ class RandomNormal(Initializer, name="random_normal"):
         )
 
     def sample(self, key, shape, dtype, sharding):
+        distributions.computable(self.name, dtype, stddev=self.stddev, mean=self.mean)
         return engine.draw(distributions.Normal(self.stddev, self.mean or None), key, shape, dtype, sharding)
 
 
@@ -116,7 +119,10 @@ class Uniform(Initializer, name="uniform"):
         self._set(scale=scale, dtype=checks.dtype("dtype", self.dtype))
 
     def sample(self, key, shape, dtype, sharding):
-        return engine.draw(distributions.Uniform(self.scale), key, shape, dtype, sharding)
+        distributions.computable(self.name, dtype, scale=self.scale)
+        scale = Fraction(self.scale)  # [0, scale), or 0 itself for scale 0
+        low, high = distributions.bounded(self.name, Fraction(0), scale, scale > 0, dtype, {"scale": self.scale})
+        return engine.draw(distributions.Uniform(self.scale, low, high), key, shape, dtype, sharding)
 
 
 def uniform(scale: float = 1e-2, dtype: DTypeLike | None = None) -> Initializer:
@@ -156,7 +162,11 @@ class RandomUniform(Initializer, name="random_uniform"):
         self._set(minval=minval, maxval=maxval, dtype=checks.dtype("dtype", self.dtype))
 
     def sample(self, key, shape, dtype, sharding):
-        return engine.draw(distributions.RandomUniform(self.minval, self.maxval), key, shape, dtype, sharding)
+        minval, maxval = self.minval, self.maxval
+        distributions.computable(self.name, dtype, minval=minval, maxval=maxval, **{"maxval - minval": maxval - minval})
+        received = {"minval": minval, "maxval": maxval}
+        low, high = distributions.bounded(self.name, Fraction(minval), Fraction(maxval), True, dtype, received)
+        return engine.draw(distributions.RandomUniform(minval, maxval, low, high), key, shape, dtype, sharding)
 
 
 def random_uniform(minval: float = -0.05, maxval: float = 0.05, dtype: DTypeLike | None = None) -> Initializer:
@@ -207,7 +217,17 @@ class TruncatedNormal(Initializer, name="truncated_normal"):
         )
 
     def sample(self, key, shape, dtype, sharding):
-        law = distributions.TruncatedNormal(self.stddev, self.mean or None, self.lower, self.upper)
+        stddev, mean, lower, upper = self.stddev, self.mean, self.lower, self.upper
+        distributions.computable(self.name, dtype, stddev=stddev, mean=mean)
+        low, high = distributions.bounded(
+            self.name,
+            Fraction(mean) + Fraction(lower) * Fraction(stddev),
+            Fraction(mean) + Fraction(upper) * Fraction(stddev),
+            False,
+            dtype,
+            {"stddev": stddev, "lower": lower, "upper": upper, "mean": mean},
+        )
+        law = distributions.TruncatedNormal(stddev, mean or None, lower, upper, low, high)
         return engine.draw(law, key, shape, dtype, sharding)
 
 

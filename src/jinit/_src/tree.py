@@ -298,9 +298,12 @@ def _eager(key: Any, leaves: list[_Leaf], words: np.ndarray) -> list[jax.Array]:
     typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
     data = np.asarray(jax.random.key_data(keys) if typed else keys)[: len(leaves)]
     impl = jax.random.key_impl(key) if typed else None
+    # a key committed to a device keeps its parameters there, as each parameter's own call would
+    device = next(iter(key.devices())) if isinstance(key, jax.Array) and key.committed else None
+    rows = (jax.device_put(row, device) if device is not None else row for row in data)
     return [
         leaf(jax.random.wrap_key_data(row, impl=impl) if typed else jnp.asarray(row))
-        for leaf, row in zip(leaves, data, strict=True)
+        for leaf, row in zip(leaves, rows, strict=True)
     ]
 
 

@@ -29,7 +29,10 @@ def draw(scale, mode, distribution, fan_in, fan_out, key, shape, dtype, sharding
         n = (fan_in + fan_out) / 2
     else:
         n = (fan_in * fan_out) ** 0.5
-    return engine.draw(distributions.SCALED[distribution](scale / max(1, n)), key, shape, dtype, sharding)
+    variance = scale / max(1, n)
+    if variance > 3.0e38:  # a float32 computation would overflow (its largest value is 3.4e38)
+        distributions.computable(f"variance scaling's scale / n = {variance!r}; its `scale`", dtype, scale=scale)
+    return engine.draw(distributions.SCALED[distribution](variance), key, shape, dtype, sharding)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
