@@ -6,13 +6,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test test-oldest test-versions lint bench docs clean
 
 demo: $(VENV)/.installed
 	$(BIN)/python examples/gpt2_small.py
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n auto
+
+# The oldest supported versions (.ci/oldest.txt), in a virtual environment of their own; with `make test`, the
+# newest that this Python installs.
+test-oldest: .venv-oldest/.installed
+	.venv-oldest/bin/python -m pytest -n auto
+
+test-versions: test test-oldest
 
 lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check .
@@ -44,9 +51,16 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[docs,plot]'
 	@touch $@ $(VENV)/.installed
 
+.venv-oldest/.installed: pyproject.toml .ci/oldest.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jinit needs Python >= 3.11")'
+	$(PYTHON) -m venv .venv-oldest
+	.venv-oldest/bin/python -m pip install --quiet --upgrade pip
+	.venv-oldest/bin/python -m pip install --quiet -c .ci/oldest.txt -e '.[test,keras,flax,haiku,equinox,plot,docs]'
+	@touch $@
+
 $(VENV)/.installed-lint: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[lint]'
 	@touch $@ $(VENV)/.installed
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis site docs/img
+	rm -rf $(VENV) .venv-oldest .pytest_cache .ruff_cache .hypothesis site docs/img

@@ -33,12 +33,10 @@ def test_an_interval_narrower_than_an_ulp_keeps_its_one_value():
         (jinit.random_uniform(1.001, 1.002), "bfloat16", r"\[1\.001, 1\.002\), which holds no bfloat16 value"),
         (jinit.trunc_normal(0.0, 1.0, 1.0011, 1.0019), "float16", r"`trunc_normal`.*holds no float16 value.*a=1\.0011"),
         (jinit.truncated_normal(1e-9, mean=0.1), "bfloat16", r"`truncated_normal`.*holds no bfloat16 value"),
-        (jinit.uniform(1000.0, dtype="float8_e4m3fn"), "float8_e4m3fn", None),  # fits: clamped to 448
         (jinit.normal(1e300), "float32", r"`normal`'s stddev overflows float32.*stddev=1e\+300"),
         (jinit.normal(1.0, mean=-1e39), "bfloat16", r"`normal`'s mean overflows float32, the dtype a bfloat16"),
         (jinit.variance_scaling(1e300, "fan_in", "normal"), "float32", r"`scale`.*overflows float32"),
         (jinit.identity(1e300), "float32", r"`identity`'s gain overflows float32.*gain=1e\+300"),
-        (jinit.identity(300.0), "float8_e4m3fn", None),
         (jinit.identity(500.0), "float8_e4m3fn", r"gain overflows float8_e4m3fn"),
         (jinit.constant(1e39), "float32", r"`constant`'s value overflows float32.*value=1e\+39"),
         (jinit.constant([1, 300]), "int8", r"`constant`'s value overflows int8"),
@@ -46,8 +44,6 @@ def test_an_interval_narrower_than_an_ulp_keeps_its_one_value():
     ],
 )
 def test_hyperparameters_the_dtype_cannot_hold_are_refused(init, dtype, message, no_arrays):
-    if message is None:  # fits: nothing to refuse (and the fixture would see the allocation)
-        return
     with pytest.raises(ValueError, match=message):
         init(KEY, (4, 2), dtype)
 
@@ -78,10 +74,18 @@ def test_float8_bounds_beyond_the_dtype_are_clamped_into_its_range(init, lower, 
     [
         jinit.truncated_normal(1.0, lower=0.5, upper=0.5000001, mean=3.0),
         jinit.truncated_normal(0.1, lower=-1e-6, upper=1e-6, mean=-7.25),
+        # found by a search: JAX's float32 values (and jinit 0.1.0's) went an ulp past these bounds, although the
+        # intervals hold several float32 values
+        jinit.truncated_normal(
+            0.013232290658008062, lower=-0.5740451278418246, upper=-0.5731697176482011, mean=5.007293452601051
+        ),
+        jinit.truncated_normal(
+            0.792792920084164, lower=-0.2938657222628289, upper=-0.29385895093855835, mean=9.233143873275736
+        ),
         jinit.trunc_normal(3.0, 1.0, 3.5, 3.5000005),
         jinit.trunc_normal(1.0, 0.3, 1.1, 1.1000001),
     ],
-    ids=["few_ulps", "tiny", "trunc_normal", "trunc_normal_tiny"],
+    ids=["few_ulps", "tiny", "found_1", "found_2", "trunc_normal", "trunc_normal_tiny"],
 )
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_narrow_truncated_normals_never_leave_their_bounds(init, dtype):
@@ -107,6 +111,12 @@ def test_bounds_are_exact_for_nearly_representable_ends():
         assert (x == one).all(), dtype
         with pytest.raises(ValueError, match="holds no"):
             jinit.random_uniform(one + (above - one) / 4, one + (above - one) / 2)(KEY, (4,), dtype)
+
+
+def test_what_the_dtype_holds_is_not_refused():
+    assert float(jinit.identity(300.0)(None, (2, 2), "float8_e4m3fn")[0, 0].astype(jnp.float32)) == 288.0  # nearest
+    assert _values(jinit.uniform(1000.0)(KEY, (64,), "float8_e4m3fn")).max() == 448.0  # clamped to the largest
+    assert _values(jinit.constant(127)(None, (2,), "int8")).tolist() == [127, 127]
 
 
 def test_uniform_of_scale_zero_is_zeros():

@@ -205,3 +205,70 @@ def test_stft_equals_keras(config):
         largest_angle = 2 * np.pi * (frame - 1) * (bins - 1) / (2 * (bins - 1))
         np.testing.assert_allclose(ours(None, shape), theirs, rtol=0, atol=4 * largest_angle * 2.0**-24 + 1e-7)
     assert ours(None, (8, 3, 5)).shape == (8, 3, 5)  # repeated over the channels (Keras gives (8, 1, 5))
+
+
+def test_every_window_keras_takes_by_name():
+    """Every name `scipy.signal.get_window` takes without parameters (Keras passes the name to it), periodic and
+    symmetric, with SciPy's own values; the names SciPy needs parameters for are refused with what to do."""
+    from scipy import signal
+
+    from jinit._src import windows
+
+    for name in sorted(windows.WINDOWS):
+        for length in (1, 2, 3, 8, 31, 64):
+            for periodic in (False, True):
+                expected = signal.get_window(name, length, fftbins=periodic)
+                np.testing.assert_allclose(windows.window(name, length, periodic), expected, rtol=1e-12, atol=1e-15)
+        # and through jinit.stft: Keras's own kernels, whose angles Keras computes in float32 (as above)
+        ours = jinit.stft(window=name, periodic=True)(None, (16, 1, 9))
+        theirs = ki.STFT(window=name, periodic=True)((16, 1, 9), "float32")
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=4 * (2 * np.pi * 15 * 8 / 16) * 2.0**-24 + 1e-7)
+    for name in ("hann_periodic", "tukey_symmetric"):
+        np.testing.assert_allclose(windows.window(name, 9, False), signal.get_window(name, 9, fftbins=False))
+    with pytest.raises(ValueError, match=r"`window` names a window that needs parameters \('kaiser'\)"):
+        jinit.stft(window="kaiser")
+    with pytest.raises(ValueError, match=r"`window` must be the name.*Known: bart, barthann.*window='hanning'"):
+        jinit.stft(window="hanning")
+
+
+def test_every_keras_identifier_as_a_config_means_what_keras_means():
+    """Keras's deserialize takes each class name, its snake_case name and the aliases, with an empty config: so
+    does jinit, with Keras's meaning (not jinit's factory of the same name)."""
+    from keras.src.initializers import ALL_OBJECTS_DICT
+
+    names = sorted(set(ALL_OBJECTS_DICT) - {"Initializer", "initializer"})
+    for name in names:
+        config = {"class_name": name, "config": {}}
+        ours = jinit.deserialize(config)
+        try:
+            theirs = ki.deserialize(config)
+        except KeyError:  # Keras 3.15's Constant.from_config needs its value; its default is 0.0
+            assert name in ("Constant", "constant") and ours == jinit.constant(0.0)
+            continue
+        assert ours == jinit.deserialize(ki.serialize(theirs)), name  # Keras's own config of the same initializer
+    assert jinit.deserialize({"class_name": "normal", "config": {}}) == jinit.random_normal(0.0, 0.05)
+    assert jinit.deserialize({"class_name": "glorot_normal", "config": {"seed": 3}}) == jinit.glorot_normal().with_seed(
+        3
+    )
+    jinit_config = jinit.serialize(jinit.glorot_normal(in_axis=0, out_axis=1))  # "module": "jinit": jinit's meaning
+    assert jinit.deserialize(jinit_config) == jinit.glorot_normal(in_axis=0, out_axis=1)
+
+
+def test_array_constants_as_keras_writes_them():
+    value = np.arange(6, dtype=np.float32).reshape(2, 3) / 7
+    config = ki.serialize(ki.Constant(value))
+    assert config["config"]["value"]["class_name"] == "__numpy__"
+    init = jinit.deserialize(config)
+    np.testing.assert_array_equal(init(None, (2, 3)), ki.Constant(value)((2, 3)))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, kernel_initializer=ki.Constant(value.T))])
+    layer_config = json.loads(model.to_json())["config"]["layers"][-1]["config"]
+    np.testing.assert_array_equal(jinit.get(layer_config["kernel_initializer"])(None, (3, 2)), value.T)
+    with pytest.raises(ValueError, match=r"array in a Keras config.*`value` and `dtype`"):
+        jinit.deserialize({"class_name": "Constant", "config": {"value": {"class_name": "__numpy__", "config": {}}}})
+
+
+def test_get_an_array_as_keras_does():
+    value = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    for identifier in (value, jax.numpy.asarray(value)):
+        np.testing.assert_array_equal(jinit.get(identifier)(None, (2, 2)), ki.get(identifier)((2, 2)))
+    assert jinit.get(np.float32(0.5)) == jinit.constant(0.5)

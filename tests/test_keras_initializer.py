@@ -89,3 +89,60 @@ def test_rejects():
         KerasInitializer.from_config({"init": jinit.serialize(jinit.zeros), "extra": 1})
     with pytest.raises(ValueError, match=r"Unknown initializer"):
         KerasInitializer.from_config({"init": {"class_name": "__lambda__", "config": {}}})
+
+
+def _kernel_ks(layer_type, initializer, **kwargs):
+    """The query kernel of a MultiHeadAttention, or the kernel of an EinsumDense, built with `initializer`."""
+    if layer_type == "mha":
+        layer = keras.layers.MultiHeadAttention(num_heads=8, key_dim=32, kernel_initializer=initializer)
+        layer.build((2, 5, 64), (2, 5, 64))
+        return np.asarray(layer._query_dense.kernel.value).ravel()
+    layer = keras.layers.EinsumDense("btd,dnh->btnh", output_shape=(None, 4, 16), kernel_initializer=initializer)
+    layer.build((None, 5, 96))
+    return np.asarray(layer.kernel.value).ravel()
+
+
+@pytest.mark.parametrize("layer_type", ["mha", "einsum"])
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (jinit.glorot_uniform(), keras.initializers.GlorotUniform(seed=3)),
+        (jinit.he_normal(), keras.initializers.HeNormal(seed=3)),
+        (jinit.variance_scaling(2.0, "fan_avg", "normal"),
+         keras.initializers.VarianceScaling(2.0, "fan_avg", "untruncated_normal", seed=3)),
+    ],
+    ids=["glorot_uniform", "he_normal", "variance_scaling"],
+)  # fmt: skip
+def test_einsum_layers_give_jinit_variance_scaling_the_kernels_fans(layer_type, ours, theirs):
+    """Keras's EinsumDense (and so MultiHeadAttention) re-target a VarianceScaling's fans to the kernel's input and
+    output axes; a jinit variance-scaling initializer gets the same fans, so the same distribution."""
+    from scipy import stats
+
+    x = _kernel_ks(layer_type, KerasInitializer(ours, seed=3))
+    y = _kernel_ks(layer_type, theirs)
+    assert stats.ks_2samp(x, y).pvalue > 1e-3 / 6  # Bonferroni over the 6 cases
+    assert abs(x.std() / y.std() - 1) < 0.05
+
+
+def test_re_targeted_initializers_save_and_load():
+    init = KerasInitializer(jinit.he_uniform(), seed=5)
+    assert isinstance(init, keras.initializers.VarianceScaling) and init.input_axes is None
+    retargeted = type(init).from_config({**init.get_config(), "seed": 5, "input_axes": [0], "output_axes": [1, 2]})
+    assert retargeted.init == jinit.keras_variance_scaling(2.0, "fan_in", "uniform", (0,), (1, 2))
+    assert retargeted.input_axes == [0] and retargeted.output_axes == [1, 2]
+    again = keras.initializers.deserialize(keras.initializers.serialize(retargeted))
+    assert again == retargeted and again.input_axes == [0]
+    assert not isinstance(KerasInitializer(jinit.normal()), keras.initializers.VarianceScaling)
+    assert not isinstance(KerasInitializer(jinit.he_uniform(in_axis=0)), keras.initializers.VarianceScaling)
+
+
+def test_layout_creates_the_array_sharded():
+    """Keras 3's `Initializer.__call__(shape, dtype, layout)`: the array is created with the layout's sharding."""
+    mesh = jax.make_mesh((1,), ("model",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "model"))
+    init = KerasInitializer(jinit.glorot_uniform(), seed=2)
+    x = init((4, 6), "float32", layout=sharding)
+    assert x.sharding == sharding
+    np.testing.assert_array_equal(x, init((4, 6), "float32"))
+    tensor_layout = keras.distribution.TensorLayout([None, "model"], keras.distribution.DeviceMesh((1,), ["model"]))
+    assert init((4, 6), "float32", layout=tensor_layout).sharding.is_equivalent_to(sharding, 2)

@@ -20,7 +20,7 @@ if "keras" not in sys.modules:
 import jax
 import keras
 
-from jinit._src import checks, registry
+from jinit._src import checks, registry, variance_scaling
 from jinit._src.base import Initializer
 from jinit._src.typing import InitializerLike, Shape
 
@@ -53,8 +53,13 @@ class KerasInitializer(keras.initializers.Initializer):
       True
     """
 
+    def __new__(cls, init: Any = None, seed: Any = None, *args: Any, **kwargs: Any) -> "KerasInitializer":
+        if cls is KerasInitializer and _scales_variance(_resolve(init)):
+            return object.__new__(KerasVarianceScaling)  # what Keras's EinsumDense and MultiHeadAttention re-target
+        return object.__new__(cls)
+
     def __init__(self, init: InitializerLike | str | dict[str, Any], seed: int | None = None) -> None:
-        resolved = registry.get(init) if isinstance(init, str | dict) else init
+        resolved = _resolve(init)
         if not isinstance(resolved, Initializer):
             raise TypeError(
                 "Argument `init` must be a jinit initializer (or a Keras identifier or config of one), so that "
@@ -65,20 +70,18 @@ class KerasInitializer(keras.initializers.Initializer):
         own = self._seed if self._seed is not None else resolved.seed
         self.seed = own if own is not None else random.randint(1, 10**9)
 
-    def __call__(self, shape: Shape, dtype: Any = None) -> jax.Array:
+    def __call__(self, shape: Shape, dtype: Any = None, layout: Any = None) -> jax.Array:
+        """The sample, laid out as `layout` (a `keras.distribution.TensorLayout` or a JAX sharding) if given."""
         dtype = keras.backend.standardize_dtype(dtype if dtype is not None else keras.config.floatx())
-        return self.init(jax.random.key(self.seed), shape, dtype)
+        sharding = getattr(layout, "backend_layout", layout)  # a TensorLayout's JAX sharding
+        return self.init(jax.random.key(self.seed), shape, dtype, out_sharding=sharding)
 
     def get_config(self) -> dict[str, Any]:
         return {"init": registry.serialize(self.init), "seed": self._seed}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "KerasInitializer":
-        if not isinstance(config, dict) or set(config) - {"init", "seed"} or "init" not in config:
-            raise ValueError(
-                f"A `KerasInitializer` config has the keys 'init' and 'seed'. {checks.received('config', config)}"
-            )
-        return cls(registry.deserialize(config["init"]), config.get("seed"))
+        return cls(*_loaded(config, ()))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, KerasInitializer) and (self.init, self._seed) == (other.init, other._seed)
@@ -88,3 +91,61 @@ class KerasInitializer(keras.initializers.Initializer):
 
     def __repr__(self) -> str:
         return f"KerasInitializer({self.init!r}, seed={self._seed!r})"
+
+
+def _loaded(config: Any, extra: tuple[str, ...]) -> list[Any]:
+    """The arguments of a `KerasInitializer` config: its (safely loaded) jinit initializer, seed, and `extra` keys."""
+    keys = ("init", "seed", *extra)
+    if not isinstance(config, dict) or set(config) - set(keys) or "init" not in config:
+        known = " and ".join(", ".join(repr(k) for k in keys).rsplit(", ", 1))
+        raise ValueError(f"A `KerasInitializer` config has the keys {known}. {checks.received('config', config)}")
+    return [registry.deserialize(config["init"]), *(config.get(k) for k in keys[1:])]
+
+
+def _resolve(init: Any) -> Any:
+    return registry.get(init) if isinstance(init, str | dict) else init
+
+
+def _scales_variance(init: Any) -> bool:
+    """Whether `init` is variance scaling over the default fans: Keras's layers would re-target its axes."""
+    if isinstance(init, variance_scaling.KerasVarianceScaling):
+        return True
+    default = isinstance(init, variance_scaling.VarianceScaling | variance_scaling.Preset) and (
+        init.in_axis,
+        init.out_axis,
+        init.batch_axis,
+    ) == (-2, -1, ())
+    return default
+
+
+@keras.saving.register_keras_serializable(package="jinit")
+class KerasVarianceScaling(KerasInitializer, keras.initializers.VarianceScaling):
+    """The `KerasInitializer` of a jinit variance-scaling initializer: also a ``keras.initializers.VarianceScaling``,
+    so that Keras's `EinsumDense` (and `MultiHeadAttention`, built of them) give it the kernel's input and output
+    axes, as they give Keras's own: the fans then count those axes only (`jinit.keras_variance_scaling`).
+
+    `KerasInitializer(init)` makes one for a variance-scaling `init` over the default fans; its `input_axes` and
+    `output_axes` are None until a layer sets them.
+    """
+
+    def __init__(
+        self,
+        init: InitializerLike | str | dict[str, Any],
+        seed: int | None = None,
+        input_axes: Any = None,
+        output_axes: Any = None,
+    ) -> None:
+        init = _resolve(init)
+        if input_axes is not None and output_axes is not None:  # a layer's re-targeting (EinsumDense's)
+            scale, mode, distribution = (getattr(init, k) for k in ("scale", "mode", "distribution"))
+            init = variance_scaling.keras_variance_scaling(
+                scale, mode, distribution, input_axes, output_axes, getattr(init, "dtype", None)
+            )
+        super().__init__(init, seed)
+        axes = self.init if isinstance(self.init, variance_scaling.KerasVarianceScaling) else None
+        self.input_axes = None if axes is None else list(axes.input_axes)
+        self.output_axes = None if axes is None else list(axes.output_axes)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "KerasVarianceScaling":
+        return cls(*_loaded(config, ("input_axes", "output_axes")))  # EinsumDense adds the axes to the config

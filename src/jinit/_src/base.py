@@ -93,7 +93,7 @@ class Initializer:
         if isinstance(x, Tracer):
             # under `jit`, `device=` of jnp's constructors (the constant initializers) is not a layout
             x = jax.sharding.reshard(x, sharding) if explicit else jax.lax.with_sharding_constraint(x, sharding)
-        elif x.sharding != sharding and x.sharding.is_equivalent_to(sharding, x.ndim):
+        elif sharding is not None and x.sharding != sharding and x.sharding.is_equivalent_to(sharding, x.ndim):
             x = jax.device_put(x, sharding)  # the same layout, described as asked (P('x', None), not P('x',))
         return x
 

@@ -116,7 +116,7 @@ def representable(initializer: str, argument: str, value: Any, dtype: np.dtype) 
         return
     if jnp.issubdtype(dtype, np.inexact):
         largest = float(jnp.finfo(dtype).max)
-        parts = (array.real, array.imag) if np.iscomplexobj(array) else (array,)
+        parts = (np.real(array), np.imag(array)) if np.iscomplexobj(array) else (array,)
         overflows = any(bool((np.abs(part.astype(np.float64)) > largest).any()) for part in parts)
     else:
         info = jnp.iinfo(dtype)

@@ -4,8 +4,11 @@ Strings and configs speak Keras, with Keras's defaults: ``"normal"`` is Keras's 
 and a Keras ``VarianceScaling(distribution="normal")`` is the truncated normal.
 """
 
+import re
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from jinit._src import checks, constant, orthogonal, random, stft, variance_scaling
 from jinit._src.base import Initializer
@@ -95,7 +98,7 @@ def _declare_classes() -> None:
     classes: dict[str, Callable[..., Initializer]] = {
         "Zeros": zeros,
         "Ones": ones,
-        "Constant": lambda value=0.0, dtype=None: constant.constant(value, dtype),
+        "Constant": lambda value=0.0, dtype=None: constant.constant(_array(value), dtype),
         "RandomNormal": lambda mean=0.0, stddev=0.05, dtype=None: random.random_normal(mean, stddev, dtype),
         "RandomUniform": lambda minval=-0.05, maxval=0.05, dtype=None: random.random_uniform(minval, maxval, dtype),
         "TruncatedNormal": truncated,
@@ -103,9 +106,7 @@ def _declare_classes() -> None:
         "Orthogonal": lambda gain=1.0, dtype=None: orthogonal.orthogonal(gain, dtype=dtype),
         "Identity": lambda gain=1.0, dtype=None: constant.identity(gain, dtype),
     }
-    classes["STFT"] = classes["STFTInitializer"] = stft.stft
-    classes["OrthogonalInitializer"] = classes["Orthogonal"]
-    classes["IdentityInitializer"] = classes["Identity"]
+    classes["STFT"] = stft.stft
     for keras_name, name, scale, mode, distribution in [
         ("GlorotUniform", "glorot_uniform", 1.0, "fan_avg", "uniform"),
         ("GlorotNormal", "glorot_normal", 1.0, "fan_avg", "truncated_normal"),
@@ -115,7 +116,38 @@ def _declare_classes() -> None:
         ("LecunNormal", "lecun_normal", 1.0, "fan_in", "truncated_normal"),
     ]:
         classes[keras_name] = preset(name, scale, mode, distribution)
+    # Keras's `deserialize` also takes each class's snake_case name, and these aliases
+    classes.update({_snake_case(keras_name): build for keras_name, build in classes.items()})
+    aliases = {"IdentityInitializer": "Identity", "normal": "RandomNormal", "one": "Ones",
+               "STFTInitializer": "STFT", "OrthogonalInitializer": "Orthogonal", "uniform": "RandomUniform",
+               "zero": "Zeros"}  # fmt: skip
+    classes.update({alias: classes[target] for alias, target in aliases.items()})
     _KERAS_CLASSES.update(classes)
+
+
+def _snake_case(name: str) -> str:
+    """Keras's `to_snake_case`: ``GlorotUniform`` -> ``glorot_uniform``, ``STFT`` -> ``stft``."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _array(value: Any) -> Any:
+    """A Keras config's value: an array as Keras 3 writes it (``{"class_name": "__numpy__", "config": {"value":
+    [...], "dtype": ...}}``, or ``"__tensor__"``) becomes that array; anything else is left as it is."""
+    if isinstance(value, dict) and value.get("class_name") in ("__numpy__", "__tensor__"):
+        inner = value.get("config")
+        if not (isinstance(inner, dict) and set(inner) == {"value", "dtype"}):
+            raise ValueError(
+                f"An array in a Keras config has a `config` of its `value` and `dtype`. "
+                f"{checks.received('value', value)}"
+            )
+        dtype = checks.dtype("value.config.dtype", inner["dtype"])
+        try:
+            return np.asarray(inner["value"], dtype)
+        except (TypeError, ValueError) as err:
+            message = f"An array in a Keras config must hold numbers ({err})."
+            raise TypeError(f"{message} {checks.received('value', value)}") from None
+    return value
 
 
 def classes() -> dict[str, Callable[..., Initializer]]:

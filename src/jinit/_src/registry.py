@@ -20,7 +20,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from jinit._src import base, checks, engine
+import jax
+import numpy as np
+
+from jinit._src import base, checks, constant, engine
 from jinit._src import keras as keras_compat
 from jinit._src.base import Initializer
 
@@ -327,12 +330,15 @@ def deserialize(config: Any) -> Initializer:
     factories = base.classes()
     keras = keras_compat.classes()
     module = config.get("module")
-    from_keras = not (module in (None, "jinit") and isinstance(name, str) and name in factories)
-    if not from_keras:
-        known_keys, build = ("module", "class_name", "config"), factories[name]
-    elif (module is None or (isinstance(module, str) and module.startswith("keras"))) and name in keras:
+    keras_module = module is None or (isinstance(module, str) and module.startswith("keras"))
+    # A name Keras knows means what Keras means unless the config says it is jinit's ("module": "jinit", as
+    # `serialize` writes); a name only jinit knows may leave the module out.
+    from_keras = keras_module and name in keras
+    if from_keras:
         known_keys, build = ("module", "class_name", "config", "registered_name"), keras[name]
-    elif module not in (None, "jinit") and not (isinstance(module, str) and module.startswith("keras")):
+    elif name in factories and module in (None, "jinit"):
+        known_keys, build = ("module", "class_name", "config"), factories[name]
+    elif not keras_module and module != "jinit":
         raise ValueError(f"Config key `module` must be 'jinit' or a Keras module. {checks.received('module', module)}")
     else:
         known = ", ".join(sorted(set(factories) | set(keras)))
@@ -403,6 +409,8 @@ def get(identifier: Any) -> Any:
             ) from err
     if isinstance(identifier, Mapping):
         return deserialize(identifier)
+    if isinstance(identifier, np.ndarray | np.generic | jax.Array):  # as Keras: the values themselves
+        return constant.constant(identifier)
     if callable(identifier):
         return identifier
     raise ValueError(

@@ -8,33 +8,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jinit._src import checks
+from jinit._src import checks, windows
 from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike
 
 SIDES = ("real", "imag")
-WINDOWS = ("hann", "hamming", "blackman", "bartlett", "boxcar")
 SCALINGS = ("density", "spectrum")
 
 
-def _window(name: str, length: int, periodic: bool) -> np.ndarray:
-    """`scipy.signal.get_window(name, length, fftbins=periodic)` for the windows in `WINDOWS`, in float64."""
-    if length == 1:
-        return np.ones(1)
-    m = length + 1 if periodic else length  # a periodic window is the symmetric one of length + 1, truncated
-    n = np.arange(m)
-    phase = 2 * np.pi * n / (m - 1)
-    if name == "hann":
-        w = 0.5 - 0.5 * np.cos(phase)
-    elif name == "hamming":
-        w = 0.54 - 0.46 * np.cos(phase)
-    elif name == "blackman":
-        w = 0.42 - 0.5 * np.cos(phase) + 0.08 * np.cos(2 * phase)
-    elif name == "bartlett":
-        w = 1 - np.abs(2 * n / (m - 1) - 1)
-    else:
-        w = np.ones(m)
-    return w[:length]
+def _window_name(name: str) -> str:
+    """Checks a window's name: one `scipy.signal.get_window` takes without parameters (Keras takes those)."""
+    base, _ = windows.split(name)
+    if base in windows.NEEDS_PARAMETERS:
+        raise ValueError(
+            f"Argument `window` names a window that needs parameters ({base!r}); pass its values instead, e.g. "
+            f"scipy.signal.get_window(({base!r}, ...), frame_length). {checks.received('window', name)}"
+        )
+    if base not in windows.WINDOWS:
+        raise ValueError(
+            f"Argument `window` must be the name of a window of `scipy.signal.get_window` (with an optional "
+            f"'_periodic' or '_symmetric'), values, or None. Known: {', '.join(sorted(windows.WINDOWS))}. "
+            f"{checks.received('window', name)}"
+        )
+    return name
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -51,7 +47,7 @@ class Stft(Initializer, name="stft"):
     def __post_init__(self) -> None:
         window = self.window
         if isinstance(window, str) or window is None:
-            window = window if window is None else checks.choice("window", window, WINDOWS)
+            window = window if window is None else _window_name(window)
         elif isinstance(window, list | tuple | np.ndarray | jax.Array):
             try:
                 values = np.asarray(window)
@@ -95,7 +91,7 @@ class Stft(Initializer, name="stft"):
         kernel = np.cos(angle) if self.side == "real" else np.sin(angle)
         if window is not None:
             named = not isinstance(window, tuple)
-            w = _window(window, frame_length, self.periodic) if named else np.asarray(window, np.float64)
+            w = windows.window(window, frame_length, self.periodic) if named else np.asarray(window, np.float64)
             norm = {"density": np.sqrt(np.sum(w**2)), "spectrum": np.sum(np.abs(w)), None: 1.0}[self.scaling]
             kernel = kernel * w[:, None, None] / norm
         return jnp.asarray(np.broadcast_to(kernel, shape), dtype, device=sharding)
@@ -119,8 +115,10 @@ def stft(
 
     Args:
       side: ``"real"`` or ``"imag"``.
-      window: ``"hann"``, ``"hamming"``, ``"blackman"``, ``"bartlett"``, ``"boxcar"`` (as
-        `scipy.signal.get_window`), a sequence of ``T`` finite numbers, or None.
+      window: the name of a window of `scipy.signal.get_window` that takes no parameter (``"hann"``,
+        ``"hamming"``, ``"tukey"``, ``"blackmanharris"``, ``"flattop"``, ... and SciPy's aliases, optionally
+        with ``"_periodic"`` or ``"_symmetric"``; computed with NumPy, as SciPy computes them), a sequence of
+        ``T`` finite numbers, or None.
       scaling: ``"density"``, ``"spectrum"`` or None.
       periodic: whether a named window is periodic (for spectral analysis) rather than symmetric.
       dtype: the default dtype of the result; None is JAX's default float type.
