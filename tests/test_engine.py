@@ -49,7 +49,10 @@ PAIRS = [
 @pytest.mark.parametrize("ours, theirs", PAIRS, ids=["normal", "truncated_normal", "glorot_uniform", "he_normal"])
 @pytest.mark.parametrize(
     "shape",
-    [(1, 1), (255, 1), (257, 1), (3, 2**14 + 1), (engine.CHUNK, 1), (engine.CHUNK + 1, 1), (2 * engine.CHUNK + 7, 3)],
+    [
+        *[(1, 1), (255, 1), (257, 1), (3, 2**14 + 1), (engine.CHUNK, 1), (engine.CHUNK + 1, 1)],
+        *[(2 * engine.CHUNK + 7, 3), (engine.WHOLE // 4096 - 1, 4096), (engine.WHOLE // 4096, 4096)],
+    ],
     ids=str,
 )
 def test_bucket_and_piece_boundaries_match_jax(ours, theirs, shape):

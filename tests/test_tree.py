@@ -6,6 +6,7 @@ The 8-device sharding tests are in tests/sharded (a separate process: see test_s
 import collections
 import dataclasses
 import hashlib
+import math
 import pickle
 import re
 
@@ -113,12 +114,27 @@ def test_dtypes_and_low_precision():
     assert_each_leaf_is_its_own_call(specs, params)
 
 
-def test_large_parameters_use_the_looped_kernel_and_match_their_own_call():
-    shape = (3, engine.LOOP_CHUNK + 4115)  # three chunks and an overlapping last one
-    specs = {"w": jinit.ParamSpec(shape, jinit.glorot_uniform()), "e": jinit.ParamSpec(shape, jinit.normal(0.02))}
+def test_a_large_group_is_drawn_by_its_shapes_kernel_with_each_parameters_own_values(monkeypatch):
+    shape = (1031, 4099)  # 4.2 M elements: alone, drawn in pieces; four of them reach engine.WHOLE
+    assert 4 * math.prod(shape) >= engine.WHOLE > 3 * math.prod(shape)
+    specs = {
+        "w": [jinit.ParamSpec(shape, jinit.normal(0.02)) for _ in range(4)],  # one group, drawn per shape
+        "u": [jinit.ParamSpec(shape, jinit.he_uniform(), "bfloat16") for _ in range(3)],  # too small in all
+        "o": jinit.ParamSpec((3, 5), jinit.orthogonal()),
+    }
+    draws, draw = [], engine.draw
+
+    def spy(law, key, *args, **kwargs):
+        if not isinstance(key, jax.core.Tracer):  # not the checks' tracing
+            draws.append(kwargs.get("per_shape", False))
+        return draw(law, key, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "draw", spy)
     params = jinit.init_tree(KEY, specs)
+    assert draws == [False] * 3 + [True] * 4  # "u" before "w"
+    monkeypatch.undo()
     assert_each_leaf_is_its_own_call(specs, params)
-    np.testing.assert_array_equal(params["e"], jax.nn.initializers.normal(0.02)(jinit.path_key(KEY, "e"), shape))
+    np.testing.assert_array_equal(params["w"][2], jax.nn.initializers.normal(0.02)(jinit.path_key(KEY, "w/2"), shape))
 
 
 def test_values_do_not_depend_on_other_parameters_or_their_order():
@@ -291,16 +307,28 @@ def test_init_like_rejects_before_allocating(tree, rules, error, message, no_arr
         jinit.init_like(KEY, tree, rules)
 
 
-def test_looped_kernel_keeps_temporaries_small():
-    """A parameter is generated in place: its program's temporaries are a few chunks, not the parameter."""
+def test_exact_kernels_keep_temporaries_small():
+    """A parameter is generated in place: on CPU its program has no temporary array at all (one fused loop),
+    and the loop that other platforms run keeps only a few pieces."""
     laws = [distributions.Normal(0.02), distributions.ScaledTruncatedNormal(0.1), distributions.ScaledUniform(0.3)]
+    f32 = jnp.dtype("float32")
+    looped = jax.jit(engine.looped, static_argnames=("n", "dtype"))
+    data = jax.random.key_data(KEY)
     for law in laws:
-        shape = (8192, 4096)  # 128 MiB: drawn whole, the temporaries were three times that
-        compiled = engine._exact.lower(
-            KEY, law, shape=shape, dtype=jnp.dtype("float32"), sharding=None, positioned=True
-        ).compile()
-        temp = compiled.memory_analysis().temp_size_in_bytes
-        assert temp <= 8 * engine.LOOP_CHUNK * 4, (law, temp)
+        shape = (8192, 4096)  # 128 MiB: drawn whole by JAX, the temporaries are three times that
+        exact = engine._exact.lower(KEY, law, shape=shape, dtype=f32, sharding=None, positioned=True).compile()
+        assert exact.memory_analysis().temp_size_in_bytes <= 2**16, law
+        compiled = looped.lower(law, data, n=math.prod(shape), dtype=f32).compile()
+        assert compiled.memory_analysis().temp_size_in_bytes <= 8 * engine.LOOP_CHUNK * 4, law
+
+
+def test_the_loop_of_other_platforms_gives_the_stream_values():
+    n = 3 * engine.LOOP_CHUNK + 4115  # three pieces and an overlapping last one
+    law = distributions.Normal(0.02)
+    looped = jax.jit(engine.looped, static_argnames=("n", "dtype"))(
+        law, jax.random.key_data(KEY), n=n, dtype=jnp.dtype("float32")
+    )
+    np.testing.assert_array_equal(looped, jax.nn.initializers.normal(0.02)(KEY, (n,)))
 
 
 def test_a_bad_parameter_fails_before_any_is_generated():

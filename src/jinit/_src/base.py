@@ -2,7 +2,8 @@
 
 Each family (`Normal`, `VarianceScaling`, `Orthogonal`, ...) subclasses `Initializer`, declares its factory's
 name (``class Normal(Initializer, name="normal")``), checks its fields in `__post_init__` and implements
-`sample`. Equality, hashing and pickling come from the dataclass; `repr` is the factory call that rebuilds the
+`sample`; an elementwise family implements `law` instead, the distribution of each element, which the engine
+draws (`jinit._src.engine`). Equality, hashing and pickling come from the dataclass; `repr` is the factory call that rebuilds the
 value. The name is how configs refer to a family: `classes()` is the table `jinit.deserialize` reads.
 """
 
@@ -13,7 +14,8 @@ import jax
 import numpy as np
 from jax.core import Tracer
 
-from jinit._src import checks
+from jinit._src import checks, engine
+from jinit._src.distributions import Distribution
 from jinit._src.typing import DTypeLike, KeyArray, OutSharding, Shape
 
 _CLASSES: dict[str, type["Initializer"]] = {}
@@ -65,9 +67,23 @@ class Initializer:
             cls.name = name
             declare(name, cls)
 
+    def law(self, shape: tuple[int, ...], dtype: np.dtype) -> Distribution | None:
+        """The distribution of every element of a sample of a checked shape and resolved dtype, for the families
+        whose elements are independent and identically distributed; None for the others.
+
+        Raises what the shape or dtype makes invalid (a fan of a missing axis, bounds that the dtype cannot hold).
+        """
+        return None
+
     def sample(self, key: Any, shape: tuple[int, ...], dtype: np.dtype, sharding: Any) -> jax.Array:
-        """The sample for a checked key (None if `keyless`), shape, resolved dtype and sharding."""
-        raise NotImplementedError
+        """The sample for a checked key (None if `keyless`), shape, resolved dtype and sharding.
+
+        An elementwise family's is its `law` drawn by the engine; the other families implement their own.
+        """
+        law = self.law(shape, dtype)
+        if law is None:
+            raise NotImplementedError(f"{type(self).__name__} implements neither `law` nor `sample`")
+        return engine.draw(law, key, shape, dtype, sharding)
 
     def __call__(
         self,
@@ -82,7 +98,8 @@ class Initializer:
         dtype = checks.resolve_dtype(self, dtype)
         shape = checks.shape(shape, dtype)
         if out_sharding is None:
-            return self.sample(key, shape, dtype, None)
+            law = self.law(shape, dtype)  # inline `sample`, for the short path of a plain eager call
+            return self.sample(key, shape, dtype, None) if law is None else engine.draw(law, key, shape, dtype)
         sharding = checks.out_sharding(out_sharding, len(shape))
         mesh = getattr(sharding, "mesh", None)
         explicit = getattr(mesh, "explicit_axes", ())

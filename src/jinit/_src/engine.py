@@ -2,18 +2,21 @@
 
 `draw(distribution, key, shape, dtype, sharding)` picks one of three ways, all giving JAX's values:
 
-- **Stream (eager, on CPU).** With JAX's partitionable threefry, element ``i`` of a sample depends only on the
-  key and on ``i`` (`jinit._src.threefry`), so a sample of any shape is the flat sample of its size, and that
-  flat sample can be cut into pieces drawn at their own stream positions. A sample of at most `CHUNK` elements
-  is drawn by one kernel of the next `BUCKETS` size and its first elements are handed out as the result,
-  without a copy; a larger one is drawn `CHUNK` elements at a time into one aligned host buffer that the
-  result aliases, at most `IN_FLIGHT` pieces alive at once. Kernels are compiled once per distribution, dtype
-  and size, never per shape, so a new shape rarely compiles anything.
-- **Exact.** One kernel per shape (like JAX): under a trace (a user's `jit`, `vmap`, `eval_shape`), with a
-  sharding (each device generates only its own shard), on other platforms, and for other PRNG
-  implementations or ``jax_threefry_partitionable=False`` (then with the user's key, exactly JAX's stream). A
-  flat sample of more than `LOOP_CHUNK` elements is written in place by a loop over pieces, so its temporaries
-  are those of one piece.
+- **Stream (eager, on CPU, fewer than `WHOLE` elements).** With JAX's partitionable threefry, element ``i`` of
+  a sample depends only on the key and on ``i`` (`jinit._src.threefry`), so a sample of any shape is the flat
+  sample of its size, and that flat sample can be cut into pieces drawn at their own stream positions. A
+  sample of at most `CHUNK` elements is drawn by one kernel of the next `BUCKETS` size and its first elements
+  are handed out as the result, without a copy; a larger one is drawn `CHUNK` elements at a time into one host
+  buffer that the result aliases, at most `IN_FLIGHT` pieces alive at once. Kernels are compiled once per
+  distribution, dtype and size, never per shape, so a new shape rarely compiles anything.
+- **Exact.** One kernel per shape (like JAX): for samples of `WHOLE` elements or more (whose kernel runs
+  faster than the stream by more than its compilation costs), when asked (`init_tree`, for a group of
+  parameters that large), under a trace (a user's `jit`, `vmap`, `eval_shape`), with a sharding (each device
+  generates only its own shard), on other platforms, and for other PRNG implementations or
+  ``jax_threefry_partitionable=False`` (then with the user's key, exactly JAX's stream). On CPU the kernel is
+  one loop that XLA vectorizes, from the counters to the scaled values: no temporary array at all. Elsewhere,
+  where threefry is JAX's primitive and writes its bits to memory, a flat sample of more than `LOOP_CHUNK`
+  elements is written in place by a loop over pieces, so its temporaries are those of one piece.
 - **Operation by operation**, for the one distribution whose bits XLA changes when fused (the complex
   `distributions.ScaledTruncatedNormal`).
 
@@ -25,6 +28,7 @@ import collections
 import functools
 import itertools
 import math
+import mmap
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -46,27 +50,46 @@ BUCKETS = tuple(sorted({-(-round(2 ** (k / 4)) // 64) * 64 for k in range(32, 72
 more than asked for, plus 64)."""
 IN_FLIGHT = 8
 """Pieces dispatched ahead of the one being copied: enough to keep XLA busy, few enough to hold little memory."""
+WHOLE = 2**24
+"""An eager sample of this many elements or more is drawn by its own exact kernel on CPU: from there on, that
+kernel's speed (about 1.3 times the stream's, with no copy) repays its compilation (about 0.1 s) in one call."""
 LOOP_CHUNK = 2**20
-"""An exact kernel writes a flat sample of more elements in place, one piece of this size at a time."""
+"""Off CPU, an exact kernel writes a flat sample of more elements in place, one piece of this size at a time."""
 
 
 def draw(
-    distribution: Distribution, key: Any, shape: tuple[int, ...], dtype: np.dtype, sharding: Sharding | None = None
+    distribution: Distribution,
+    key: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    sharding: Sharding | None = None,
+    *,
+    per_shape: bool = False,
 ) -> jax.Array:
-    """A sample of `distribution` of `shape` and `dtype` from `key`, laid out as `sharding` (checked arguments)."""
+    """A sample of `distribution` of `shape` and `dtype` from `key`, laid out as `sharding` (checked arguments).
+
+    With `per_shape`, the sample is drawn by the exact kernel of its shape, whatever its size: for a caller
+    that draws the shape often enough to repay the kernel's compilation.
+    """
     n = math.prod(shape)
     if n == 0:
         return jnp.zeros(shape, dtype, out_sharding=cast(Any, sharding))
     if distribution.complex_op_by_op and dtype.kind == "c":
         return lay_out(lambda k, d: d.sample(k, shape, dtype), sharding, key, distribution)
-    positioned = threefry.partitionable(key) and threefry.verified()
-    if positioned and sharding is None and not isinstance(key, Tracer):
+    own_bits = n < threefry.MAX_DRAW and threefry.partitionable(key) and threefry.verified()  # `positioned`, inline
+    if own_bits and sharding is None and n < WHOLE and not per_shape and not isinstance(key, Tracer):
         devices = key.devices() if isinstance(key, jax.Array) else None
         if (jax.default_backend() if devices is None else next(iter(devices)).platform) == "cpu":
             out = _stream(distribution, key, n, shape, dtype) if devices is None or len(devices) == 1 else None
             if out is not None:
                 return out
-    return _exact(key, distribution, shape=shape, dtype=dtype, sharding=sharding, positioned=positioned)
+    return _exact(key, distribution, shape=shape, dtype=dtype, sharding=sharding, positioned=own_bits)
+
+
+def positioned(key: Any, n: int) -> bool:
+    """Whether a sample of `n` elements from `key` can be drawn from `key`'s positioned stream (`origin`), with
+    jinit's threefry, giving JAX's values: a key of JAX's partitionable stream, and a JAX that still follows it."""
+    return n < threefry.MAX_DRAW and threefry.partitionable(key) and threefry.verified()
 
 
 # ------------------------------------------------------------------------------------------------ stream
@@ -103,10 +126,13 @@ def _stream(distribution: Distribution, key: Any, n: int, shape: tuple[int, ...]
 
 
 def _aligned_empty(n: int, dtype: np.dtype) -> np.ndarray:
-    """An uninitialized host buffer of `n` elements aligned to 64 bytes, which JAX's CPU arrays can alias."""
-    raw = np.empty(n * dtype.itemsize + 64, np.uint8)
-    start = -raw.ctypes.data % 64
-    return raw[start : start + n * dtype.itemsize].view(dtype)
+    """A zeroed host buffer of `n` elements aligned to a page, which JAX's CPU arrays can alias.
+
+    Anonymous memory mapped as XLA's own buffers are, page by page: NumPy asks the kernel for huge pages for
+    large arrays, which (with Linux's default ``defrag=madvise``) can stall each first write on memory
+    compaction, at times halving the speed of a large draw.
+    """
+    return np.frombuffer(mmap.mmap(-1, max(1, n * dtype.itemsize)), dtype, count=n)
 
 
 def _assemble(pieces: Iterator[jax.Array], n: int, shape: tuple[int, ...], like: jax.Array) -> jax.Array:
@@ -187,30 +213,32 @@ def lay_out(sample: Callable[..., jax.Array], sharding: Sharding | None, *args: 
 def _exact(key, distribution, *, shape, dtype, sharding, positioned):
     """A sample of exactly `shape`, each device generating its own shard of `sharding`.
 
-    With the positioned stream, the sample is the flat one reshaped; a large one is written in place by a loop.
+    With the positioned stream, the sample is the flat one reshaped; off CPU, a large one is written in place by
+    a loop (`looped`).
     """
     n = math.prod(shape)
-    if not positioned or n >= threefry.MAX_DRAW:  # JAX's own stream, from the user's key
+    if not positioned:  # JAX's own stream, from the user's key
         return lay_out(lambda k, d: d.sample(k, shape, dtype), sharding, key, distribution)
-    if sharding is None and LOOP_CHUNK < n < 2**31:
-        return _looped(distribution, threefry.key_data(key), n, dtype).reshape(shape)
+    if sharding is None and LOOP_CHUNK < n < 2**31 and jax.default_backend() != "cpu":
+        return looped(distribution, threefry.key_data(key), n, dtype).reshape(shape)
     if sharding is None:  # a flat sample compiles and runs faster than one of a convolution kernel's rank
-        return distribution.sample(_origin(key), (n,), dtype).reshape(shape)
-    return lay_out(lambda k, d: d.sample(_origin(k), shape, dtype), sharding, key, distribution)
+        return distribution.sample(origin(key), (n,), dtype).reshape(shape)
+    return lay_out(lambda k, d: d.sample(origin(k), shape, dtype), sharding, key, distribution)
 
 
-def _origin(key: jax.Array) -> jax.Array:
+def origin(key: jax.Array) -> jax.Array:
     """The positioned key of `key`'s stream from its start: traceable, inside a layout's own context too."""
     return threefry.positioned_key(threefry.key_data(key), jnp.zeros(2, np.uint32))
 
 
-def _looped(distribution: Distribution, data: jax.Array, n: int, dtype: np.dtype) -> jax.Array:
+def looped(distribution: Distribution, data: jax.Array, n: int, dtype: np.dtype) -> jax.Array:
     """The flat sample of `n` elements (LOOP_CHUNK < n < 2**31), generated piece by piece in place.
 
-    Drawn whole, a sample keeps about three full-size temporaries alive (threefry's two words of bits and the
-    unscaled sample); piece by piece, the temporaries are those of one piece, and the loop is faster, as each
-    piece stays in cache. The last piece ends at `n`, overlapping the one before it, whose values it writes
-    again: one piece size, so one copy of the sampler to compile.
+    Where threefry is JAX's primitive (off CPU), a sample drawn whole keeps about three full-size temporaries
+    alive (threefry's two words of bits and the unscaled sample); piece by piece, the temporaries are those of
+    one piece. The last piece ends at `n`, overlapping the one before it, whose values it writes again: one
+    piece size, so one copy of the sampler to compile. (On CPU, where the whole sample is one fused loop with
+    no temporaries, the loop would only be slower: its body runs on one core.)
     """
 
     def write(i: jax.Array, out: jax.Array) -> jax.Array:

@@ -204,12 +204,11 @@ class TruncNormal(Initializer, name="trunc_normal"):
         checks.ordered("a", a, "b", b)
         self._set(mean=mean, std=std, a=a, b=b, dtype=checks.dtype("dtype", self.dtype))
 
-    def sample(self, key, shape, dtype, sharding):
+    def law(self, shape, dtype):
         mean, std, a, b = self.mean, self.std, self.a, self.b
         distributions.computable(self.name, dtype, mean=mean, std=std)
         low, high = distributions.bounded(self.name, Fraction(a), Fraction(b), False, dtype, {"a": a, "b": b})
-        law = distributions.TruncatedNormal(std, mean or None, (a - mean) / std, (b - mean) / std, low, high)
-        return engine.draw(law, key, shape, dtype, sharding)
+        return distributions.TruncatedNormal(std, mean or None, (a - mean) / std, (b - mean) / std, low, high)
 
 
 def trunc_normal(

@@ -7,7 +7,7 @@
 import dataclasses
 from fractions import Fraction
 
-from jinit._src import checks, distributions, engine
+from jinit._src import checks, distributions
 from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike
 
@@ -28,9 +28,9 @@ class Normal(Initializer, name="normal"):
             mean=checks.number("mean", self.mean),
         )
 
-    def sample(self, key, shape, dtype, sharding):
+    def law(self, shape, dtype):
         distributions.computable(self.name, dtype, stddev=self.stddev, mean=self.mean)
-        return engine.draw(distributions.Normal(self.stddev, self.mean or None), key, shape, dtype, sharding)
+        return distributions.Normal(self.stddev, self.mean or None)
 
 
 def normal(stddev: float = 1e-2, dtype: DTypeLike | None = None, *, mean: float = 0.0) -> Initializer:
@@ -77,9 +77,9 @@ class RandomNormal(Initializer, name="random_normal"):
             dtype=checks.dtype("dtype", self.dtype),
         )
 
-    def sample(self, key, shape, dtype, sharding):
+    def law(self, shape, dtype):
         distributions.computable(self.name, dtype, stddev=self.stddev, mean=self.mean)
-        return engine.draw(distributions.Normal(self.stddev, self.mean or None), key, shape, dtype, sharding)
+        return distributions.Normal(self.stddev, self.mean or None)
 
 
 def random_normal(mean: float = 0.0, stddev: float = 0.05, dtype: DTypeLike | None = None) -> Initializer:
@@ -118,11 +118,11 @@ class Uniform(Initializer, name="uniform"):
         scale = checks.number("scale", self.scale, minimum="nonnegative")
         self._set(scale=scale, dtype=checks.dtype("dtype", self.dtype))
 
-    def sample(self, key, shape, dtype, sharding):
+    def law(self, shape, dtype):
         distributions.computable(self.name, dtype, scale=self.scale)
         scale = Fraction(self.scale)  # [0, scale), or 0 itself for scale 0
         low, high = distributions.bounded(self.name, Fraction(0), scale, scale > 0, dtype, {"scale": self.scale})
-        return engine.draw(distributions.Uniform(self.scale, low, high), key, shape, dtype, sharding)
+        return distributions.Uniform(self.scale, low, high)
 
 
 def uniform(scale: float = 1e-2, dtype: DTypeLike | None = None) -> Initializer:
@@ -161,12 +161,12 @@ class RandomUniform(Initializer, name="random_uniform"):
         checks.ordered("minval", minval, "maxval", maxval)
         self._set(minval=minval, maxval=maxval, dtype=checks.dtype("dtype", self.dtype))
 
-    def sample(self, key, shape, dtype, sharding):
+    def law(self, shape, dtype):
         minval, maxval = self.minval, self.maxval
         distributions.computable(self.name, dtype, minval=minval, maxval=maxval, **{"maxval - minval": maxval - minval})
         received = {"minval": minval, "maxval": maxval}
         low, high = distributions.bounded(self.name, Fraction(minval), Fraction(maxval), True, dtype, received)
-        return engine.draw(distributions.RandomUniform(minval, maxval, low, high), key, shape, dtype, sharding)
+        return distributions.RandomUniform(minval, maxval, low, high)
 
 
 def random_uniform(minval: float = -0.05, maxval: float = 0.05, dtype: DTypeLike | None = None) -> Initializer:
@@ -216,7 +216,7 @@ class TruncatedNormal(Initializer, name="truncated_normal"):
             mean=checks.number("mean", self.mean),
         )
 
-    def sample(self, key, shape, dtype, sharding):
+    def law(self, shape, dtype):
         stddev, mean, lower, upper = self.stddev, self.mean, self.lower, self.upper
         distributions.computable(self.name, dtype, stddev=stddev, mean=mean)
         low, high = distributions.bounded(
@@ -227,8 +227,7 @@ class TruncatedNormal(Initializer, name="truncated_normal"):
             dtype,
             {"stddev": stddev, "lower": lower, "upper": upper, "mean": mean},
         )
-        law = distributions.TruncatedNormal(stddev, mean or None, lower, upper, low, high)
-        return engine.draw(law, key, shape, dtype, sharding)
+        return distributions.TruncatedNormal(stddev, mean or None, lower, upper, low, high)
 
 
 def truncated_normal(

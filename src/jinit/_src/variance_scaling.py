@@ -4,9 +4,7 @@ import dataclasses
 import math
 from typing import ClassVar
 
-import jax
-
-from jinit._src import checks, distributions, engine, fans
+from jinit._src import checks, distributions, fans
 from jinit._src.base import Initializer
 from jinit._src.typing import Axis, DTypeLike
 
@@ -15,8 +13,8 @@ DISTRIBUTIONS = ("truncated_normal", "normal", "uniform")
 _SYNONYMS = {"untruncated_normal": "normal"}
 
 
-def draw(scale, mode, distribution, fan_in, fan_out, key, shape, dtype, sharding) -> jax.Array:
-    """Variance scaling's sample, given the fans: every variance-scaling family samples through here.
+def scaled(scale, mode, distribution, fan_in, fan_out, dtype) -> distributions.Distribution:
+    """Variance scaling's distribution, given the fans: every variance-scaling family's `law`.
 
     The variance is ``scale / n``, with `n` the fan that `mode` names, at least 1 (as in Keras, so that a
     zero-size fan is harmless).
@@ -32,7 +30,7 @@ def draw(scale, mode, distribution, fan_in, fan_out, key, shape, dtype, sharding
     variance = scale / max(1, n)
     if variance > 3.0e38:  # a float32 computation would overflow (its largest value is 3.4e38)
         distributions.computable(f"variance scaling's scale / n = {variance!r}; its `scale`", dtype, scale=scale)
-    return engine.draw(distributions.SCALED[distribution](variance), key, shape, dtype, sharding)
+    return distributions.SCALED[distribution](variance)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -61,9 +59,9 @@ class VarianceScaling(Initializer, name="variance_scaling"):
             dtype=checks.dtype("dtype", self.dtype),
         )
 
-    def sample(self, key, shape, dtype, sharding):
+    def law(self, shape, dtype):
         fan_in, fan_out = fans.fans(shape, self.in_axis, self.out_axis, self.batch_axis)
-        return draw(self.scale, self.mode, self.distribution, fan_in, fan_out, key, shape, dtype, sharding)
+        return scaled(self.scale, self.mode, self.distribution, fan_in, fan_out, dtype)
 
 
 def variance_scaling(
@@ -142,12 +140,12 @@ class KerasVarianceScaling(Initializer, name="keras_variance_scaling"):
             dtype=shared.dtype,
         )
 
-    def sample(self, key, shape, dtype, sharding):
+    def law(self, shape, dtype):
         rank = len(shape)
         ins = checks.normalize_axes("input_axes", self.input_axes, rank, shape)
         outs = checks.normalize_axes("output_axes", self.output_axes, rank, shape)
         fan_in, fan_out = math.prod(shape[a] for a in ins), math.prod(shape[a] for a in outs)
-        return draw(self.scale, self.mode, self.distribution, fan_in, fan_out, key, shape, dtype, sharding)
+        return scaled(self.scale, self.mode, self.distribution, fan_in, fan_out, dtype)
 
 
 def _axes(name: str, value: Axis) -> tuple[int, ...]:
@@ -216,9 +214,9 @@ class Preset(Initializer):
             dtype=checks.dtype("dtype", self.dtype),
         )
 
-    def sample(self, key, shape, dtype, sharding):
+    def law(self, shape, dtype):
         fan_in, fan_out = fans.fans(shape, self.in_axis, self.out_axis, self.batch_axis)
-        return draw(self.scale, self.mode, self.distribution, fan_in, fan_out, key, shape, dtype, sharding)
+        return scaled(self.scale, self.mode, self.distribution, fan_in, fan_out, dtype)
 
 
 class GlorotUniform(Preset, name="glorot_uniform"):
