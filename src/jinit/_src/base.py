@@ -3,8 +3,9 @@
 Each family (`Normal`, `VarianceScaling`, `Orthogonal`, ...) subclasses `Initializer`, declares its factory's
 name (``class Normal(Initializer, name="normal")``), checks its fields in `__post_init__` and implements
 `sample`; an elementwise family implements `law` instead, the distribution of each element, which the engine
-draws (`jinit._src.engine`). Equality, hashing and pickling come from the dataclass; `repr` is the factory call that rebuilds the
-value. The name is how configs refer to a family: `classes()` is the table `jinit.deserialize` reads.
+draws (`jinit._src.engine`). Equality, hashing and pickling come from the dataclass; `repr` is the factory
+call that rebuilds the value. The name is how configs refer to a family: `classes()` is the table
+`jinit.deserialize` reads.
 """
 
 import dataclasses
