@@ -29,9 +29,11 @@ from jinit._src.registry import registered_names as registered_names
 from jinit._src.registry import serialize as serialize
 from jinit._src.stft import stft as stft
 from jinit._src.tree import ParamSpec as ParamSpec
+from jinit._src.tree import Progress as Progress
 from jinit._src.tree import init_like as init_like
 from jinit._src.tree import init_tree as init_tree
 from jinit._src.tree import path_key as path_key
+from jinit._src.tree import progress_bar as progress_bar
 from jinit._src.typing import InitializerLike as InitializerLike
 from jinit._src.variance_scaling import glorot_normal as glorot_normal
 from jinit._src.variance_scaling import glorot_uniform as glorot_uniform
@@ -62,6 +64,7 @@ __all__ = (
     "Initializer",
     "InitializerLike",
     "ParamSpec",
+    "Progress",
     "calculate_gain",
     "compute_fans",
     "constant",
@@ -85,6 +88,7 @@ __all__ = (
     "ones",
     "orthogonal",
     "path_key",
+    "progress_bar",
     "random_normal",
     "random_uniform",
     "register",

@@ -1,17 +1,21 @@
 """jinit initializers as Haiku initializers: ``hk.Linear(3, w_init=jinit.haiku.to_haiku(jinit.he_normal()))``.
 
 Haiku calls an initializer as ``init(shape, dtype)`` and supplies randomness through ``hk.next_rng_key()``;
-`to_haiku` adapts a jinit initializer (or any ``init(key, shape, dtype)``) to that. Haiku is imported when an
-adapted initializer is first called, never by ``import jinit`` (``pip install jinit[haiku]``).
+`to_haiku` adapts a jinit initializer (or any ``init(key, shape, dtype)``) to that. `init` initializes a
+transformed function's parameters with jinit's engine. Haiku is imported when an adapted initializer is first
+called, never by ``import jinit`` (``pip install jinit[haiku]``).
 """
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jinit._src import checks
+from jinit._src import capture, checks
 from jinit._src.base import Initializer
+from jinit._src.tree import Progress
 from jinit._src.typing import DTypeLike, InitializerLike, Shape
 
 
@@ -65,3 +69,63 @@ def to_haiku(init: InitializerLike) -> HaikuInitializer:
       {'linear': {'b': (3,), 'w': (4, 3)}}
     """
     return HaikuInitializer(checks.initializer("init", init))
+
+
+def init(
+    f: Any,
+    key: Any,
+    *args: Any,
+    mesh: jax.sharding.Mesh | None = None,
+    path_keys: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """What ``f.init(key, *args, **kwargs)`` returns, with the parameters of jinit's initializers drawn by its engine.
+
+    For ``hk.transform`` and ``hk.transform_with_state``: the function is traced once (its forward pass's
+    arithmetic is never run); every parameter made by a `to_haiku` initializer is drawn by jinit's engine from
+    the key ``hk.next_rng_key()`` gave it, bitwise as ``f.init`` makes it, compiled once per distinct
+    (initializer, shape, dtype) rather than per layer; the other parameters and the state are computed by one
+    compiled program. Works under `jax.jit` and `jax.eval_shape`.
+
+    Args:
+      f: an ``hk.Transformed`` or ``hk.TransformedWithState``.
+      key: the PRNG key ``f.init`` takes.
+      *args, **kwargs: the inputs ``f.init`` takes after the key.
+      mesh: a mesh over which every parameter is created replicated (Haiku's parameters carry no partitioning).
+      path_keys: draw each jinit parameter from ``jinit.path_key(key, path)`` (`path` such as
+        ``"mlp/~/linear_0/w"``) instead of Haiku's key sequence, so that adding a layer leaves every other
+        layer's values unchanged. The values then differ from ``f.init``'s.
+      progress: as in `jinit.init_tree`.
+
+    Returns:
+      The parameters (and, for ``transform_with_state``, the state), as ``f.init`` returns them.
+
+    Raises:
+      TypeError: `f` has no ``init``.
+
+    Examples:
+      >>> import haiku as hk, jax, jax.numpy as jnp, jinit, jinit.haiku
+      >>> f = hk.transform(lambda x: hk.Linear(3, w_init=jinit.haiku.to_haiku(jinit.he_normal()))(x))
+      >>> x = jnp.ones((2, 4))
+      >>> params = jinit.haiku.init(f, jax.random.key(0), x)
+      >>> bool(jnp.array_equal(params["linear"]["w"], f.init(jax.random.key(0), x)["linear"]["w"]))
+      True
+    """
+    if not callable(getattr(f, "init", None)):
+        raise TypeError(
+            "Argument `f` must be a transformed function (`hk.transform` or `hk.transform_with_state`). "
+            f"{checks.received('f', f)}"
+        )
+    return capture.initialize(
+        f.init,
+        (key, *args),
+        kwargs,
+        mesh=mesh,
+        boxed=lambda x: False,
+        spec_of=lambda x: None,
+        root=checks.key(key) if path_keys else None,
+        progress=progress,
+        what="the parameters",
+        strip=1 if type(f).__name__ == "TransformedWithState" else 0,  # (params, state): paths within each
+    )

@@ -8,8 +8,9 @@ call that rebuilds the value. The name is how configs refer to a family: `classe
 `jinit.deserialize` reads.
 """
 
+import contextvars
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import numpy as np
@@ -20,6 +21,22 @@ from jinit._src.distributions import Distribution
 from jinit._src.typing import DTypeLike, KeyArray, OutSharding, Shape
 
 _CLASSES: dict[str, type["Initializer"]] = {}
+
+
+class Call(NamedTuple):
+    """One call of an initializer, as `jinit._src.capture` records it: its checked arguments and its result."""
+
+    init: "Initializer"
+    key: Any
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    sharding: Any
+    result: Any
+
+
+CALLS: contextvars.ContextVar[list[Call] | None] = contextvars.ContextVar("jinit_calls", default=None)
+"""The list that initializer calls append themselves to while `jinit._src.capture` traces a model's
+initialization (set only there, for that trace); None otherwise. Recording changes no value."""
 
 
 def classes() -> dict[str, type["Initializer"]]:
@@ -100,8 +117,17 @@ class Initializer:
         shape = checks.shape(shape, dtype)
         if out_sharding is None:
             law = self.law(shape, dtype)  # inline `sample`, for the short path of a plain eager call
-            return self.sample(key, shape, dtype, None) if law is None else engine.draw(law, key, shape, dtype)
-        sharding = checks.out_sharding(out_sharding, len(shape))
+            x = self.sample(key, shape, dtype, None) if law is None else engine.draw(law, key, shape, dtype)
+            sharding = None
+        else:
+            sharding = checks.out_sharding(out_sharding, len(shape))
+            x = self._sharded(key, shape, dtype, sharding)
+        calls = CALLS.get()
+        if calls is not None:  # inside `jinit.capture.record`: what made `x`, to draw it again by the engine
+            calls.append(Call(self, key, shape, dtype, sharding, x))
+        return x
+
+    def _sharded(self, key: Any, shape: tuple[int, ...], dtype: np.dtype, sharding: Any) -> jax.Array:
         mesh = getattr(sharding, "mesh", None)
         explicit = getattr(mesh, "explicit_axes", ())
         if explicit and _outside_any_mesh():

@@ -109,6 +109,13 @@ def integer(name: str, value: Any) -> int:
     return result
 
 
+def callback(name: str, value: Any) -> Any:
+    """Checks that `value` is None or callable; returns it."""
+    if value is not None and not callable(value):
+        raise TypeError(f"Argument `{name}` must be None or a callable. {received(name, value)}")
+    return value
+
+
 def representable(initializer: str, argument: str, value: Any, dtype: np.dtype) -> None:
     """A ValueError when a finite number of `value` overflows `dtype` (it would become infinite, or wrap)."""
     array = np.asarray(value)

@@ -19,6 +19,8 @@ import collections
 import dataclasses
 import hashlib
 import math
+import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,6 +73,39 @@ class ParamSpec:
         object.__setattr__(self, "init", checks.initializer("init", init))
         object.__setattr__(self, "dtype", checks.dtype("dtype", dtype))
         object.__setattr__(self, "sharding", checks.sharding(sharding))
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """How far a whole-model initialization has got, reported after each parameter it draws.
+
+    Attributes:
+      path: the path of the parameter just drawn.
+      leaves, total_leaves: parameters drawn so far, and in all.
+      elements, total_elements: their elements.
+      nbytes, total_bytes: their bytes.
+      seconds: time since the first parameter started.
+    """
+
+    path: str
+    leaves: int
+    total_leaves: int
+    elements: int
+    total_elements: int
+    nbytes: int
+    total_bytes: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Elements drawn per second so far."""
+        return self.elements / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def remaining(self) -> float:
+        """Estimated seconds left, at the rate so far (by bytes: elements of wider dtypes take longer)."""
+        done = self.nbytes / self.total_bytes if self.total_bytes else 1.0
+        return self.seconds * (1 - done) / done if done > 0 else math.inf
 
 
 def _words(path: bytes) -> tuple[int, int]:
@@ -159,21 +194,89 @@ class _Leaf:
 
 def _resolve(path: str, spec: ParamSpec, mesh: Mesh | None) -> _Leaf:
     """Resolves a spec's sharding (a PartitionSpec on `mesh` or the current mesh) and checks that it fits."""
-    sharding = spec.sharding
+    return _Leaf(path, spec, resolve(path, spec.sharding, spec.shape, mesh))
+
+
+def resolve(path: str, sharding: Any, shape: tuple[int, ...], mesh: Mesh | None) -> Sharding | None:
+    """The sharding of the parameter at `path`: a PartitionSpec on `mesh` or the current mesh, replicated over
+    `mesh` when None; checked to fit `shape`."""
     if isinstance(sharding, PartitionSpec):
         context = checks.current_mesh() if mesh is None else mesh
         if context.empty:
             raise ValueError(
-                f"Parameter {checks.show(path)} has a PartitionSpec sharding but no mesh is given: pass `mesh=` to "
-                f"`init_tree`, call it inside `with jax.set_mesh(mesh):`, or give a `NamedSharding`. "
+                f"Parameter {checks.show(path)} has a PartitionSpec sharding but no mesh is given: pass `mesh=`, "
+                f"call it inside `with jax.set_mesh(mesh):`, or give a `NamedSharding`. "
                 f"Received: sharding={sharding}"
             )
         sharding = NamedSharding(context, sharding)
     elif sharding is None and mesh is not None:
         sharding = NamedSharding(mesh, PartitionSpec())  # on a mesh, an unsharded parameter is replicated
     if sharding is not None:
-        checks.fits(path, sharding, spec.shape)
-    return _Leaf(path, spec, sharding)
+        checks.fits(path, sharding, shape)
+    return sharding
+
+
+class _Reporter:
+    """Calls `progress` after each parameter, once it is ready (so the times are those of the work done)."""
+
+    def __init__(self, leaves: Sequence[_Leaf], progress: Callable[[Progress], None]) -> None:
+        self.progress = progress
+        self.total = (len(leaves), sum(math.prod(leaf.spec.shape) for leaf in leaves))
+        self.total_bytes = sum(_nbytes(leaf) for leaf in leaves)
+        self.done = [0, 0, 0]
+        self.start = time.perf_counter()
+
+    def __call__(self, leaf: _Leaf, array: jax.Array) -> None:
+        jax.block_until_ready(array)
+        self.done[0] += 1
+        self.done[1] += math.prod(leaf.spec.shape)
+        self.done[2] += _nbytes(leaf)
+        seconds = time.perf_counter() - self.start
+        leaves, elements, nbytes = self.done
+        self.progress(
+            Progress(leaf.path, leaves, self.total[0], elements, self.total[1], nbytes, self.total_bytes, seconds)
+        )
+
+
+def _nbytes(leaf: _Leaf) -> int:
+    init, spec = leaf.spec.init, leaf.spec
+    dtype = (
+        checks.resolve_dtype(init, spec.dtype) if isinstance(init, Initializer) else np.dtype(spec.dtype or "float32")
+    )
+    return math.prod(spec.shape) * dtype.itemsize
+
+
+def progress_bar(stream: Any = None, width: int = 30) -> Callable[[Progress], None]:
+    """A `progress` callback that draws a text bar on one line of `stream` (sys.stderr by default).
+
+    Examples:
+      >>> import io, jax, jinit
+      >>> out = io.StringIO()
+      >>> params = jinit.init_tree(jax.random.key(0), {"w": jinit.ParamSpec((3, 4), jinit.zeros)},
+      ...                          progress=jinit.progress_bar(out))
+      >>> "1/1 parameters" in out.getvalue()
+      True
+    """
+    width = checks.integer("width", width)
+    if width < 1:
+        raise ValueError(f"Argument `width` must be at least 1. {checks.received('width', width)}")
+    if stream is not None and not callable(getattr(stream, "write", None)):
+        raise TypeError(f"Argument `stream` must be None or have a `write` method. {checks.received('stream', stream)}")
+
+    def show(p: Progress) -> None:
+        out = sys.stderr if stream is None else stream
+        done = p.nbytes / p.total_bytes if p.total_bytes else 1.0
+        bar = "#" * round(width * done) + "-" * (width - round(width * done))
+        left = "" if p.leaves == p.total_leaves else f", {p.remaining:.0f} s left"
+        out.write(
+            f"\r[{bar}] {p.leaves}/{p.total_leaves} parameters, {p.nbytes / 2**20:.1f}/{p.total_bytes / 2**20:.1f} MiB,"
+            f" {p.rate / 1e6:.0f} M elements/s{left}"
+        )
+        if p.leaves == p.total_leaves:
+            out.write("\n")
+        out.flush()
+
+    return show
 
 
 MAX_DEPTH = 256
@@ -235,7 +338,9 @@ def _flatten(tree: Any, what: str, is_leaf: Callable[[Any], bool] | None = None)
     return flat, treedef
 
 
-def init_tree(key: KeyArray, specs: Any, *, mesh: Mesh | None = None) -> Any:
+def init_tree(
+    key: KeyArray, specs: Any, *, mesh: Mesh | None = None, progress: Callable[[Progress], None] | None = None
+) -> Any:
     """Initializes every `ParamSpec` of a pytree, each from the key of its path.
 
     Each parameter is bitwise identical to ``spec.init(jinit.path_key(key, path), spec.shape, spec.dtype)``
@@ -253,6 +358,9 @@ def init_tree(key: KeyArray, specs: Any, *, mesh: Mesh | None = None) -> Any:
       specs: any pytree (dicts, lists, tuples, registered dataclasses) whose leaves are `ParamSpec`s.
       mesh: the mesh of the specs' `PartitionSpec` shardings (defaults to the mesh set by `jax.set_mesh`).
         With a mesh, a spec without a sharding is replicated over it.
+      progress: None, or a callable that receives a `jinit.Progress` after each parameter is drawn (such as
+        `jinit.progress_bar()`). Each parameter is then awaited before the next starts, so the figures are
+        those of the work done. Not called under a trace.
 
     Returns:
       The same pytree with an array in place of each spec.
@@ -276,6 +384,7 @@ def init_tree(key: KeyArray, specs: Any, *, mesh: Mesh | None = None) -> Any:
     """
     key = checks.key(key)
     mesh = checks.mesh(mesh)
+    progress = checks.callback("progress", progress)
     flat, treedef = _flatten(specs, "specs", is_leaf=lambda x: isinstance(x, ParamSpec))
     for path, spec in flat:
         if not isinstance(spec, ParamSpec):
@@ -289,7 +398,7 @@ def init_tree(key: KeyArray, specs: Any, *, mesh: Mesh | None = None) -> Any:
     words = np.array([_words(checks.path(leaf.path)) for leaf in leaves], np.uint32)
     for leaf in {leaf.group: leaf for leaf in leaves}.values():
         _check(leaf, key)
-    arrays = _traced(key, leaves, words) if isinstance(key, Tracer) else _eager(key, leaves, words)
+    arrays = _traced(key, leaves, words) if isinstance(key, Tracer) else _eager(key, leaves, words, progress)
     return jax.tree_util.tree_unflatten(treedef, arrays)
 
 
@@ -308,15 +417,10 @@ def _check(leaf: _Leaf, key: Any) -> None:
         )
 
 
-def _eager(key: Any, leaves: list[_Leaf], words: np.ndarray) -> list[jax.Array]:
-    """Each parameter from its own key (see the module docstring).
-
-    A group of parameters of `engine.WHOLE` elements or more in all is drawn by its shape's own kernel, which
-    its parameters share: its compilation is repaid by its speed.
-    """
-    sizes: collections.Counter[tuple] = collections.Counter()
-    for leaf in leaves:
-        sizes[leaf.group] += math.prod(leaf.spec.shape)
+def _eager(
+    key: Any, leaves: list[_Leaf], words: np.ndarray, progress: Callable[[Progress], None] | None
+) -> list[jax.Array]:
+    """Each parameter from the key of its path (see the module docstring)."""
     keys = _derive(key, words)
     typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
     data = np.asarray(jax.random.key_data(keys) if typed else keys)[: len(leaves)]
@@ -324,25 +428,49 @@ def _eager(key: Any, leaves: list[_Leaf], words: np.ndarray) -> list[jax.Array]:
     # a key committed to a device keeps its parameters there, as each parameter's own call would
     device = next(iter(key.devices())) if isinstance(key, jax.Array) and key.committed else None
     rows = (jax.device_put(row, device) if device is not None else row for row in data)
+    keys = (jax.random.wrap_key_data(row, impl=impl) if typed else jnp.asarray(row) for row in rows)
+    return draw(leaves, keys, progress)
+
+
+def draw(leaves: Sequence[_Leaf], keys: Any, progress: Callable[[Progress], None] | None = None) -> list[jax.Array]:
+    """Each parameter from its key (an iterable of concrete keys, one per parameter), eagerly.
+
+    A group of parameters of `engine.WHOLE` elements or more in all is drawn by its shape's own kernel, which
+    its parameters share: its compilation is repaid by its speed.
+    """
+    sizes: collections.Counter[tuple] = collections.Counter()
+    for leaf in leaves:
+        sizes[leaf.group] += math.prod(leaf.spec.shape)
+    report = _Reporter(leaves, progress) if progress is not None else None
     arrays = []
-    for leaf, row in zip(leaves, rows, strict=True):
-        leaf_key = jax.random.wrap_key_data(row, impl=impl) if typed else jnp.asarray(row)
+    for leaf, leaf_key in zip(leaves, keys, strict=True):
         large = sizes[leaf.group] >= engine.WHOLE and math.prod(leaf.spec.shape) > engine.CHUNK
         arrays.append(leaf.per_shape(leaf_key) if large else leaf(leaf_key))
+        if report is not None:
+            report(leaf, arrays[-1])
     return arrays
 
 
 def _traced(key: Any, leaves: list[_Leaf], words: np.ndarray) -> list[Any]:
     """Under a trace: the parameters of each group from one `jax.lax.map` over their keys."""
+    return traced(leaves, _derive(key, words))  # one derivation in the program, whatever the number of groups
+
+
+def traced(leaves: Sequence[_Leaf], every_key: Any) -> list[Any]:
+    """Under a trace: the parameters of each group from one `jax.lax.map` over their keys (an array of keys,
+    one per parameter, or a list of them)."""
     groups: dict[tuple, list[int]] = {}
     for i, leaf in enumerate(leaves):
         groups.setdefault(leaf.group, []).append(i)
     arrays: list[Any] = [None] * len(leaves)
-    every_key = _derive(key, words)  # one derivation in the program, whatever the number of groups
     for indices in groups.values():
-        keys = every_key[np.array(indices)]
+        if isinstance(every_key, list):
+            keys = [every_key[i] for i in indices]
+            keys = keys if len(indices) == 1 or keys[0] is None else jnp.stack(keys)  # None: keyless
+        else:
+            keys = every_key[np.array(indices)]
         leaf = leaves[indices[0]]
-        if len(indices) == 1 or leaf.sharding is not None:
+        if isinstance(keys, list) or leaf.sharding is not None:
             for j, i in enumerate(indices):
                 arrays[i] = leaves[i](keys[j])
             continue
@@ -358,6 +486,7 @@ def init_like(
     rules: Sequence[tuple[Any, InitializerLike]],
     *,
     mesh: Mesh | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> Any:
     """Initializes a pytree shaped like `abstract_tree`, choosing each leaf's initializer by its path.
 
@@ -371,7 +500,7 @@ def init_like(
       key: the root PRNG key.
       abstract_tree: a pytree whose leaves have `shape` and `dtype`.
       rules: a sequence of ``(regex, initializer)`` pairs; a regex is a string or a compiled pattern.
-      mesh: as in `init_tree`.
+      mesh, progress: as in `init_tree`.
 
     Returns:
       A pytree of the same structure, shapes and dtypes, of freshly initialized arrays.
@@ -410,4 +539,4 @@ def init_like(
             f"Add a rule for them (a last ('.*', init) matches every path). "
             f"Received: rules={[pattern.pattern for pattern, _ in checked]}"
         )
-    return init_tree(key, jax.tree_util.tree_unflatten(treedef, specs), mesh=mesh)
+    return init_tree(key, jax.tree_util.tree_unflatten(treedef, specs), mesh=mesh, progress=progress)

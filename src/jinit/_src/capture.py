@@ -1,0 +1,212 @@
+"""A framework's own model initialized by jinit's engine: its initialization traced once, its parameters drawn.
+
+`initialize` runs a model's initialization (a linen ``module.init``, a Haiku ``f.init``, an NNX constructor)
+as one `jax.jit` trace in which every call of a jinit initializer records itself (`base.CALLS`): initializer,
+key, shape, dtype, sharding and result. An output leaf that *is* such a result (the parameter exactly as its
+initializer made it, boxed in metadata or not) is drawn afterwards by the engine from the recorded key, as
+`jinit.init_tree` draws a tree: bitwise what the call gives, grouped by (initializer, shape, dtype, sharding),
+each parameter created with its sharding. The traced program returns only those keys and the other leaves
+(other libraries' initializers, state, a parameter computed from an initializer's result), so XLA drops the
+forward pass's arithmetic, and what it compiles grows with the parameters only by their key derivations.
+
+Recording changes no value: a call made where it is not recorded (inside a `scan` or `vmap` of the model,
+whose results are not output leaves) is simply part of the program, computed as JAX computes it.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.core import Tracer
+from jax.extend import core as jex_core
+from jax.sharding import Mesh
+
+from jinit._src import base, checks, tree
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What the trace found: the output's structure, and for each leaf its path, sharding and recorded call."""
+
+    treedef: Any = None
+    paths: list[str] = dataclasses.field(default_factory=list)
+    shardings: list[Any] = dataclasses.field(default_factory=list)
+    calls: list[base.Call | None] = dataclasses.field(default_factory=list)
+
+
+def initialize(
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    *,
+    mesh: Mesh | None,
+    boxed: Callable[[Any], bool],
+    spec_of: Callable[[Any], Any],
+    root: Any = None,
+    progress: Callable[[tree.Progress], None] | None = None,
+    what: str = "the model",
+    strip: int = 0,
+) -> Any:
+    """``fn(*args, **kwargs)``, with every output leaf that a jinit initializer made drawn by the engine.
+
+    Args:
+      fn: the initialization; its output is a pytree of arrays (boxes of metadata allowed).
+      args, kwargs: its arguments; their arrays are traced, everything else is passed as is.
+      mesh: the mesh of the parameters' partition specs (None: the current mesh, if any).
+      boxed: whether an output node is a metadata box around one parameter (its path is the box's path).
+      spec_of: a box's partition spec (a `PartitionSpec`, a `Sharding` or None).
+      root: None, or a key: then each drawn parameter's key is ``jinit.path_key(root, path)`` instead of the
+        key the framework gave it.
+      progress: as in `jinit.init_tree`.
+      what: how error messages name `fn`'s output.
+      strip: how many leading components of the output's paths are not part of a parameter's path (1 for
+        Haiku's ``(params, state)``).
+    """
+    mesh = checks.mesh(mesh)
+    progress = checks.callback("progress", progress)
+    leaves, structure = jax.tree_util.tree_flatten((args, kwargs))
+    dynamic = [i for i, leaf in enumerate(leaves) if isinstance(leaf, (jax.Array, np.ndarray, np.generic))]
+    # without a mesh, partitioning metadata is only metadata, as for the framework's own initialization
+    context = checks.current_mesh()
+    meshed = mesh is not None or not context.empty
+    # resolved here: inside the trace, the mesh set by `jax.set_mesh` is abstract
+    spec_mesh = mesh if mesh is not None else context if meshed else None
+    plan = _Plan()
+
+    def program(arrays: list) -> tuple[list, list]:
+        filled = list(leaves)
+        for i, array in zip(dynamic, arrays, strict=True):
+            filled[i] = array
+        call_args, call_kwargs = jax.tree_util.tree_unflatten(structure, filled)
+        calls: list[base.Call] = []
+        token = base.CALLS.set(calls)
+        try:
+            out = fn(*call_args, **call_kwargs)
+        finally:
+            base.CALLS.reset(token)
+        _survey(plan, out, calls, spec_mesh, mesh is not None, boxed, spec_of if meshed else None, what, strip)
+        kept = []
+        for leaf, call, sharding in zip(jax.tree.leaves(out), plan.calls, plan.shardings, strict=True):
+            if call is None:
+                kept.append(leaf if sharding is None else jax.lax.with_sharding_constraint(leaf, sharding))
+        keys = [call.key for call in plan.calls if call is not None] if root is None else []
+        return kept, keys
+
+    arrays = [leaves[i] for i in dynamic]
+    traced = any(isinstance(array, Tracer) for array in arrays) or isinstance(root, Tracer)
+    kept, keys = program(arrays) if traced else _needed(program, arrays)
+
+    drawn = [(i, call) for i, call in enumerate(plan.calls) if call is not None]  # the parameters that the engine draws
+    specs = [
+        tree._Leaf(plan.paths[i], tree.ParamSpec(call.shape, call.init, call.dtype.name, None), plan.shardings[i])
+        for i, call in drawn
+    ]
+    if root is not None:
+        words = np.array([tree._words(checks.path(leaf.path)) for leaf in specs], np.uint32).reshape(-1, 2)
+        if traced:
+            values = tree.traced(specs, tree._derive(root, words)) if specs else []
+        else:
+            values = tree._eager(root, specs, words, progress) if specs else []
+    else:
+        values = tree.traced(specs, keys) if traced else tree.draw(specs, keys, progress)
+    values, rest = iter(values), iter(kept)
+    out = [next(rest) if call is None else next(values) for call in plan.calls]
+    return jax.tree_util.tree_unflatten(plan.treedef, out)
+
+
+def _survey(
+    plan: _Plan,
+    out: Any,
+    calls: list[base.Call],
+    mesh: Mesh | None,
+    replicate: bool,
+    boxed: Callable[[Any], bool],
+    spec_of: Callable[[Any], Any] | None,
+    what: str,
+    strip: int,
+) -> None:
+    """Fills `plan` from the traced output: each leaf's path and sharding (`replicate`: over `mesh` when it has
+    none), and the call that made it, if any."""
+    made = {id(call.result): call for call in calls}
+    entries, _ = tree._flatten(out, what, is_leaf=boxed)
+    plan.treedef = jax.tree.structure(out)
+    for path, node in entries:
+        spec = spec_of(node) if spec_of is not None and boxed(node) else None
+        inner = jax.tree_util.tree_flatten_with_path(node)[0]
+        for sub, leaf in inner:
+            leaf_path = path if len(inner) == 1 else f"{path}/{jax.tree_util.keystr(sub, simple=True, separator='/')}"
+            leaf_path = "/".join(leaf_path.split("/")[strip:])
+            call = made.get(id(leaf))
+            if call is not None and call.result is not leaf:
+                call = None
+            shape = tuple(getattr(leaf, "shape", ()))
+            sharding = call.sharding if call is not None and call.sharding is not None else spec
+            plan.paths.append(leaf_path)
+            unsharded = sharding is None and not replicate
+            plan.shardings.append(None if unsharded else tree.resolve(leaf_path, sharding, shape, mesh))
+            plan.calls.append(call)
+
+
+def _needed(program: Callable[..., Any], *args: Any) -> Any:
+    """``program(*args)``, running only the operations that its outputs need, each as JAX runs it eagerly.
+
+    The traced initialization holds the whole forward pass and every initializer's arithmetic, and what is
+    needed (the keys: a `fold_in` or `split` per parameter) compiles slowly as one program, about 20 ms per
+    key on CPU. So the program's jaxpr is evaluated operation by operation, skipping those whose results no
+    output needs: the keys by JAX's own cached primitives, the other leaves as the framework's eager
+    initialization computes them. Where this evaluation is unavailable or differs from eager execution
+    (checked once per process), ``jax.jit(program)(*args)``.
+    """
+    if not _evaluation_works():
+        return jax.jit(program)(*args)
+    closed, shapes = jax.make_jaxpr(program, return_shape=True)(*args)
+    return jax.tree.unflatten(jax.tree.structure(shapes), _evaluate(closed, jax.tree.leaves(args)))
+
+
+def _evaluate(closed: Any, args: list) -> list:
+    """The outputs of a closed jaxpr, from the equations they need only, bound one by one."""
+    jaxpr = closed.jaxpr
+    needed = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
+    kept = []
+    for eqn in reversed(jaxpr.eqns):
+        if eqn.effects or any(v in needed for v in eqn.outvars):
+            kept.append(eqn)
+            needed.update(v for v in eqn.invars if isinstance(v, jex_core.Var))
+    env = dict(zip(jaxpr.constvars, closed.consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
+
+    def read(v: Any) -> Any:
+        return v.val if isinstance(v, jex_core.Literal) else env[v]
+
+    for eqn in reversed(kept):
+        bound = eqn.primitive.get_bind_params(eqn.params)  # (subfuns, params) before JAX 0.7, params since
+        subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
+        out = eqn.primitive.bind(*subfuns, *map(read, eqn.invars), **params)
+        env.update(zip(eqn.outvars, out if eqn.primitive.multiple_results else [out], strict=True))
+    return [read(v) for v in jaxpr.outvars]
+
+
+@functools.cache
+def _evaluation_works() -> bool:
+    """Whether `_evaluate` gives the eager results of a program like a model's initialization (checked once per
+    process: a JAX that changes its jaxprs makes jinit slower, never different)."""
+
+    def program(key: Any, x: Any) -> Any:
+        unused = jax.numpy.sin(x)
+        del unused
+        keys = [jax.random.fold_in(key, i) for i in (3, 7)]
+        return [jax.random.key_data(k) for k in keys], jax.random.split(keys[0])[1], x * 2
+
+    args = (jax.random.key(1), jax.numpy.arange(6.0).reshape(2, 3))
+    try:
+        closed = jax.make_jaxpr(program)(*args)
+        ours = _evaluate(closed, jax.tree.leaves(args))
+        theirs = jax.tree.leaves(program(*args))  # eagerly, as the framework's own initialization runs
+        ours = [jax.random.key_data(x) if jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key) else x for x in ours]
+        theirs = [jax.random.key_data(x) if jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key) else x for x in theirs]
+        return len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    except Exception:
+        return False

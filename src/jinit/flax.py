@@ -1,0 +1,195 @@
+"""Flax models initialized by jinit's engine, unchanged: `init` for linen modules, `build` for NNX constructors.
+
+Both trace the model's initialization once (never running its forward pass's arithmetic) and draw every
+parameter that a jinit initializer makes with jinit's engine, as `jinit.init_tree` draws a tree: bitwise the
+values that ``module.init`` or the eager constructor gives, compiled once per distinct (initializer, shape,
+dtype, sharding) rather than per layer, each parameter created already sharded when its metadata and a mesh say
+so. Parameters that other initializers make (Flax's default ``lecun_normal``, ``jax.nn.initializers``) are
+computed as JAX computes them, in one compiled program with the model's other state. Flax is imported when
+these are called, never by ``import jinit`` (``pip install jinit[flax]``).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from jax.sharding import Mesh, PartitionSpec
+
+from jinit._src import capture, checks
+from jinit._src.tree import Progress
+
+
+def init(
+    module: Any,
+    rngs: Any,
+    *args: Any,
+    mesh: Mesh | None = None,
+    path_keys: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """The variables of ``module.init(rngs, *args, **kwargs)``, with jinit's initializers drawn by its engine.
+
+    The result has the structure of ``module.init``'s, boxes (``nn.Partitioned``, ``nn.LogicallyPartitioned``)
+    included, and bitwise its values: every parameter made by a jinit initializer is drawn by the engine from
+    the key Flax gave it; the others, and every other collection, are computed by one compiled program from
+    which the forward pass's arithmetic is dropped. Works under `jax.jit` and `jax.eval_shape`.
+
+    With a mesh (`mesh=` or the mesh set by `jax.set_mesh`), a parameter boxed by `nn.with_partitioning` (or
+    `nn.with_logical_partitioning`, with the logical axis rules in effect at the call) is created with its
+    sharding, each device generating only its own shard; with `mesh=`, the others are replicated over it.
+
+    Args:
+      module: a `flax.linen.Module`.
+      rngs: its PRNG key, or a dict of keys by stream name, as ``module.init`` takes them.
+      *args, **kwargs: what ``module.init`` takes after `rngs` (inputs, ``method=``, ``mutable=``, ...).
+      mesh: the mesh of the partitioned parameters.
+      path_keys: draw each jinit parameter from ``jinit.path_key(key, path)`` (`key` the ``"params"`` key,
+        `path` such as ``"params/Dense_0/kernel"``) instead of the key Flax derives from the module's structure,
+        so that adding a layer leaves every other layer's values unchanged. The values then differ from
+        ``module.init``'s.
+      progress: as in `jinit.init_tree`.
+
+    Returns:
+      The variables, as ``module.init`` returns them.
+
+    Raises:
+      TypeError: `module` is not a linen module.
+      ValueError: a partition spec does not fit its parameter, or names an axis the mesh lacks; a parameter's
+        shape depends on the values of the inputs.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, jinit, jinit.flax
+      >>> model = nn.Dense(3, kernel_init=jinit.glorot_uniform())
+      >>> x = jnp.ones((2, 4))
+      >>> variables = jinit.flax.init(model, jax.random.key(0), x)
+      >>> same = jax.tree.map(jnp.array_equal, variables, model.init(jax.random.key(0), x))
+      >>> all(jax.tree.leaves(same))
+      True
+    """
+    import flax.linen as nn
+
+    if not isinstance(module, nn.Module):
+        raise TypeError(
+            f"Argument `module` must be a `flax.linen.Module` (for NNX, see `jinit.flax.build`). "
+            f"{checks.received('module', module)}"
+        )
+    root = _params_key(rngs) if path_keys else None
+    return capture.initialize(
+        module.init,
+        (rngs, *args),
+        kwargs,
+        mesh=mesh,
+        boxed=lambda x: isinstance(x, nn.meta.AxisMetadata),
+        spec_of=_linen_spec,
+        root=root,
+        progress=progress,
+        what=f"{type(module).__name__}'s variables",
+    )
+
+
+def build(
+    constructor: Callable[..., Any],
+    *args: Any,
+    mesh: Mesh | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """The NNX module ``constructor(*args, **kwargs)``, its jinit parameters drawn by jinit's engine.
+
+    The constructor is traced once, as `nnx.eval_shape` traces it (nothing of the model is allocated while
+    tracing); then every variable made by a jinit initializer is drawn by the engine from the key the
+    constructor's ``nnx.Rngs`` gave it, and the other variables are computed by one compiled program. The
+    values are bitwise those of calling the constructor eagerly. For models too large to build eagerly: no
+    device holds more than the model's own parameters.
+
+    Create the `nnx.Rngs` inside the constructor (``lambda: Model(rngs=nnx.Rngs(0))``), as with
+    `nnx.eval_shape`: an `nnx.Rngs` passed in is not advanced.
+
+    With a mesh (`mesh=` or the mesh set by `jax.set_mesh`), a variable whose initializer carries partitioning
+    metadata (`nnx.with_partitioning`, ``out_sharding``) is created with its sharding, each device generating
+    only its own shard; with `mesh=`, the others are replicated over it. The variables' metadata is the
+    constructor's, except that on a mesh ``eager_sharding`` is False (the engine applied the sharding).
+
+    Args:
+      constructor: a callable that returns an `nnx.Module` (a module class, or a function).
+      *args, **kwargs: its arguments.
+      mesh: the mesh of the partitioned variables.
+      progress: as in `jinit.init_tree`.
+
+    Returns:
+      The module.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jinit, jinit.flax
+      >>> from flax import nnx
+      >>> make = lambda: nnx.Linear(4, 3, kernel_init=jinit.glorot_uniform(), rngs=nnx.Rngs(0))
+      >>> model = jinit.flax.build(make)
+      >>> bool(jnp.array_equal(model.kernel[...], make().kernel[...]))
+      True
+    """
+    from flax import nnx
+
+    if not callable(constructor):
+        raise TypeError(f"Argument `constructor` must be callable. {checks.received('constructor', constructor)}")
+    graphdefs = []
+    meshed = mesh is not None or not checks.current_mesh().empty
+
+    def state(*args: Any, **kwargs: Any) -> Any:
+        # on a mesh, the engine creates each variable with its sharding (Flax's eager sharding would constrain
+        # the traced value, which then is no longer what the initializer made)
+        with nnx.use_eager_sharding(nnx.using_eager_sharding() and not meshed):
+            module = constructor(*args, **kwargs)
+        if not isinstance(module, nnx.Module):
+            raise TypeError(
+                f"Argument `constructor` must return an `nnx.Module`. {checks.received('constructor()', module)}"
+            )
+        graphdef, variables = nnx.split(module)
+        graphdefs.append(graphdef)
+        return variables
+
+    variables = capture.initialize(
+        state,
+        args,
+        kwargs,
+        mesh=mesh,
+        boxed=lambda x: isinstance(x, nnx.Variable),
+        spec_of=_nnx_spec,
+        progress=progress,
+        what="the module's variables",
+    )
+    return nnx.merge(graphdefs[-1], variables)
+
+
+def _linen_spec(box: Any) -> Any:
+    """A linen box's partition spec, logical axis names resolved by its rules or those in effect."""
+    from flax.linen import spmd
+
+    if isinstance(box, spmd.LogicallyPartitioned):
+        return spmd.logical_to_mesh_axes(box.names, box.rules)
+    return box.get_partition_spec() if hasattr(box, "get_partition_spec") else None
+
+
+def _nnx_spec(variable: Any) -> Any:
+    """A variable's partition spec from its ``out_sharding`` metadata (logical names resolved by its rules)."""
+    names = variable.get_metadata().get("out_sharding")
+    if names is None or isinstance(names, (PartitionSpec, jax.sharding.Sharding)):
+        return names
+    rules = variable.get_metadata().get("sharding_rules")
+    if rules is not None:
+        from flax.linen.spmd import logical_to_mesh_axes
+
+        return logical_to_mesh_axes(names, rules)
+    return PartitionSpec(*names)
+
+
+def _params_key(rngs: Any) -> Any:
+    """The ``"params"`` key of linen's `rngs`."""
+    if isinstance(rngs, dict):
+        if "params" not in rngs:
+            raise ValueError(
+                "With `path_keys=True`, `rngs` must have a 'params' key (the root of the parameters' keys). "
+                f"{checks.received('rngs', rngs)}"
+            )
+        rngs = rngs["params"]
+    return checks.key(rngs)

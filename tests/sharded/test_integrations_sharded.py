@@ -1,0 +1,113 @@
+"""Flax linen, Flax NNX and Haiku models created sharded by jinit's integrations, on 8 simulated devices: each
+parameter has the sharding its metadata asks for, and bitwise the values of the unsharded initialization."""
+
+import pytest
+
+pytest.importorskip("flax", reason="flax is an optional extra: pip install jinit[flax]")
+pytest.importorskip("haiku", reason="haiku is an optional extra: pip install jinit[haiku]")
+
+import flax.linen as nn
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import jinit
+import jinit.flax
+import jinit.haiku
+
+KEY = jax.random.key(0)
+MESHES = [((2, 4), ("data", "model")), ((8, 1), ("data", "model")), ((1, 8), ("data", "model"))]
+
+
+def mesh_of(shape, names):
+    return jax.make_mesh(shape, names, axis_types=(jax.sharding.AxisType.Auto,) * 2)
+
+
+class Partitioned(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(
+            16,
+            kernel_init=nn.with_partitioning(jinit.he_normal(), ("data", "model")),
+            bias_init=nn.with_partitioning(jinit.zeros, ("model",)),
+        )(x)
+        x = nn.Dense(8, kernel_init=nn.with_logical_partitioning(jinit.glorot_uniform(), ("embed", "mlp")))(x)
+        x = nn.Dense(8, kernel_init=nn.with_partitioning(jinit.orthogonal(), ("model", None)))(x)
+        return nn.Dense(4, kernel_init=jinit.normal(0.02))(x)  # no metadata: replicated
+
+
+RULES = (("embed", "data"), ("mlp", "model"))
+X = jnp.ones((2, 8))
+
+
+@pytest.mark.parametrize("shape, names", MESHES)
+def test_linen_parameters_are_created_with_their_sharding_and_unsharded_values(shape, names):
+    mesh = mesh_of(shape, names)
+    with nn.logical_axis_rules(RULES):
+        ours = jinit.flax.init(Partitioned(), KEY, X, mesh=mesh)
+    reference = nn.unbox(Partitioned().init(KEY, X))
+    values = nn.unbox(ours)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), values, reference))
+    params = ours["params"]
+    expected = {
+        ("Dense_0", "kernel"): P("data", "model"), ("Dense_0", "bias"): P("model"),
+        ("Dense_1", "kernel"): P("data", "model"), ("Dense_2", "kernel"): P("model", None),
+        ("Dense_3", "kernel"): P(), ("Dense_3", "bias"): P(),
+    }  # fmt: skip
+    for (layer, name), spec in expected.items():
+        array = nn.unbox(params[layer][name])
+        assert array.sharding.is_equivalent_to(NamedSharding(mesh, spec), array.ndim), (layer, name, array.sharding)
+
+
+def test_linen_without_a_mesh_keeps_the_metadata_only():
+    ours = jinit.flax.init(Partitioned(), KEY, X)
+    assert isinstance(ours["params"]["Dense_0"]["kernel"], nn.Partitioned)
+    assert len(nn.unbox(ours)["params"]["Dense_0"]["kernel"].sharding.device_set) == 1
+
+
+def test_linen_under_the_mesh_set_by_jax_set_mesh():
+    mesh = mesh_of((2, 4), ("data", "model"))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
+        ours = jinit.flax.init(Partitioned(), KEY, X)
+    kernel = nn.unbox(ours)["params"]["Dense_0"]["kernel"]
+    assert kernel.sharding.is_equivalent_to(NamedSharding(mesh, P("data", "model")), 2)
+
+
+class NNXPartitioned(nnx.Module):
+    def __init__(self, rngs):
+        self.a = nnx.Linear(
+            8,
+            16,
+            kernel_init=nnx.with_partitioning(jinit.he_normal(), ("data", "model")),
+            bias_init=nnx.with_partitioning(jinit.zeros, ("model",)),
+            rngs=rngs,
+        )
+        self.b = nnx.Linear(16, 8, kernel_init=jinit.glorot_uniform(), rngs=rngs)
+
+
+@pytest.mark.parametrize("shape, names", MESHES)
+def test_nnx_variables_are_created_with_their_sharding_and_eager_values(shape, names):
+    mesh = mesh_of(shape, names)
+    ours = jinit.flax.build(lambda: NNXPartitioned(nnx.Rngs(0)), mesh=mesh)
+    with jax.set_mesh(mesh):  # Flax needs a mesh to build a partitioned variable eagerly
+        reference = NNXPartitioned(nnx.Rngs(0))
+    for name in ("a", "b"):
+        for param in ("kernel", "bias"):
+            np.testing.assert_array_equal(getattr(getattr(ours, name), param)[...],
+                                          getattr(getattr(reference, name), param)[...])  # fmt: skip
+    kernel = ours.a.kernel[...]
+    assert kernel.sharding.is_equivalent_to(NamedSharding(mesh, P("data", "model")), 2)
+    assert ours.b.kernel[...].sharding.is_equivalent_to(NamedSharding(mesh, P()), 2)
+
+
+def test_haiku_parameters_are_replicated_over_the_mesh_with_their_values():
+    mesh = mesh_of((2, 4), ("data", "model"))
+    f = hk.transform(lambda x: hk.Linear(8, w_init=jinit.haiku.to_haiku(jinit.he_uniform()))(x))
+    ours = jinit.haiku.init(f, KEY, X, mesh=mesh)
+    reference = f.init(KEY, X)
+    np.testing.assert_array_equal(ours["linear"]["w"], reference["linear"]["w"])
+    assert ours["linear"]["w"].sharding.is_equivalent_to(NamedSharding(mesh, P()), 2)

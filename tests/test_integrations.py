@@ -1,0 +1,283 @@
+"""Whole-model initialization of unchanged Flax linen, Flax NNX and Haiku models by jinit's engine
+(`jinit.flax.init`, `jinit.flax.build`, `jinit.haiku.init`), against the frameworks' own initialization."""
+
+import io
+
+import pytest
+
+pytest.importorskip("flax", reason="flax is an optional extra: pip install jinit[flax]")
+pytest.importorskip("haiku", reason="haiku is an optional extra: pip install jinit[haiku]")
+
+import flax.linen as nn
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+import jinit
+import jinit.flax
+import jinit.haiku
+from jinit._src import tree
+from jinit.haiku import to_haiku
+
+KEY = jax.random.key(0)
+
+
+def same(a, b):
+    """Same structure (boxes and their metadata included), dtypes and bitwise values."""
+    return jax.tree.structure(a) == jax.tree.structure(b) and jax.tree.all(
+        jax.tree.map(lambda x, y: x.dtype == y.dtype and bool(np.array_equal(x, y)), a, b)
+    )
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The paths of the parameters that the engine draws (`tree.draw`), call by call."""
+    paths = []
+    real = tree.draw
+
+    def spy(leaves, keys, progress=None):
+        paths.extend(leaf.path for leaf in leaves)
+        return real(leaves, keys, progress)
+
+    monkeypatch.setattr(tree, "draw", spy)
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------------- linen
+
+
+class Block(nn.Module):
+    width: int = 16
+
+    @nn.compact
+    def __call__(self, x, _=None):
+        h = nn.LayerNorm(scale_init=jinit.ones, bias_init=jinit.zeros)(x)
+        h = nn.MultiHeadDotProductAttention(
+            num_heads=2, kernel_init=jinit.glorot_uniform(), bias_init=jinit.zeros, deterministic=True
+        )(h)
+        x = x + h
+        h = nn.Dense(2 * self.width, kernel_init=jinit.normal(0.02), bias_init=jinit.zeros)(x)
+        return x + nn.Dense(self.width, kernel_init=jinit.truncated_normal(0.01))(nn.gelu(h)), None
+
+
+class Mixed(nn.Module):
+    """Embedding, convolution, batch norm, attention blocks, scanned blocks, a partitioned kernel and Flax's
+    own default initializers, together."""
+
+    blocks: int = 2
+
+    @nn.compact
+    def __call__(self, tokens, train=False):
+        x = nn.Embed(50, 16, embedding_init=jinit.normal(0.02))(tokens)
+        x = nn.Conv(16, (3,), kernel_init=jinit.he_normal(), bias_init=jinit.zeros)(x)
+        x = nn.BatchNorm(use_running_average=not train)(x)
+        for _ in range(self.blocks):
+            x, _ = Block()(x)
+        scanned = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=2)
+        x, _ = scanned(name="stack")(x, None)
+        x = nn.Dense(8, kernel_init=nn.with_partitioning(jinit.orthogonal(), (None, "model")))(x)
+        return nn.Dense(4)(x)  # Flax's default lecun_normal and zeros
+
+
+TOKENS = jnp.arange(12).reshape(2, 6) % 50
+
+
+def test_linen_gives_module_init_bitwise_with_jinit_parameters_drawn_by_the_engine(drawn):
+    model = Mixed()
+    ours = jinit.flax.init(model, KEY, TOKENS)
+    assert same(ours, model.init(KEY, TOKENS))
+    assert isinstance(ours["params"]["Dense_0"]["kernel"], nn.Partitioned)
+    # every top-level jinit parameter is drawn by the engine; the scanned blocks' and Flax's own are not
+    assert "params/Embed_0/embedding" in drawn and "params/Dense_0/kernel" in drawn
+    assert "params/Block_1/MultiHeadDotProductAttention_0/out/bias" in drawn
+    # DenseGeneral reshapes its initializer's results: computed as Flax computes them
+    assert "params/Block_1/MultiHeadDotProductAttention_0/query/kernel" not in drawn
+    assert not any(path.startswith("params/stack") for path in drawn)
+    assert "params/Dense_1/kernel" not in drawn and not any("batch_stats" in path for path in drawn)
+    assert len(drawn) == 1 + 2 + 2 * 6 + 1  # embedding, conv, 6 per block, the partitioned kernel
+
+
+def test_linen_with_rng_dicts_raw_keys_and_extra_arguments():
+    model = Mixed(blocks=1)
+    rngs = {"params": jax.random.PRNGKey(3), "dropout": jax.random.PRNGKey(4)}
+    assert same(jinit.flax.init(model, rngs, TOKENS, train=True), model.init(rngs, TOKENS, train=True))
+
+
+def test_linen_under_jit_and_eval_shape():
+    model = Mixed(blocks=1)
+    reference = model.init(KEY, TOKENS)
+    assert same(jax.jit(lambda k: jinit.flax.init(model, k, TOKENS))(KEY), reference)
+    shapes = jax.eval_shape(lambda k: jinit.flax.init(model, k, TOKENS), KEY)
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), shapes) == jax.tree.map(lambda x: (x.shape, x.dtype), reference)
+
+
+def test_linen_path_keys_are_the_parameters_paths_and_stable_when_a_layer_is_added():
+    small, large = Mixed(blocks=1), Mixed(blocks=2)
+    a = jinit.flax.init(small, KEY, TOKENS, path_keys=True)
+    b = jinit.flax.init(large, KEY, TOKENS, path_keys=True)
+    kernel = a["params"]["Embed_0"]["embedding"]
+    alone = jinit.normal(0.02)(jinit.path_key(KEY, "params/Embed_0/embedding"), kernel.shape)
+    np.testing.assert_array_equal(kernel, alone)
+    for name in ("Embed_0", "Conv_0", "Block_0"):
+        assert same(a["params"][name], b["params"][name])
+    assert not np.array_equal(
+        a["params"]["Embed_0"]["embedding"], small.init(KEY, TOKENS)["params"]["Embed_0"]["embedding"]
+    )
+
+
+def test_linen_parameter_computed_from_an_initializer_result_keeps_its_values(drawn):
+    class Derived(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            w = self.param("w", lambda k, s: jinit.he_normal()(k, s).T * 2.0, (3, 5))
+            tied = self.param("tied", jinit.lecun_uniform(), (5, 3))
+            return x @ w + x @ tied
+
+    x = jnp.ones((2, 5))
+    assert same(jinit.flax.init(Derived(), KEY, x), Derived().init(KEY, x))
+    assert drawn == ["params/tied"]  # `w` is not what its initializer returned: computed as Flax computes it
+
+
+def test_compilation_does_not_grow_with_the_number_of_layers():
+    compiles = []
+
+    def listen(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+
+    class Deep(nn.Module):
+        layers: int
+        width: int
+
+        @nn.compact
+        def __call__(self, x):
+            for _ in range(self.layers):
+                x = nn.Dense(self.width, kernel_init=jinit.he_uniform(), bias_init=jinit.constant(0.1))(x)
+            return x
+
+    counts = []
+    for layers, width in ((6, 37), (24, 41)):  # new widths: nothing compiled before
+        del compiles[:]
+        jinit.flax.init(Deep(layers, width), KEY, jnp.ones((1, width)))
+        counts.append(len(compiles))
+    assert counts[0] == counts[1], counts
+
+
+def test_linen_errors_name_the_argument():
+    with pytest.raises(TypeError, match=r"`module`.*flax\.linen\.Module"):
+        jinit.flax.init(lambda x: x, KEY)
+    with pytest.raises(ValueError, match="'params' key"):
+        jinit.flax.init(Mixed(), {"dropout": KEY}, TOKENS, path_keys=True)
+
+    class DataDependent(nn.Module):
+        @nn.compact
+        def __call__(self, n):
+            return self.param("w", jinit.zeros, (int(n),))
+
+    with pytest.raises(jax.errors.ConcretizationTypeError):
+        jinit.flax.init(DataDependent(), KEY, jnp.array(3))
+
+
+def test_progress_reports_every_drawn_parameter():
+    reports = []
+    jinit.flax.init(Mixed(blocks=1), KEY, TOKENS, progress=reports.append)
+    assert [r.leaves for r in reports] == list(range(1, len(reports) + 1))
+    last = reports[-1]
+    assert last.leaves == last.total_leaves and last.elements == last.total_elements
+    assert last.nbytes == last.total_bytes == 4 * last.total_elements
+    assert last.seconds >= 0 and last.remaining == 0
+    out = io.StringIO()
+    jinit.init_tree(KEY, {"w": jinit.ParamSpec((4, 4), jinit.zeros)}, progress=jinit.progress_bar(out))
+    assert "1/1 parameters" in out.getvalue() and out.getvalue().endswith("\n")
+    with pytest.raises(TypeError, match="`progress`"):
+        jinit.init_tree(KEY, {}, progress=3)
+
+
+# ------------------------------------------------------------------------------------------------------- NNX
+
+
+class NNXBlock(nnx.Module):
+    def __init__(self, rngs):
+        self.norm = nnx.LayerNorm(16, scale_init=jinit.ones, bias_init=jinit.zeros, rngs=rngs)
+        self.attention = nnx.MultiHeadAttention(
+            2, 16, kernel_init=jinit.glorot_uniform(), bias_init=jinit.zeros, decode=False, rngs=rngs
+        )
+        self.mlp = nnx.Linear(16, 32, kernel_init=jinit.normal(0.02), bias_init=jinit.zeros, rngs=rngs)
+
+
+class NNXModel(nnx.Module):
+    def __init__(self, rngs):
+        self.embed = nnx.Embed(50, 16, embedding_init=jinit.normal(0.02), rngs=rngs)
+        self.conv = nnx.Conv(16, 16, (3,), kernel_init=jinit.he_normal(), rngs=rngs)
+        self.norm = nnx.BatchNorm(16, rngs=rngs)
+        self.blocks = nnx.List([NNXBlock(rngs) for _ in range(2)])
+
+        @nnx.split_rngs(splits=3)
+        @nnx.vmap(in_axes=(0,), out_axes=0)
+        def stack(rngs):
+            return NNXBlock(rngs)
+
+        self.stack = stack(rngs)
+        self.head = nnx.Linear(16, 4, rngs=rngs)  # Flax's default initializers
+
+
+def test_nnx_build_gives_eager_construction_bitwise(drawn):
+    def make():
+        return NNXModel(nnx.Rngs(0))
+
+    ours = jinit.flax.build(make)
+    assert isinstance(ours, NNXModel)
+    assert same(nnx.state(ours), nnx.state(make()))
+    assert "embed/embedding" in drawn and "conv/kernel" in drawn and "blocks/1/attention/out/bias" in drawn
+    assert not any(path.startswith("stack") for path in drawn) and "head/kernel" not in drawn
+
+
+def test_nnx_build_under_jit_and_with_arguments():
+    ours = jinit.flax.build(NNXBlock, rngs=nnx.Rngs(params=5))
+    assert same(nnx.state(ours), nnx.state(NNXBlock(nnx.Rngs(params=5))))
+    with pytest.raises(TypeError, match="`constructor`"):
+        jinit.flax.build(3)
+    with pytest.raises(TypeError, match=r"nnx\.Module"):
+        jinit.flax.build(lambda: 3)
+
+
+# ----------------------------------------------------------------------------------------------------- Haiku
+
+
+def haiku_layers(x):
+    x = hk.Conv1D(8, 3, w_init=to_haiku(jinit.he_normal()), b_init=to_haiku(jinit.zeros))(x)
+    for _ in range(2):
+        h = hk.LayerNorm(-1, True, True, scale_init=to_haiku(jinit.ones))(x)
+        h = hk.MultiHeadAttention(2, 4, w_init=to_haiku(jinit.glorot_uniform()))(h, h, h)
+        x = x + hk.Linear(8, w_init=to_haiku(jinit.normal(0.02)))(h)
+    return hk.Linear(3)(x)  # Haiku's default truncated normal
+
+
+def haiku_forward(x):
+    count = hk.get_state("count", [], init=jnp.zeros)
+    hk.set_state("count", count + 1)
+    return haiku_layers(x)
+
+
+X = jnp.ones((2, 5, 4))
+
+
+@pytest.mark.parametrize("f", [hk.transform(haiku_layers), hk.transform_with_state(haiku_forward)])
+def test_haiku_gives_f_init_bitwise(f, drawn):
+    assert same(jinit.haiku.init(f, KEY, X), f.init(KEY, X))
+    assert "conv1_d/w" in drawn and "multi_head_attention_1/query/w" in drawn and "linear_1/w" in drawn
+    assert "linear_2/w" not in drawn  # Haiku's own initializer: computed as Haiku computes it
+
+
+def test_haiku_path_keys_and_jit():
+    f = hk.transform_with_state(haiku_forward)
+    params, _ = jinit.haiku.init(f, KEY, X, path_keys=True)
+    alone = jinit.normal(0.02)(jinit.path_key(KEY, "linear/w"), (8, 8))
+    np.testing.assert_array_equal(params["linear"]["w"], alone)
+    assert same(jax.jit(lambda k: jinit.haiku.init(f, k, X))(KEY), f.init(KEY, X))
+    with pytest.raises(TypeError, match="`f`"):
+        jinit.haiku.init(haiku_forward, KEY, X)
