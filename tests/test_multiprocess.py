@@ -1,0 +1,65 @@
+"""`init_tree` across processes (JAX's multi-controller runtime on CPU, gloo collectives): 2 and 4 local
+processes of 2 devices each, each generating only its addressable shards, which are checked against a
+one-process run, bitwise."""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import jinit
+
+HERE = Path(__file__).parent / "multiprocess"
+sys.path.insert(0, str(HERE))
+from specs import specs  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_every_process_generates_its_own_shards_with_the_one_process_values(processes):
+    expected = jinit.init_tree(jax.random.key(0), specs(lambda *axes: None))  # unsharded, one process
+    port = free_port()
+    with tempfile.TemporaryDirectory() as output:
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        workers = [
+            subprocess.Popen(
+                [sys.executable, str(HERE / "worker.py"), str(port), str(processes), str(i), "2", output],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            for i in range(processes)
+        ]  # fmt: skip
+        logs = []
+        try:
+            for worker in workers:
+                logs.append(worker.communicate(timeout=240)[0])
+        finally:
+            for worker in workers:
+                worker.kill()
+        for worker, log in zip(workers, logs, strict=True):
+            assert worker.returncode == 0, log[-3000:]
+        seen = set()
+        for i in range(processes):
+            with np.load(os.path.join(output, f"{i}.npz")) as shards:
+                assert len(shards.files) > 0
+                for entry in shards.files:
+                    name, device, index = entry.split("@")
+                    region = tuple(
+                        slice(*(int(v) if v != "None" else None for v in part.split(":")))
+                        for part in index.split("|")
+                        if part
+                    )
+                    np.testing.assert_array_equal(shards[entry], np.asarray(expected[name])[region], err_msg=entry)
+                    seen.add((name, int(device)))
+    assert {name for name, _ in seen} == set(expected)
+    assert len({device for _, device in seen}) == 2 * processes  # every device of every process held shards
