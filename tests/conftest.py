@@ -31,7 +31,11 @@ def no_arrays(monkeypatch):
 
 
 def pytest_ignore_collect(collection_path, config):
-    """tests/sharded needs 8 simulated devices: test_sharded.py runs it in a process of its own."""
-    if collection_path.name == "sharded" and collection_path.parent == Path(__file__).parent:
-        return "sharded" not in {Path(arg).name for arg in config.args}
+    """tests/sharded needs 8 simulated devices: test_sharded.py runs it in a process of its own. tests/multiprocess
+    holds the processes that test_multiprocess.py launches, not tests."""
+    if collection_path.parent == Path(__file__).parent:
+        if collection_path.name == "sharded":
+            return "sharded" not in {Path(arg).name for arg in config.args}
+        if collection_path.name == "multiprocess":
+            return True
     return None

@@ -42,7 +42,8 @@ def init(
     Args:
       module: a `flax.linen.Module`.
       rngs: its PRNG key, or a dict of keys by stream name, as ``module.init`` takes them.
-      *args, **kwargs: what ``module.init`` takes after `rngs` (inputs, ``method=``, ``mutable=``, ...).
+      *args: what ``module.init`` takes after `rngs` (the inputs).
+      **kwargs: its keyword arguments (``method=``, ``mutable=``, inputs by name, ...).
       mesh: the mesh of the partitioned parameters.
       path_keys: draw each jinit parameter from ``jinit.path_key(key, path)`` (`key` the ``"params"`` key,
         `path` such as ``"params/Dense_0/kernel"``) instead of the key Flax derives from the module's structure,
@@ -113,7 +114,8 @@ def build(
 
     Args:
       constructor: a callable that returns an `nnx.Module` (a module class, or a function).
-      *args, **kwargs: its arguments.
+      *args: its positional arguments.
+      **kwargs: its keyword arguments.
       mesh: the mesh of the partitioned variables.
       progress: as in `jinit.init_tree`.
 

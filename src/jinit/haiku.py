@@ -91,7 +91,8 @@ def init(
     Args:
       f: an ``hk.Transformed`` or ``hk.TransformedWithState``.
       key: the PRNG key ``f.init`` takes.
-      *args, **kwargs: the inputs ``f.init`` takes after the key.
+      *args: the inputs ``f.init`` takes after the key.
+      **kwargs: its keyword inputs.
       mesh: a mesh over which every parameter is created replicated (Haiku's parameters carry no partitioning).
       path_keys: draw each jinit parameter from ``jinit.path_key(key, path)`` (`path` such as
         ``"mlp/~/linear_0/w"``) instead of Haiku's key sequence, so that adding a layer leaves every other

@@ -500,7 +500,8 @@ def init_like(
       key: the root PRNG key.
       abstract_tree: a pytree whose leaves have `shape` and `dtype`.
       rules: a sequence of ``(regex, initializer)`` pairs; a regex is a string or a compiled pattern.
-      mesh, progress: as in `init_tree`.
+      mesh: as in `init_tree`.
+      progress: as in `init_tree`.
 
     Returns:
       A pytree of the same structure, shapes and dtypes, of freshly initialized arrays.
