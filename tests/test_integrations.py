@@ -92,11 +92,12 @@ def test_linen_gives_module_init_bitwise_with_jinit_parameters_drawn_by_the_engi
     # every top-level jinit parameter is drawn by the engine; the scanned blocks' and Flax's own are not
     assert "params/Embed_0/embedding" in drawn and "params/Dense_0/kernel" in drawn
     assert "params/Block_1/MultiHeadDotProductAttention_0/out/bias" in drawn
-    # DenseGeneral reshapes its initializer's results: computed as Flax computes them
-    assert "params/Block_1/MultiHeadDotProductAttention_0/query/kernel" not in drawn
+    # DenseGeneral reshapes its initializer's results: drawn with the initializer's shape, then reshaped
+    for projection in ("query/kernel", "query/bias", "key/kernel", "key/bias", "value/kernel", "out/kernel"):
+        assert f"params/Block_1/MultiHeadDotProductAttention_0/{projection}" in drawn
     assert not any(path.startswith("params/stack") for path in drawn)
     assert "params/Dense_1/kernel" not in drawn and not any("batch_stats" in path for path in drawn)
-    assert len(drawn) == 1 + 2 + 2 * 6 + 1  # embedding, conv, 6 per block, the partitioned kernel
+    assert len(drawn) == 1 + 2 + 2 * 13 + 1  # embedding, conv, 13 per block, the partitioned kernel
 
 
 def test_linen_with_rng_dicts_raw_keys_and_extra_arguments():
@@ -178,8 +179,18 @@ def test_linen_errors_name_the_argument():
         def __call__(self, n):
             return self.param("w", jinit.zeros, (int(n),))
 
-    with pytest.raises(jax.errors.ConcretizationTypeError):
-        jinit.flax.init(DataDependent(), KEY, jnp.array(3))
+    class Outer(nn.Module):
+        @nn.compact
+        def __call__(self, n):
+            return DataDependent(name="sized")(n)
+
+    # the module whose parameter shape needs an input's value is named, before anything is drawn
+    with pytest.raises(ValueError, match=r"module `sized` \(DataDependent\) uses the value of an input") as info:
+        jinit.flax.init(Outer(), KEY, jnp.array(3))
+    assert isinstance(info.value.__cause__, jax.errors.ConcretizationTypeError)
+    f = hk.transform(lambda n: hk.get_parameter("w", (int(n),), init=to_haiku(jinit.zeros)))
+    with pytest.raises(ValueError, match="the parameters cannot be initialized by tracing: the model uses"):
+        jinit.haiku.init(f, KEY, jnp.array(3))
 
 
 def test_progress_reports_every_drawn_parameter():
@@ -233,6 +244,7 @@ def test_nnx_build_gives_eager_construction_bitwise(drawn):
     assert isinstance(ours, NNXModel)
     assert same(nnx.state(ours), nnx.state(make()))
     assert "embed/embedding" in drawn and "conv/kernel" in drawn and "blocks/1/attention/out/bias" in drawn
+    assert "blocks/1/attention/query/kernel" in drawn and "blocks/0/attention/out/kernel" in drawn  # reshaped
     assert not any(path.startswith("stack") for path in drawn) and "head/kernel" not in drawn
 
 

@@ -13,9 +13,10 @@ Recording changes no value: a call made where it is not recorded (inside a `scan
 whose results are not output leaves) is simply part of the program, computed as JAX computes it.
 """
 
+import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -35,6 +36,8 @@ class _Plan:
     paths: list[str] = dataclasses.field(default_factory=list)
     shardings: list[Any] = dataclasses.field(default_factory=list)
     calls: list[base.Call | None] = dataclasses.field(default_factory=list)
+    shapes: list[tuple[int, ...]] = dataclasses.field(default_factory=list)
+    others: list[base.Call] = dataclasses.field(default_factory=list)
 
 
 def initialize(
@@ -75,10 +78,13 @@ def initialize(
     # resolved here: inside the trace, the mesh set by `jax.set_mesh` is abstract
     spec_mesh = mesh if mesh is not None else context if meshed else None
     plan = _Plan()
+    # Whether the program also returns the results of the calls no output leaf is, and their keys: a leaf that
+    # the framework reshaped from one of them (`nn.DenseGeneral`'s kernel) is then drawn by the engine too.
+    reshapes = [False]
 
-    def program(arrays: list) -> tuple[list, list]:
+    def program(arrays: list) -> tuple[list, list, list, list]:
         filled = list(leaves)
-        for i, array in zip(dynamic, arrays, strict=True):
+        for i, array in zip(dynamic, arrays[: len(dynamic)], strict=True):
             filled[i] = array
         call_args, call_kwargs = jax.tree_util.tree_unflatten(structure, filled)
         calls: list[base.Call] = []
@@ -93,11 +99,22 @@ def initialize(
             if call is None:
                 kept.append(leaf if sharding is None else jax.lax.with_sharding_constraint(leaf, sharding))
         keys = [call.key for call in plan.calls if call is not None] if root is None else []
-        return kept, keys
+        plan.others = _others(calls, plan.calls, arrays[-1]) if reshapes[0] else []
+        return kept, keys, [c.result for c in plan.others], [c.key for c in plan.others] if root is None else []
 
     arrays = [leaves[i] for i in dynamic]
     traced = any(isinstance(array, Tracer) for array in arrays) or isinstance(root, Tracer)
-    kept, keys = program(arrays) if traced else _needed(program, arrays)
+    if traced:  # under the user's trace: the program is part of theirs
+        kept, keys, _, _ = program(arrays)
+    elif not _evaluation_works():
+        with _concrete_shapes(what):
+            kept, keys, _, _ = jax.jit(program)(arrays)
+    else:
+        reshapes[0] = True
+        probe = [np.zeros((), np.float32)]  # a tracer of the program's own trace, to tell its calls' results
+        with _concrete_shapes(what):
+            closed = jax.make_jaxpr(program)(arrays + probe)
+        kept, keys = _reshaped(plan, closed, arrays + probe, root is None)
 
     drawn = [(i, call) for i, call in enumerate(plan.calls) if call is not None]  # the parameters that the engine draws
     specs = [
@@ -113,8 +130,99 @@ def initialize(
     else:
         values = tree.traced(specs, keys) if traced else tree.draw(specs, keys, progress)
     values, rest = iter(values), iter(kept)
-    out = [next(rest) if call is None else next(values) for call in plan.calls]
+    out = [
+        next(rest) if call is None else next(values).reshape(shape)
+        for call, shape in zip(plan.calls, plan.shapes, strict=True)
+    ]
     return jax.tree_util.tree_unflatten(plan.treedef, out)
+
+
+@contextlib.contextmanager
+def _concrete_shapes(what: str) -> Iterator[None]:
+    """Turns JAX's error for a value needed concretely while tracing (a parameter shape computed from the inputs'
+    values) into a ValueError naming the module where it happened."""
+    try:
+        yield
+    except jax.errors.ConcretizationTypeError as err:
+        where = _module_of(err.__traceback__)
+        raise ValueError(
+            f"{what} cannot be initialized by tracing: {where} uses the value of an input (or of an array "
+            "computed from one) where Python needs a concrete value, such as a parameter's shape. Initialize it "
+            "with the framework's own eager `init`, or make the shapes depend on static arguments only. "
+            f"Received: {type(err).__name__}: {str(err).splitlines()[0]}"
+        ) from err
+
+
+def _module_of(traceback: Any) -> str:
+    """The innermost module (a method's `self` with a Flax scope path, a Haiku module name, or an NNX module) in
+    a traceback, as text: ``module `Block_0/Dense_1```, else "the model"."""
+    where = "the model"
+    while traceback is not None:
+        owner = traceback.tb_frame.f_locals.get("self")
+        scope_path = getattr(getattr(owner, "scope", None), "path", None)
+        if isinstance(scope_path, tuple) and scope_path:
+            where = f"module `{'/'.join(map(str, scope_path))}` ({type(owner).__name__})"
+        elif isinstance(getattr(owner, "module_name", None), str):
+            where = f"module `{owner.module_name}` ({type(owner).__name__})"
+        elif type(owner).__module__.startswith("flax.nnx") or hasattr(owner, "__nnx_repr__"):
+            where = f"module {type(owner).__name__}"
+        traceback = traceback.tb_next
+    return where
+
+
+def _others(calls: list[base.Call], claimed: list[base.Call | None], probe: Any) -> list[base.Call]:
+    """The recorded calls that no output leaf is, made in the trace of the tracer `probe` (not inside a `scan` or
+    `vmap` of the model, whose tracers cannot leave it), drawing from a key, and unsharded."""
+    mine = {id(c) for c in claimed if c is not None}
+    trace = getattr(probe, "_trace", None)
+    return [
+        c for c in calls
+        if id(c) not in mine and c.key is not None and c.sharding is None
+        and trace is not None and getattr(c.result, "_trace", None) is trace
+    ]  # fmt: skip
+
+
+def _reshaped(plan: _Plan, closed: Any, arrays: list, framework_keys: bool) -> tuple[list, list]:
+    """Evaluates the traced program's needed operations (`_evaluate`), first claiming for the engine each kept
+    leaf that the framework computed as ``reshape(result of a recorded call)`` and that has no sharding: the
+    leaf's entry in `plan` becomes that call, drawn with the call's shape and reshaped."""
+    jaxpr = closed.jaxpr
+    outs = jaxpr.outvars
+    n_kept = sum(call is None for call in plan.calls)
+    n_keys = sum(call is not None and call.key is not None for call in plan.calls) if framework_keys else 0
+    n_others = len(plan.others)
+    kept_vars, key_vars = outs[:n_kept], outs[n_kept : n_kept + n_keys]
+    result_vars = outs[n_kept + n_keys : n_kept + n_keys + n_others]
+    other_keys = outs[n_kept + n_keys + n_others :]
+    of_result = {v: j for j, v in enumerate(result_vars) if isinstance(v, jex_core.Var)}
+    producer = {v: eqn for eqn in jaxpr.eqns for v in eqn.outvars}
+    kept_leaves = [i for i, call in enumerate(plan.calls) if call is None]
+    claimed: dict[int, int] = {}  # position among the kept leaves -> the call whose result it reshapes
+    taken: set[int] = set()
+    for k, (i, v) in enumerate(zip(kept_leaves, kept_vars, strict=True)):
+        eqn = producer.get(v) if isinstance(v, jex_core.Var) else None
+        source = eqn.invars[0] if eqn is not None and eqn.primitive.name == "reshape" else None
+        unsharded = plan.shardings[i] is None
+        if isinstance(source, jex_core.Var) and source in of_result and unsharded and of_result[source] not in taken:
+            claimed[k] = of_result[source]
+            taken.add(of_result[source])
+    wanted = [v for k, v in enumerate(kept_vars) if k not in claimed] + list(key_vars)
+    wanted += [other_keys[j] for j in claimed.values()] if framework_keys else []
+    values = _evaluate(closed, jax.tree.leaves(arrays), wanted)
+    kept = values[: n_kept - len(claimed)]
+    keys = values[n_kept - len(claimed) :]
+    # the claimed leaves join the drawn ones, in leaf order; their keys are merged into that order
+    drawn_keys = iter(keys[:n_keys])
+    claimed_keys = iter(keys[n_keys:])
+    claimed_at = {kept_leaves[k]: plan.others[j] for k, j in claimed.items()}
+    merged = []
+    for i, call in enumerate(plan.calls):
+        if call is not None:  # a keyless initializer's key is None, which is no output of the program
+            merged.append(next(drawn_keys) if framework_keys and call.key is not None else None)
+        elif i in claimed_at:
+            plan.calls[i] = claimed_at[i]
+            merged.append(next(claimed_keys) if framework_keys else None)
+    return kept, merged if framework_keys else []
 
 
 def _survey(
@@ -145,31 +253,25 @@ def _survey(
             shape = tuple(getattr(leaf, "shape", ()))
             sharding = call.sharding if call is not None and call.sharding is not None else spec
             plan.paths.append(leaf_path)
+            plan.shapes.append(shape)
             unsharded = sharding is None and not replicate
             plan.shardings.append(None if unsharded else tree.resolve(leaf_path, sharding, shape, mesh))
             plan.calls.append(call)
 
 
-def _needed(program: Callable[..., Any], *args: Any) -> Any:
-    """``program(*args)``, running only the operations that its outputs need, each as JAX runs it eagerly.
+def _evaluate(closed: Any, args: list, outvars: list | None = None) -> list:
+    """The outputs of a closed jaxpr (or those of `outvars`), from the equations they need only, bound one by one.
 
     The traced initialization holds the whole forward pass and every initializer's arithmetic, and what is
     needed (the keys: a `fold_in` or `split` per parameter) compiles slowly as one program, about 20 ms per
-    key on CPU. So the program's jaxpr is evaluated operation by operation, skipping those whose results no
-    output needs: the keys by JAX's own cached primitives, the other leaves as the framework's eager
-    initialization computes them. Where this evaluation is unavailable or differs from eager execution
-    (checked once per process), ``jax.jit(program)(*args)``.
+    key on CPU. So the jaxpr is evaluated operation by operation, skipping those whose results no output needs:
+    the keys by JAX's own cached primitives, the other leaves as the framework's eager initialization computes
+    them. Where this evaluation is unavailable or differs from eager execution (`_evaluation_works`, checked
+    once per process), the program runs as ``jax.jit(program)``.
     """
-    if not _evaluation_works():
-        return jax.jit(program)(*args)
-    closed, shapes = jax.make_jaxpr(program, return_shape=True)(*args)
-    return jax.tree.unflatten(jax.tree.structure(shapes), _evaluate(closed, jax.tree.leaves(args)))
-
-
-def _evaluate(closed: Any, args: list) -> list:
-    """The outputs of a closed jaxpr, from the equations they need only, bound one by one."""
     jaxpr = closed.jaxpr
-    needed = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
+    wanted: list = jaxpr.outvars if outvars is None else outvars
+    needed = {v for v in wanted if isinstance(v, jex_core.Var)}
     kept = []
     for eqn in reversed(jaxpr.eqns):
         if eqn.effects or any(v in needed for v in eqn.outvars):
@@ -186,7 +288,7 @@ def _evaluate(closed: Any, args: list) -> list:
         subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
         out = eqn.primitive.bind(*subfuns, *map(read, eqn.invars), **params)
         env.update(zip(eqn.outvars, out if eqn.primitive.multiple_results else [out], strict=True))
-    return [read(v) for v in jaxpr.outvars]
+    return [read(v) for v in wanted]
 
 
 @functools.cache
