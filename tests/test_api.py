@@ -13,8 +13,8 @@ EXPECTED = {
     "uniform", "variance_scaling", "xavier_normal", "xavier_uniform", "zeros",
     "serialize", "deserialize", "get", "register", "registered_names", "to_keras", "stft",
     "keras_variance_scaling", "calculate_gain", "dirac", "sparse", "torch_kaiming_normal", "torch_kaiming_uniform",
-    "torch_xavier_normal", "torch_xavier_uniform", "trunc_normal",
-    "ParamSpec", "init_tree", "init_like", "path_key", "Progress", "progress_bar",
+    "torch_xavier_normal", "torch_xavier_uniform", "trunc_normal", "einsum_axes",
+    "ParamSpec", "init_tree", "init_like", "path_key", "Progress", "progress_bar", "scaled", "packed",
 }  # fmt: skip
 
 # Factories that jax.nn.initializers also has: same argument names, order, kinds and defaults (jinit may add

@@ -42,7 +42,8 @@ EXAMPLE_PAGES = [page for page in PAGES if blocks(page)]
 def test_every_page_is_found():
     names = {page.relative_to(DOCS).as_posix() for page in PAGES}
     expected = {"index.md", "api.md", "naming.md", "benchmarks.md", "distributions.md"}
-    expected |= {f"guides/{name}.md" for name in ("flax", "haiku", "equinox", "keras", "sharding", "models")}
+    guides = ("flax", "haiku", "equinox", "keras", "sharding", "models", "fans")
+    expected |= {f"guides/{name}.md" for name in guides}
     assert expected <= names
     for page in PAGES:  # a python fence that BLOCK misses (indented, say) would go untested
         assert len(FENCE.findall(page.read_text())) == len(blocks(page)), page

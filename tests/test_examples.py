@@ -46,6 +46,10 @@ EXAMPLE_RUNS = [  # (script, the start of its last printed line, the optional mo
     ("haiku_mlp.py", "Loss ", ("haiku",)),
     ("equinox_reinit.py", "All 4 weights are orthogonal and all biases zero.", ("equinox",)),
     ("keras_to_flax.py", "All 11 Keras initializers converted;", ("keras", "flax")),
+    ("flax_model_init.py", "Flax models initialized by jinit: bitwise", ("flax",)),
+    ("haiku_model_init.py", "Haiku model initialized by jinit: bitwise f.init;", ("haiku",)),
+    ("keras_sharded_model.py", "Keras model built sharded by jinit: every variable bitwise", ("keras",)),
+    ("einsum_fans.py", "Einsum fans:", ("flax",)),
 ]
 
 

@@ -1,10 +1,13 @@
 """jinit: every Keras initializer, and what JAX and PyTorch add, as pure, hashable, jit-compiled JAX values."""
 
 from jinit._src.base import Initializer as Initializer
+from jinit._src.compose import packed as packed
+from jinit._src.compose import scaled as scaled
 from jinit._src.constant import constant as constant
 from jinit._src.constant import identity as identity
 from jinit._src.constant import ones as ones
 from jinit._src.constant import zeros as zeros
+from jinit._src.einsum import einsum_axes as einsum_axes
 from jinit._src.fans import compute_fans as compute_fans
 from jinit._src.keras import to_keras as to_keras
 from jinit._src.orthogonal import delta_orthogonal as delta_orthogonal
@@ -71,6 +74,7 @@ __all__ = (
     "delta_orthogonal",
     "deserialize",
     "dirac",
+    "einsum_axes",
     "get",
     "glorot_normal",
     "glorot_uniform",
@@ -87,12 +91,14 @@ __all__ = (
     "normal",
     "ones",
     "orthogonal",
+    "packed",
     "path_key",
     "progress_bar",
     "random_normal",
     "random_uniform",
     "register",
     "registered_names",
+    "scaled",
     "serialize",
     "sparse",
     "stft",

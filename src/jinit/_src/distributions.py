@@ -321,6 +321,24 @@ class ScaledUniform(Distribution):
         return _materialized(_complex_uniform(key, shape, ct)) * jnp.sqrt(variance)
 
 
+@_distribution
+class Multiplied(Distribution):
+    """`inner`'s elements times `factor` (`jinit.scaled`): `inner` sampled in the compute dtype, multiplied there,
+    rounded once."""
+
+    inner: Distribution
+    factor: Any
+
+    @property
+    def complex_op_by_op(self) -> bool:  # type: ignore[override]
+        return self.inner.complex_op_by_op
+
+    def sample(self, key, shape, dtype):
+        ct = compute_dtype(dtype)
+        x = _materialized(self.inner.sample(key, shape, ct)) * jnp.asarray(self.factor, ct)
+        return saturate(x, dtype)
+
+
 def _complex_uniform(key: jax.Array, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
     """Uniform on the unit-variance disk, as `jax.nn.initializers` computes it."""
     key_r, key_theta = jax.random.split(key)

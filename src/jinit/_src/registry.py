@@ -192,7 +192,9 @@ def _hashable(name: str, value: Any) -> Any:
 
 
 def _json(value: Any) -> Any:
-    """A config value as JSON writes it: tuples as lists."""
+    """A config value as JSON writes it: tuples as lists, an initializer (of a composed one) as its config."""
+    if isinstance(value, Initializer):
+        return serialize(value)
     return [_json(v) for v in value] if isinstance(value, tuple) else value
 
 
@@ -357,6 +359,9 @@ def deserialize(config: Any) -> Initializer:
     arguments = dict(arguments)
     seed = checks.seed(arguments.pop("seed", None))
     _check_arguments(name, build, arguments, complete=not from_keras)
+    for field in getattr(build, "nested", ()):  # a composed initializer's own: nested configs
+        if isinstance(arguments.get(field), Mapping):
+            arguments[field] = deserialize(arguments[field])
     try:
         init = build(**arguments)
     except (ValueError, TypeError):

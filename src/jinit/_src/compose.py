@@ -1,0 +1,186 @@
+"""Initializers made of initializers: `scaled` multiplies one by a factor, `packed` draws one per projection of a
+fused kernel. Both are values like any other (equal, hashable, printable, picklable) and serialize with the
+initializer they hold as a nested config."""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jinit._src import checks, distributions, engine
+from jinit._src.base import Initializer
+
+
+def inner(name: str, value: Any) -> Initializer:
+    """Checks that `value`, the initializer a composed one holds, is a jinit `Initializer` without a seed."""
+    if not isinstance(value, Initializer):
+        raise TypeError(
+            f"Argument `{name}` must be a jinit `Initializer` (a value that serializes; wrap a function with "
+            f"`jinit.register`). {checks.received(name, value)}"
+        )
+    if value.seed is not None:
+        raise ValueError(
+            f"Argument `{name}` must not be seeded: seed the composed initializer instead "
+            f"(`.with_seed({value.seed})` on the result). {checks.received(name, value)}"
+        )
+    return value
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Composed(Initializer):
+    """An initializer that holds another, `init`: its key, dtypes and default dtype are `init`'s."""
+
+    init: Initializer
+
+    nested = ("init",)
+    """The fields that hold initializers: configs write them as nested configs."""
+
+    @property
+    def keyless(self) -> bool:  # type: ignore[override]
+        return self.init.keyless
+
+    @property
+    def dtypes(self) -> str:  # type: ignore[override]
+        return self.init.dtypes
+
+    @property
+    def dtype(self) -> str | None:
+        return getattr(self.init, "dtype", None)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Scaled(Composed, name="scaled"):
+    """`scaled`'s value: `init`'s samples times `factor`."""
+
+    factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        self._set(init=inner("init", self.init), factor=checks.number("factor", self.factor))
+
+    def law(self, shape, dtype):
+        law = self.init.law(shape, dtype)
+        return None if law is None else distributions.Multiplied(law, self.factor)
+
+    def sample(self, key, shape, dtype, sharding):
+        law = self.law(shape, dtype)
+        if law is not None:
+            return engine.draw(law, key, shape, dtype, sharding)
+        x = self.init.sample(key, shape, dtype, sharding)
+        return engine.lay_out(lambda x: _times(x, self.factor, dtype), sharding, x)
+
+
+def _times(x: jax.Array, factor: float, dtype: Any) -> jax.Array:
+    """`x` times `factor`, computed in the dtype a sample of `dtype` is computed in, rounded once to `dtype`."""
+    ct = distributions.compute_dtype(dtype)
+    return distributions.saturate(x.astype(ct) * jnp.asarray(factor, ct), dtype)
+
+
+def scaled(init: Initializer, factor: float) -> Initializer:
+    """Builds an initializer whose samples are `init`'s times `factor`.
+
+    ``scaled(init, f)(key, shape)`` equals ``f * init(key, shape)``, computed in float32 for narrower floats and
+    rounded once, so that, e.g., GPT-2's residual projections, ``scaled(normal(0.02), 1 / sqrt(2 * n_layer))``,
+    stay one value that prints, compares and serializes as what it is. The depth scalings of the literature
+    are factors: GPT-2 and Megatron-LM's residual output projections ``1 / sqrt(2 * n_layer)``; DeepNet's
+    ``beta`` for the value and feed-forward projections, ``(8 * N) ** -0.25`` for an encoder (or a decoder)
+    of `N` layers alone, ``0.87 * (N**4 * M) ** -0.0625`` for the encoder and ``(12 * M) ** -0.25`` for the
+    decoder of an encoder-decoder with `N` and `M` layers.
+
+    Args:
+      init: a jinit `Initializer` (unseeded: seed the result).
+      factor: a finite number.
+
+    Returns:
+      An `Initializer`; its default dtype, dtypes and key are `init`'s.
+
+    Raises:
+      TypeError: `init` is not a jinit `Initializer`, or `factor` not a real number.
+      ValueError: `factor` is not finite, or `init` is seeded.
+
+    Examples:
+      >>> import jax, jinit
+      >>> init = jinit.scaled(jinit.normal(0.02), 0.25)
+      >>> init
+      scaled(init=normal(stddev=0.02, dtype=None, mean=0.0), factor=0.25)
+      >>> key = jax.random.key(0)
+      >>> bool((init(key, (4, 4)) == jinit.normal(0.02)(key, (4, 4)) * init.factor).all())
+      True
+      >>> jinit.deserialize(jinit.serialize(init)) == init
+      True
+    """
+    return Scaled(init, factor)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Packed(Composed, name="packed"):
+    """`packed`'s value: `count` projections of `init` side by side along `axis`."""
+
+    count: int = 1
+    axis: int = -1
+
+    def __post_init__(self) -> None:
+        count = checks.integer("count", self.count)
+        if count < 1:
+            raise ValueError(f"Argument `count` must be a positive integer. {checks.received('count', self.count)}")
+        self._set(init=inner("init", self.init), count=count, axis=checks.integer("axis", self.axis))
+
+    def part(self, shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+        """The packed axis (non-negative) and the shape of one projection of a weight of `shape`."""
+        rank = len(shape)
+        if not -rank <= self.axis < rank:
+            raise ValueError(
+                f"Argument `axis` is out of range for a shape of rank {rank}. Received: axis={self.axis}, shape={shape}"
+            )
+        axis = self.axis % rank
+        if shape[axis] % self.count:
+            raise ValueError(
+                f"`packed` needs the packed axis to hold `count` projections of equal size. Received: count="
+                f"{self.count}, axis={self.axis}, shape={shape}"
+            )
+        return axis, (*shape[:axis], shape[axis] // self.count, *shape[axis + 1 :])
+
+    def law(self, shape, dtype):
+        return self.init.law(self.part(shape)[1], dtype)
+
+    def sample(self, key, shape, dtype, sharding):
+        axis, one = self.part(shape)
+        law = self.init.law(one, dtype)
+        if law is not None:  # independent elements: the whole weight from the law of one projection
+            return engine.draw(law, key, shape, dtype, sharding)
+        keys = [None] * self.count if key is None else list(jax.random.split(key, self.count))
+        parts = [self.init.sample(k, one, dtype, None) for k in keys]
+        return engine.lay_out(lambda *xs: jnp.concatenate(xs, axis), sharding, *parts)
+
+
+def packed(init: Initializer, count: int, axis: int = -1) -> Initializer:
+    """Builds an initializer for a kernel that packs `count` independent projections along `axis`.
+
+    A fused QKV kernel of shape ``(d, 3 * d)`` is three ``(d, d)`` projections side by side: its fans, and so
+    its variance, must be those of one projection, where the raw shape would give ``fan_out = 3 * d`` (Glorot
+    would then give it about half the variance of three separate projections). An elementwise `init`
+    (variance scaling, normal, uniform, ...) draws the whole kernel, in one pass, from the distribution it has
+    for the shape of one projection; any other (e.g. `orthogonal`, where each projection should be orthogonal on
+    its own) draws each projection from its own key of ``jax.random.split(key, count)`` and concatenates them.
+
+    Args:
+      init: a jinit `Initializer` (unseeded: seed the result).
+      count: how many projections the kernel packs, a positive int.
+      axis: the packed axis, whose size must be a multiple of `count`.
+
+    Returns:
+      An `Initializer`; its default dtype, dtypes and key are `init`'s.
+
+    Raises:
+      TypeError: `init` is not a jinit `Initializer`, or `count` or `axis` not an int.
+      ValueError: `count` is not positive or `init` is seeded; when called, `axis` out of range or its size not a
+        multiple of `count`.
+
+    Examples:
+      >>> import jax, jinit
+      >>> qkv = jinit.packed(jinit.glorot_uniform(), 3)
+      >>> x = qkv(jax.random.key(0), (512, 3 * 512))
+      >>> round(float(x.var() * 512), 1)  # Glorot's 2 / (fan_in + fan_out) of one (512, 512) projection
+      1.0
+    """
+    return Packed(init, count, axis)
