@@ -44,7 +44,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,keras,flax,haiku,equinox,plot,docs]'
+	$(BIN)/python -m pip install --quiet -e '.[test,keras,flax,haiku,equinox,plot,docs,torch]'
 	@touch $@ $(VENV)/.installed $(VENV)/.installed-docs
 
 $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
@@ -55,7 +55,7 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jinit needs Python >= 3.11")'
 	$(PYTHON) -m venv .venv-oldest
 	.venv-oldest/bin/python -m pip install --quiet --upgrade pip
-	.venv-oldest/bin/python -m pip install --quiet -c .ci/oldest.txt -e '.[test,keras,flax,haiku,equinox,plot,docs]'
+	.venv-oldest/bin/python -m pip install --quiet -c .ci/oldest.txt -e '.[test,keras,flax,haiku,equinox,plot,docs,torch]'
 	@touch $@
 
 $(VENV)/.installed-lint: pyproject.toml | $(BIN)/python

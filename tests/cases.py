@@ -106,6 +106,7 @@ CASES = (
     Case("sparse", jinit.sparse(0.3, 0.5), DENSE),
     Case("dirac", jinit.dirac(2), ((4, 2, 3), (6, 3, 3, 3)), random=False),
     Case("torch_kaiming_uniform", jinit.torch_kaiming_uniform(a=5**0.5), ((8, 4, 3, 3),), complex_ok=True),
+    Case("torch_bias", jinit.torch_bias(60), DENSE + VECTOR),
     Case("stft", jinit.stft("imag", "hamming", "spectrum", periodic=True), ((8, 1, 5), (16, 2, 9)), random=False),
 )
 

@@ -14,7 +14,10 @@ EXPECTED = {
     "serialize", "deserialize", "get", "register", "registered_names", "to_keras", "stft",
     "keras_variance_scaling", "calculate_gain", "dirac", "sparse", "torch_kaiming_normal", "torch_kaiming_uniform",
     "torch_xavier_normal", "torch_xavier_uniform", "trunc_normal", "einsum_axes",
+    "torch_bias", "torch_linear", "torch_conv",
     "ParamSpec", "init_tree", "init_like", "path_key", "Progress", "progress_bar", "scaled", "packed",
+    "lora", "LoraInit",
+    "mup", "MuP",
 }  # fmt: skip
 
 # Factories that jax.nn.initializers also has: same argument names, order, kinds and defaults (jinit may add

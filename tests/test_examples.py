@@ -50,6 +50,9 @@ EXAMPLE_RUNS = [  # (script, the start of its last printed line, the optional mo
     ("haiku_model_init.py", "Haiku model initialized by jinit: bitwise f.init;", ("haiku",)),
     ("keras_sharded_model.py", "Keras model built sharded by jinit: every variable bitwise", ("keras",)),
     ("einsum_fans.py", "Einsum fans:", ("flax",)),
+    ("torch_defaults.py", "PyTorch defaults:", ()),
+    ("mup_coordinate_check.py", "muP coordinate check:", ()),
+    ("lora_adapters.py", "LoRA: 4 schemes x 2 kernels rebuild their weights", ()),
 ]
 
 

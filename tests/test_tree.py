@@ -183,7 +183,9 @@ def test_compilations_grow_with_groups_not_layers(monkeypatch):
     first = count[0]
     jinit.init_tree(KEY, model(12, width))
     assert first <= 5  # at most one kernel per group (the kernels of one size serve many shapes)
-    assert count[0] == first + 1  # 12 layers: only the key derivation of 61 paths instead of 6 compiles again
+    # 12 layers: at most the key derivation of 61 paths (padded to 64) compiles again, unless an earlier test in
+    # this process compiled it already
+    assert count[0] <= first + 1
 
 
 def test_under_jit_the_program_grows_with_groups_not_layers():

@@ -1,5 +1,7 @@
 """jinit: every Keras initializer, and what JAX and PyTorch add, as pure, hashable, jit-compiled JAX values."""
 
+from jinit._src.adapters import LoraInit as LoraInit
+from jinit._src.adapters import lora as lora
 from jinit._src.base import Initializer as Initializer
 from jinit._src.compose import packed as packed
 from jinit._src.compose import scaled as scaled
@@ -10,6 +12,8 @@ from jinit._src.constant import zeros as zeros
 from jinit._src.einsum import einsum_axes as einsum_axes
 from jinit._src.fans import compute_fans as compute_fans
 from jinit._src.keras import to_keras as to_keras
+from jinit._src.mup import MuP as MuP
+from jinit._src.mup import mup as mup
 from jinit._src.orthogonal import delta_orthogonal as delta_orthogonal
 from jinit._src.orthogonal import orthogonal as orthogonal
 from jinit._src.pytorch import calculate_gain as calculate_gain
@@ -31,6 +35,9 @@ from jinit._src.registry import register as register
 from jinit._src.registry import registered_names as registered_names
 from jinit._src.registry import serialize as serialize
 from jinit._src.stft import stft as stft
+from jinit._src.torch_layers import torch_bias as torch_bias
+from jinit._src.torch_layers import torch_conv as torch_conv
+from jinit._src.torch_layers import torch_linear as torch_linear
 from jinit._src.tree import ParamSpec as ParamSpec
 from jinit._src.tree import Progress as Progress
 from jinit._src.tree import init_like as init_like
@@ -66,6 +73,8 @@ def __getattr__(name: str) -> object:
 __all__ = (
     "Initializer",
     "InitializerLike",
+    "LoraInit",
+    "MuP",
     "ParamSpec",
     "Progress",
     "calculate_gain",
@@ -88,6 +97,8 @@ __all__ = (
     "keras_variance_scaling",
     "lecun_normal",
     "lecun_uniform",
+    "lora",
+    "mup",
     "normal",
     "ones",
     "orthogonal",
@@ -103,8 +114,11 @@ __all__ = (
     "sparse",
     "stft",
     "to_keras",
+    "torch_bias",
+    "torch_conv",
     "torch_kaiming_normal",
     "torch_kaiming_uniform",
+    "torch_linear",
     "torch_xavier_normal",
     "torch_xavier_uniform",
     "trunc_normal",
