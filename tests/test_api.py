@@ -18,6 +18,7 @@ EXPECTED = {
     "ParamSpec", "init_tree", "init_like", "path_key", "Progress", "progress_bar", "scaled", "packed",
     "lora", "LoraInit",
     "mup", "MuP",
+    "audit", "AuditReport", "AuditRow",
 }  # fmt: skip
 
 # Factories that jax.nn.initializers also has: same argument names, order, kinds and defaults (jinit may add

@@ -42,7 +42,7 @@ EXAMPLE_PAGES = [page for page in PAGES if blocks(page)]
 def test_every_page_is_found():
     names = {page.relative_to(DOCS).as_posix() for page in PAGES}
     expected = {"index.md", "api.md", "naming.md", "benchmarks.md", "distributions.md"}
-    guides = ("flax", "haiku", "equinox", "keras", "sharding", "models", "fans", "pytorch", "mup", "adapters")
+    guides = ("flax", "haiku", "equinox", "keras", "sharding", "models", "fans", "pytorch", "mup", "adapters", "audit")
     expected |= {f"guides/{name}.md" for name in guides}
     assert expected <= names
     for page in PAGES:  # a python fence that BLOCK misses (indented, say) would go untested

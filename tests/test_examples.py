@@ -53,6 +53,7 @@ EXAMPLE_RUNS = [  # (script, the start of its last printed line, the optional mo
     ("torch_defaults.py", "PyTorch defaults:", ()),
     ("mup_coordinate_check.py", "muP coordinate check:", ()),
     ("lora_adapters.py", "LoRA: 4 schemes x 2 kernels rebuild their weights", ()),
+    ("audit_gpt2.py", "Audit: flagged exactly the 24 residual projections", ()),
 ]
 
 

@@ -2,6 +2,9 @@
 
 from jinit._src.adapters import LoraInit as LoraInit
 from jinit._src.adapters import lora as lora
+from jinit._src.audit import AuditReport as AuditReport
+from jinit._src.audit import AuditRow as AuditRow
+from jinit._src.audit import audit as audit
 from jinit._src.base import Initializer as Initializer
 from jinit._src.compose import packed as packed
 from jinit._src.compose import scaled as scaled
@@ -71,12 +74,15 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = (
+    "AuditReport",
+    "AuditRow",
     "Initializer",
     "InitializerLike",
     "LoraInit",
     "MuP",
     "ParamSpec",
     "Progress",
+    "audit",
     "calculate_gain",
     "compute_fans",
     "constant",

@@ -521,13 +521,22 @@ def init_like(
     """
     checked = checks.rules(rules)
     flat, treedef = _flatten(abstract_tree, "abstract_tree")
-    specs, unmatched = [], []
     for path, leaf in flat:
         if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
             raise TypeError(
                 f"Argument `abstract_tree` must have array-like leaves (with `shape` and `dtype`, such as "
                 f"`jax.ShapeDtypeStruct`); the leaf at {checks.show(path)} is not. {checks.received(path, leaf)}"
             )
+    specs = specs_like(flat, checked)
+    return init_tree(key, jax.tree_util.tree_unflatten(treedef, specs), mesh=mesh, progress=progress)
+
+
+def specs_like(flat: Sequence[tuple[str, Any]], checked: Sequence[tuple[Any, Any]]) -> list[ParamSpec]:
+    """The spec of each (path, array-like) pair: its shape, dtype and `NamedSharding`, and the initializer of the
+    first of the `checks.rules` `checked` whose regex matches the whole path; a ValueError listing every path that
+    no rule matches."""
+    specs, unmatched = [], []
+    for path, leaf in flat:
         init = next((init for pattern, init in checked if pattern.fullmatch(path)), None)
         if init is None:
             unmatched.append(path)
@@ -540,4 +549,4 @@ def init_like(
             f"Add a rule for them (a last ('.*', init) matches every path). "
             f"Received: rules={[pattern.pattern for pattern, _ in checked]}"
         )
-    return init_tree(key, jax.tree_util.tree_unflatten(treedef, specs), mesh=mesh, progress=progress)
+    return specs
