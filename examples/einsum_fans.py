@@ -11,6 +11,11 @@ The script initializes the layer both ways, applies it to unit-variance inputs, 
 of the kernel and the variance of the outputs. It exits with an error unless the outputs have variance 1 with
 jinit's fans and ``1 / n`` with the default ones (within 5%).
 
+It then does the same for a packed projection: GPT-2's fused ``c_attn``, ``nn.Dense(3 * d)``, holds the query,
+key and value projections side by side, so the raw shape's Glorot gives it ``2 / (d + 3d)``, half the variance
+of a ``(d, d)`` projection; ``jinit.packed(jinit.glorot_uniform(), 3)`` gives each projection its own fans. The
+script exits with an error unless the packed kernel's variance is within 2% of Glorot's ``1 / d``.
+
 Run: ``.venv/bin/python examples/einsum_fans.py`` (a few seconds; needs ``pip install jinit[flax]``).
 """
 
@@ -51,6 +56,15 @@ def main() -> None:
         if abs(output_var / expected - 1) > 0.05:
             raise SystemExit(f"{name}: output variance {output_var:.4f}, expected {expected:.4f}")
         outputs.append(output_var)
+    x = jax.numpy.ones((1, D))
+    raw = nn.Dense(3 * D, kernel_init=jinit.glorot_uniform()).init(jax.random.key(0), x)["params"]["kernel"]
+    qkv = nn.Dense(3 * D, kernel_init=jinit.packed(jinit.glorot_uniform(), 3)).init(jax.random.key(0), x)
+    packed_var, raw_var = float(qkv["params"]["kernel"].var()), float(raw.var())
+    print(
+        f"fused c_attn ({D}, {3 * D}): Glorot variance {raw_var:.3e} raw, {packed_var:.3e} packed (1/d = {1 / D:.3e})"
+    )
+    if abs(packed_var * D - 1) > 0.02:
+        raise SystemExit(f"packed: kernel variance {packed_var:.3e}, expected {1 / D:.3e}")
     print(
         f"Einsum fans: the projection's outputs have variance {outputs[0]:.3f} with Flax's default fans "
         f"(fan_in = n * d) and {outputs[1]:.3f} with jinit.einsum_axes (fan_in = d)."

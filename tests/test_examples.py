@@ -51,7 +51,6 @@ EXAMPLE_RUNS = [  # (script, the start of its last printed line, the optional mo
     ("keras_sharded_model.py", "Keras model built sharded by jinit: every variable bitwise", ("keras",)),
     ("einsum_fans.py", "Einsum fans:", ("flax",)),
     ("torch_defaults.py", "PyTorch defaults:", ()),
-    ("mup_coordinate_check.py", "muP coordinate check:", ()),
     ("lora_adapters.py", "LoRA: 4 schemes x 2 kernels rebuild their weights", ()),
     ("audit_gpt2.py", "Audit: flagged exactly the 24 residual projections", ()),
 ]
@@ -68,3 +67,10 @@ def test_plot_distributions_writes_a_png(tmp_path):
     out = tmp_path / "distributions.png"
     assert run("plot_distributions.py", "--out", str(out)) == f"Wrote {out}"
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")  # exists, is not empty, and is a PNG
+
+
+def test_mup_coordinate_check_runs_and_plots_a_png(tmp_path):
+    require("matplotlib")  # the check itself runs without it, only `--plot` needs it
+    out = tmp_path / "coordinate_check.png"
+    assert run("mup_coordinate_check.py", "--plot", str(out)).startswith("muP coordinate check:")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
