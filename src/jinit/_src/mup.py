@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jinit._src import checks, distributions, tree
+from jinit._src import checks, tree
 from jinit._src.base import Initializer
 from jinit._src.compose import Composed, scaled
 from jinit._src.tree import ParamSpec
@@ -326,15 +326,12 @@ def _variance_ratio(path: str, spec: ParamSpec, base_shape: tuple[int, ...]) -> 
         wide: Any = init.law(spec.shape, dtype)
     except (TypeError, ValueError) as err:  # the initializer's own check: name the parameter
         raise type(err)(f"Parameter {checks.show(path)}: {err}") from None
-    while isinstance(base, distributions.Multiplied) and isinstance(wide, distributions.Multiplied):
-        if base.factor != wide.factor:
-            break
-        base, wide = base.inner, wide.inner
     if base is not None and base == wide:
         return 1.0  # the same distribution at both widths: normal(0.02), uniform, ...
-    base_variance, variance = getattr(base, "variance", None), getattr(wide, "variance", None)
-    if isinstance(base_variance, float) and isinstance(variance, float) and base_variance > 0:
-        return variance / base_variance  # variance scaling: scale / n
+    if base is not None and wide is not None and dtype.kind == "f":
+        base_variance, variance = base.moments()[1], wide.moments()[1]  # exact: variance scaling's scale / n
+        if base_variance > 0:
+            return variance / base_variance
     raise ValueError(
         f"Parameter {checks.show(path)}: muP must know how its initializer's variance changes from the base shape "
         f"{base_shape} to {spec.shape}, which only an elementwise initializer tells (variance scaling, normal, "
