@@ -16,6 +16,7 @@ whose results are not output leaves) is simply part of the program, computed as 
 import contextlib
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,7 +24,7 @@ import jax
 import numpy as np
 from jax.core import Tracer
 from jax.extend import core as jex_core
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jinit._src import base, checks, tree
 
@@ -38,6 +39,8 @@ class _Plan:
     calls: list[base.Call | None] = dataclasses.field(default_factory=list)
     shapes: list[tuple[int, ...]] = dataclasses.field(default_factory=list)
     others: list[base.Call] = dataclasses.field(default_factory=list)
+    flat: dict[int, Any] = dataclasses.field(default_factory=dict)
+    """The sharding a claimed reshaped leaf is drawn with, in its call's shape (`_flat_sharding`), by leaf index."""
 
 
 def initialize(
@@ -118,7 +121,11 @@ def initialize(
 
     drawn = [(i, call) for i, call in enumerate(plan.calls) if call is not None]  # the parameters that the engine draws
     specs = [
-        tree._Leaf(plan.paths[i], tree.ParamSpec(call.shape, call.init, call.dtype.name, None), plan.shardings[i])
+        tree._Leaf(
+            plan.paths[i],
+            tree.ParamSpec(call.shape, call.init, call.dtype.name, None),
+            plan.flat.get(i, plan.shardings[i]),
+        )
         for i, call in drawn
     ]
     if root is not None:
@@ -130,11 +137,58 @@ def initialize(
     else:
         values = tree.traced(specs, keys) if traced else tree.draw(specs, keys, progress)
     values, rest = iter(values), iter(kept)
-    out = [
-        next(rest) if call is None else next(values).reshape(shape)
-        for call, shape in zip(plan.calls, plan.shapes, strict=True)
-    ]
+    out = []
+    for i, (call, shape) in enumerate(zip(plan.calls, plan.shapes, strict=True)):
+        if call is None:
+            out.append(next(rest))
+            continue
+        value = next(values).reshape(shape)
+        if i in plan.flat and value.sharding != plan.shardings[i]:
+            value = jax.device_put(value, plan.shardings[i])  # each device holds its block already (`_flat_sharding`)
+        out.append(value)
     return jax.tree_util.tree_unflatten(plan.treedef, out)
+
+
+def _flat_sharding(sharding: Any, shape: tuple[int, ...], flat: tuple[int, ...]) -> Any:
+    """The sharding of an array of shape `flat` whose reshape to `shape` is laid out as `sharding` with the same
+    shards on the same devices; None where there is none (a reshaped group of axes sharded past its first).
+
+    A reshape groups axes whose sizes have equal products (``(d, n * h)`` and ``(d, n, h)``: ``{d}``, ``{n*h} ->
+    {n, h}``). Sharding a group's first axis into ``k`` cuts the group's flattened elements into ``k`` contiguous
+    blocks, as does sharding the other side's first axis of that group (when ``k`` divides it); any other axis
+    of a group cuts it into strided pieces.
+    """
+    if not isinstance(sharding, NamedSharding) or math.prod(shape) != math.prod(flat) or 0 in shape:
+        return None
+    spec = tuple(sharding.spec) + (None,) * (len(shape) - len(sharding.spec))
+    sizes = dict(zip(sharding.mesh.axis_names, sharding.mesh.axis_sizes, strict=True))
+    out: list[Any] = []
+    i = j = 0
+    while i < len(shape) or j < len(flat):
+        gi, gj = [i], [j]  # the next group: the fewest leading axes of each side with equal products
+        a, b = shape[i] if i < len(shape) else 1, flat[j] if j < len(flat) else 1
+        while a != b:
+            if a < b and i + 1 < len(shape):
+                i += 1
+                gi.append(i)
+                a *= shape[i]
+            elif b < a and j + 1 < len(flat):
+                j += 1
+                gj.append(j)
+                b *= flat[j]
+            else:
+                return None
+        i, j = i + 1, j + 1
+        gi, gj = [k for k in gi if k < len(shape)], [k for k in gj if k < len(flat)]
+        if any(spec[k] is not None for k in gi[1:]):
+            return None
+        first = spec[gi[0]] if gi else None
+        names = () if first is None else (first,) if isinstance(first, str) else tuple(first)
+        parts = math.prod(sizes[name] for name in names)
+        if gj and first is not None and flat[gj[0]] % parts:
+            return None
+        out.extend([first if gj and k == gj[0] else None for k in gj])
+    return NamedSharding(sharding.mesh, PartitionSpec(*out))
 
 
 @contextlib.contextmanager
@@ -201,11 +255,17 @@ def _reshaped(plan: _Plan, closed: Any, arrays: list, framework_keys: bool) -> t
     taken: set[int] = set()
     for k, (i, v) in enumerate(zip(kept_leaves, kept_vars, strict=True)):
         eqn = producer.get(v) if isinstance(v, jex_core.Var) else None
+        if eqn is not None and eqn.primitive.name == "sharding_constraint":  # the program's own, on a sharded leaf
+            eqn = producer.get(eqn.invars[0]) if isinstance(eqn.invars[0], jex_core.Var) else None
         source = eqn.invars[0] if eqn is not None and eqn.primitive.name == "reshape" else None
-        unsharded = plan.shardings[i] is None
-        if isinstance(source, jex_core.Var) and source in of_result and unsharded and of_result[source] not in taken:
-            claimed[k] = of_result[source]
-            taken.add(of_result[source])
+        if isinstance(source, jex_core.Var) and source in of_result and of_result[source] not in taken:
+            call = plan.others[of_result[source]]
+            flat = None if plan.shardings[i] is None else _flat_sharding(plan.shardings[i], plan.shapes[i], call.shape)
+            if plan.shardings[i] is None or flat is not None:
+                claimed[k] = of_result[source]
+                taken.add(of_result[source])
+                if flat is not None:
+                    plan.flat[i] = flat
     wanted = [v for k, v in enumerate(kept_vars) if k not in claimed] + list(key_vars)
     wanted += [other_keys[j] for j in claimed.values()] if framework_keys else []
     values = _evaluate(closed, jax.tree.leaves(arrays), wanted)
