@@ -137,8 +137,8 @@ def lora(
     scheme = checks.choice("scheme", scheme, SCHEMES)
     scale = _scale(rank, alpha, rslora)
     if niter is not None:
-        niter = checks.integer("niter", niter)
-        if niter < 0 or scheme != "pissa":
+        niter = checks.integer("niter", niter, minimum="nonnegative")
+        if scheme != "pissa":
             raise ValueError(
                 "Argument `niter` must be None, or a number of iterations >= 0 for scheme 'pissa'. "
                 f"Received: niter={niter}, scheme={scheme!r}"
@@ -184,8 +184,7 @@ def _weight(weight: Any) -> tuple[tuple[int, ...], np.dtype]:
 
 def _scale(rank: int, alpha: Any, rslora: Any) -> float:
     """``alpha / rank``, or ``alpha / sqrt(rank)`` with `rslora`; 1 when `alpha` is None."""
-    if not isinstance(rslora, bool | np.bool_):
-        raise TypeError(f"Argument `rslora` must be a bool. {checks.received('rslora', rslora)}")
+    rslora = checks.boolean("rslora", rslora)
     if alpha is None:
         return 1.0
     if isinstance(alpha, Tracer):

@@ -81,9 +81,6 @@ def initialize(
     # resolved here: inside the trace, the mesh set by `jax.set_mesh` is abstract
     spec_mesh = mesh if mesh is not None else context if meshed else None
     plan = _Plan()
-    # Whether the program also returns the results of the calls no output leaf is, and their keys: a leaf that
-    # the framework reshaped from one of them (`nn.DenseGeneral`'s kernel) is then drawn by the engine too.
-    reshapes = [False]
 
     def program(arrays: list) -> tuple[list, list, list, list]:
         filled = list(leaves)
@@ -102,7 +99,11 @@ def initialize(
             if call is None:
                 kept.append(leaf if sharding is None else jax.lax.with_sharding_constraint(leaf, sharding))
         keys = [call.key for call in plan.calls if call is not None] if root is None else []
-        plan.others = _others(calls, plan.calls, arrays[-1]) if reshapes[0] else []
+        # Given a probe (a last argument), the program also returns the results of the calls no output leaf is,
+        # and their keys: a leaf that the framework reshaped from one of them (`nn.DenseGeneral`'s kernel) is then
+        # drawn by the engine too (`_reshaped`).
+        probed = len(arrays) > len(dynamic)
+        plan.others = _others(calls, plan.calls, arrays[-1]) if probed else []
         return kept, keys, [c.result for c in plan.others], [c.key for c in plan.others] if root is None else []
 
     arrays = [leaves[i] for i in dynamic]
@@ -113,7 +114,6 @@ def initialize(
         with _concrete_shapes(what):
             kept, keys, _, _ = jax.jit(program)(arrays)
     else:
-        reshapes[0] = True
         probe = [np.zeros((), np.float32)]  # a tracer of the program's own trace, to tell its calls' results
         with _concrete_shapes(what):
             closed = jax.make_jaxpr(program)(arrays + probe)

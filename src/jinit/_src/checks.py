@@ -101,12 +101,26 @@ def choice(name: str, value: Any, options: Iterable[str]) -> str:
     return value
 
 
-def integer(name: str, value: Any) -> int:
-    """Checks that `value` is an integer (Python, NumPy, or a concrete 0-d integer array; not a bool); returns it."""
+def integer(name: str, value: Any, *, minimum: str | None = None) -> int:
+    """Checks that `value` is an integer (Python, NumPy, or a concrete 0-d integer array; not a bool); returns it.
+
+    `minimum` is None, ``"nonnegative"`` or ``"positive"``, as for `number`.
+    """
     result = _dim(value)
     if result is None:
         raise TypeError(f"Argument `{name}` must be an integer. {received(name, value)}")
+    if minimum == "nonnegative" and result < 0:
+        raise ValueError(f"Argument `{name}` must be a non-negative integer. {received(name, value)}")
+    if minimum == "positive" and result <= 0:
+        raise ValueError(f"Argument `{name}` must be a positive integer. {received(name, value)}")
     return result
+
+
+def boolean(name: str, value: Any) -> bool:
+    """Checks that `value` is a boolean (Python or NumPy); returns it as a Python bool."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"Argument `{name}` must be a boolean. {received(name, value)}")
+    return bool(value)
 
 
 def callback(name: str, value: Any) -> Any:

@@ -120,10 +120,11 @@ class Packed(Composed, name="packed"):
     axis: int = -1
 
     def __post_init__(self) -> None:
-        count = checks.integer("count", self.count)
-        if count < 1:
-            raise ValueError(f"Argument `count` must be a positive integer. {checks.received('count', self.count)}")
-        self._set(init=inner("init", self.init), count=count, axis=checks.integer("axis", self.axis))
+        self._set(
+            init=inner("init", self.init),
+            count=checks.integer("count", self.count, minimum="positive"),
+            axis=checks.integer("axis", self.axis),
+        )
 
     def part(self, shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
         """The packed axis (non-negative) and the shape of one projection of a weight of `shape`."""

@@ -60,8 +60,8 @@ def _delta_orthogonal_kernel(key, scale, *, shape, column_axis, dtype, sharding,
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Orthogonal(Initializer, name="orthogonal"):
-    """`orthogonal`'s value: (semi-)orthogonal matrices times `scale`, Haar-distributed."""
+class _Orthogonal(Initializer):
+    """The fields and their checks that `orthogonal` and `delta_orthogonal` share."""
 
     scale: float = 1.0
     column_axis: int = -1
@@ -74,6 +74,11 @@ class Orthogonal(Initializer, name="orthogonal"):
             column_axis=checks.integer("column_axis", self.column_axis),
             dtype=checks.dtype("dtype", self.dtype),
         )
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Orthogonal(_Orthogonal, name="orthogonal"):
+    """`orthogonal`'s value: (semi-)orthogonal matrices times `scale`, Haar-distributed."""
 
     def sample(self, key, shape, dtype, sharding):
         if len(shape) < 2:
@@ -123,22 +128,12 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: DTypeLike | Non
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class DeltaOrthogonal(Initializer, name="delta_orthogonal"):
+class DeltaOrthogonal(_Orthogonal, name="delta_orthogonal"):
     """`delta_orthogonal`'s value: an orthogonal matrix at the centre of a convolution kernel."""
 
-    scale: float = 1.0
-    column_axis: int = -1
-    dtype: str | None = None
-    dtypes = "inexact"
-
     def __post_init__(self) -> None:
-        column_axis = checks.integer("column_axis", self.column_axis)
-        checks.normalize_axes("column_axis", column_axis, 2)  # an axis of the matrix at the centre
-        self._set(
-            scale=checks.number("scale", self.scale, minimum="nonnegative"),
-            column_axis=column_axis,
-            dtype=checks.dtype("dtype", self.dtype),
-        )
+        super().__post_init__()
+        checks.normalize_axes("column_axis", self.column_axis, 2)  # an axis of the matrix at the centre
 
     def sample(self, key, shape, dtype, sharding):
         if len(shape) not in (3, 4, 5):

@@ -317,10 +317,9 @@ class Dirac(Initializer, name="dirac"):
     keyless = True
 
     def __post_init__(self) -> None:
-        groups = checks.integer("groups", self.groups)
-        if groups < 1:
-            raise ValueError(f"Argument `groups` must be at least 1. Received: groups={checks.show(groups)}")
-        self._set(groups=groups, dtype=checks.dtype("dtype", self.dtype))
+        self._set(
+            groups=checks.integer("groups", self.groups, minimum="positive"), dtype=checks.dtype("dtype", self.dtype)
+        )
 
     def sample(self, key, shape, dtype, sharding):
         groups = self.groups

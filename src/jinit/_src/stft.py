@@ -64,12 +64,11 @@ class Stft(Initializer, name="stft"):
                 "Argument `window` must be a window's name, a sequence of numbers or None. "
                 f"{checks.received('window', window)}"
             )
-        if not isinstance(self.periodic, bool):
-            raise TypeError(f"Argument `periodic` must be a boolean. Received: periodic={checks.show(self.periodic)}")
         self._set(
             side=checks.choice("side", self.side, SIDES),
             window=window,
             scaling=None if self.scaling is None else checks.choice("scaling", self.scaling, SCALINGS),
+            periodic=checks.boolean("periodic", self.periodic),
             dtype=checks.dtype("dtype", self.dtype),
         )
 

@@ -23,18 +23,10 @@ LAYOUTS = ("jax", "torch")
 
 def _size(name: str, value: Any) -> int:
     """Checks a size (features, channels, a fan): an integer in [0, 2**63)."""
-    size = checks.integer(name, value)
-    if not 0 <= size <= checks.MAX_BYTES:
-        raise ValueError(
-            f"Argument `{name}` must be a non-negative integer below 2**63. {checks.received(name, value)}"
-        )
+    size = checks.integer(name, value, minimum="nonnegative")
+    if size > checks.MAX_BYTES:
+        raise ValueError(f"Argument `{name}` must be below 2**63. {checks.received(name, value)}")
     return size
-
-
-def _boolean(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"Argument `{name}` must be a boolean. {checks.received(name, value)}")
-    return value
 
 
 def _kernel_size(value: Any) -> tuple[int, ...]:
@@ -191,7 +183,7 @@ def torch_linear(
     """
     in_features = _size("in_features", in_features)
     out_features = _size("out_features", out_features)
-    bias = _boolean("bias", bias)
+    bias = checks.boolean("bias", bias)
     layout = checks.choice("layout", layout, LAYOUTS)
     dtype = checks.dtype("dtype", dtype)
     torch_shape = (out_features, in_features)
@@ -275,16 +267,14 @@ def torch_conv(
     in_channels = _size("in_channels", in_channels)
     out_channels = _size("out_channels", out_channels)
     kernel_size = _kernel_size(kernel_size)
-    bias = _boolean("bias", bias)
-    groups = checks.integer("groups", groups)
-    if groups < 1:
-        raise ValueError(f"Argument `groups` must be a positive integer. {checks.received('groups', groups)}")
+    bias = checks.boolean("bias", bias)
+    groups = checks.integer("groups", groups, minimum="positive")
     for name, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
         if channels % groups:
             raise ValueError(
                 f"Argument `{name}` must be divisible by `groups`. Received: {name}={channels}, groups={groups}"
             )
-    transpose = _boolean("transpose", transpose)
+    transpose = checks.boolean("transpose", transpose)
     layout = checks.choice("layout", layout, LAYOUTS)
     dtype = checks.dtype("dtype", dtype)
     bias_size = out_channels if bias else None
