@@ -9,7 +9,8 @@ import jinit
 EXPECTED = {
     "Initializer", "InitializerLike", "compute_fans", "constant", "delta_orthogonal", "glorot_normal",
     "glorot_uniform", "he_normal", "he_uniform", "identity", "kaiming_normal", "kaiming_uniform", "lecun_normal",
-    "lecun_uniform", "normal", "ones", "orthogonal", "random_normal", "random_uniform", "truncated_normal",
+    "lecun_uniform", "normal", "ones", "ones_init", "zeros_init",
+    "orthogonal", "random_normal", "random_uniform", "truncated_normal",
     "uniform", "variance_scaling", "xavier_normal", "xavier_uniform", "zeros",
     "serialize", "deserialize", "get", "register", "registered_names", "to_keras", "stft",
     "keras_variance_scaling", "calculate_gain", "dirac", "sparse", "torch_kaiming_normal", "torch_kaiming_uniform",

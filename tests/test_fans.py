@@ -43,3 +43,23 @@ def test_agrees_with_jax_for_rank_two_and_more(data):
     shape, (i, o, *batch) = data
     expected = jax_compute_fans(shape, i, o, tuple(batch))
     assert jinit.compute_fans(shape, i, o, tuple(batch)) == tuple(int(f) for f in expected)
+
+
+axes = st.one_of(st.integers(-3, 2), st.lists(st.integers(-3, 2), max_size=3).map(tuple))
+
+
+@given(st.lists(st.integers(1, 6), min_size=3, max_size=4).map(tuple), axes, axes, axes)
+def test_overlapping_and_repeated_axes_are_jax_s(shape, i, o, b):
+    """An axis named twice, or by two arguments (Flax's embedding: in_axis=-2, out_axis=0), counts as JAX counts
+    it: the same floats, as ints where they are whole."""
+    expected = jax_compute_fans(shape, i, o, b)
+    fans = jinit.compute_fans(shape, i, o, b)
+    assert fans == expected
+    assert all(type(f) is (int if float(e).is_integer() else float) for f, e in zip(fans, expected, strict=True))
+
+
+def test_flax_embedding_fans():
+    assert jinit.compute_fans((1000, 64), out_axis=0) == (64, 64)
+    assert jinit.compute_fans((10,), in_axis=0) == (1, 1)  # JAX: in and out are the one axis
+    # in_size 2, out_size 3**3 = 27: receptive field 6 / 2 / 27, fans 2 and 27 times it
+    assert jinit.compute_fans((2, 3), in_axis=0, out_axis=(1, 1, 1)) == (2 * (6 / 2 / 27), 3)

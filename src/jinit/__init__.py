@@ -11,7 +11,9 @@ from jinit._src.compose import scaled as scaled
 from jinit._src.constant import constant as constant
 from jinit._src.constant import identity as identity
 from jinit._src.constant import ones as ones
+from jinit._src.constant import ones_init as ones_init
 from jinit._src.constant import zeros as zeros
+from jinit._src.constant import zeros_init as zeros_init
 from jinit._src.einsum import einsum_axes as einsum_axes
 from jinit._src.fans import compute_fans as compute_fans
 from jinit._src.keras import to_keras as to_keras
@@ -107,6 +109,7 @@ __all__ = (
     "mup",
     "normal",
     "ones",
+    "ones_init",
     "orthogonal",
     "packed",
     "path_key",
@@ -134,4 +137,5 @@ __all__ = (
     "xavier_normal",
     "xavier_uniform",
     "zeros",
+    "zeros_init",
 )

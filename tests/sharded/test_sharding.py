@@ -92,7 +92,7 @@ def test_low_and_high_precision_sharded(dtype):
 LAWS = [
     d.Normal(0.02),
     d.Uniform(1.0, 0.0, 0.99999994),
-    d.TruncatedNormal(0.5, None, -2.0, 2.0, -1.0, 1.0),
+    d.truncated_normal(0.5, None, -2.0, 2.0, -1.0, 1.0, np.dtype("float32")),
     d.RandomUniform(-1.0, 1.0, -1.0, 0.99999994),
     d.ScaledTruncatedNormal(0.1),
     d.ScaledNormal(0.1),

@@ -10,6 +10,7 @@ call that rebuilds the value. The name is how configs refer to a family: `classe
 
 import contextvars
 import dataclasses
+import math
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -56,16 +57,23 @@ def forget(name: str) -> None:
     _CLASSES.pop(name, None)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Initializer:
     """An initializer as a value: its fields are the arguments of the factory that built it.
 
     Two initializers are equal, and hash equal, when they were built by the same factory with the same
     arguments, so an initializer can be a `jax.jit` static argument or a field of a Flax module without
-    retracing. It pickles, prints as the call that rebuilds it, and is not a pytree.
+    retracing. Equal initializers give the same bits: a float argument is compared with its sign, so
+    ``normal(0.0) != normal(-0.0)`` (JAX's samples of the two differ in the signs of their zeros), while
+    ``constant(1) == constant(1.0)``. It pickles, prints as the call that rebuilds it, and is not a pytree.
 
-    Calling it is ``init(key, shape, dtype=None, out_sharding=None)``: `dtype` defaults to the one given to the
-    factory, and that defaults to JAX's default float type (float64 under ``jax_enable_x64``, else float32).
+    Subclasses are declared ``@dataclasses.dataclass(frozen=True, repr=False, eq=False)``, so that they keep this
+    equality.
+
+    Calling it is ``init(key, shape, dtype=None, out_sharding=None)``, with what JAX's initializers take: `shape`
+    an int or a sequence of ints, `dtype` any spelling of a dtype, defaulting to the one given to the factory, and
+    that to JAX's default float type (float64 under ``jax_enable_x64``, else float32). An initializer that uses
+    no randomness ignores its key, whatever it is, as JAX's `zeros`, `ones` and `constant` do.
     """
 
     seed: int | None = dataclasses.field(default=None, kw_only=True)
@@ -110,7 +118,9 @@ class Initializer:
         dtype: DTypeLike | None = None,
         out_sharding: OutSharding = None,
     ) -> jax.Array:
-        if key is None and self.seed is not None:
+        if self.keyless:  # as JAX's zeros, ones and constant: the key is not used, whatever it is
+            key = None
+        elif key is None and self.seed is not None:
             key = jax.random.key(self.seed)
         key = checks.key(key, optional=self.keyless)
         dtype = checks.resolve_dtype(self, dtype)
@@ -140,6 +150,18 @@ class Initializer:
         elif sharding is not None and x.sharding != sharding and x.sharding.is_equivalent_to(sharding, x.ndim):
             x = jax.device_put(x, sharding)  # the same layout, described as asked (P('x', None), not P('x',))
         return x
+
+    def _identity(self) -> tuple:
+        """What equality and hashing compare: the class, and each field with the sign of its zeros (`_exact`)."""
+        return (type(self), *(_exact(getattr(self, f.name)) for f in dataclasses.fields(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Initializer):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     def with_seed(self, seed: int | None) -> "Initializer":
         """This initializer with a seed: called with ``key=None``, it draws from ``jax.random.key(seed)``.
@@ -172,6 +194,18 @@ class Initializer:
         """Sets checked fields from `__post_init__` (the dataclass is frozen)."""
         for field, value in fields.items():
             object.__setattr__(self, field, value)
+
+
+def _exact(value: Any) -> Any:
+    """A field as equality sees it: a float with the sign of a zero (``-0.0 == 0.0`` for Python, but a sample
+    scaled by one differs from a sample scaled by the other), tuples element by element, anything else as is."""
+    if isinstance(value, float):
+        return value, math.copysign(1.0, value)
+    if isinstance(value, int):  # equal to the float of its value, as in Python: constant(1) == constant(1.0)
+        return value, 1.0
+    if isinstance(value, tuple):
+        return tuple(_exact(v) for v in value)
+    return value
 
 
 def _outside_any_mesh() -> bool:

@@ -104,7 +104,8 @@ def initialize(
         # drawn by the engine too (`_reshaped`).
         probed = len(arrays) > len(dynamic)
         plan.others = _others(calls, plan.calls, arrays[-1]) if probed else []
-        return kept, keys, [c.result for c in plan.others], [c.key for c in plan.others] if root is None else []
+        other_keys = [c.key for c in plan.others if c.key is not None] if root is None else []
+        return kept, keys, [c.result for c in plan.others], other_keys
 
     arrays = [leaves[i] for i in dynamic]
     traced = any(isinstance(array, Tracer) for array in arrays) or isinstance(root, Tracer)
@@ -226,12 +227,12 @@ def _module_of(traceback: Any) -> str:
 
 def _others(calls: list[base.Call], claimed: list[base.Call | None], probe: Any) -> list[base.Call]:
     """The recorded calls that no output leaf is, made in the trace of the tracer `probe` (not inside a `scan` or
-    `vmap` of the model, whose tracers cannot leave it), drawing from a key, and unsharded."""
+    `vmap` of the model, whose tracers cannot leave it), and unsharded."""
     mine = {id(c) for c in claimed if c is not None}
     trace = getattr(probe, "_trace", None)
     return [
         c for c in calls
-        if id(c) not in mine and c.key is not None and c.sharding is None
+        if id(c) not in mine and c.sharding is None
         and trace is not None and getattr(c.result, "_trace", None) is trace
     ]  # fmt: skip
 
@@ -267,7 +268,10 @@ def _reshaped(plan: _Plan, closed: Any, arrays: list, framework_keys: bool) -> t
                 if flat is not None:
                     plan.flat[i] = flat
     wanted = [v for k, v in enumerate(kept_vars) if k not in claimed] + list(key_vars)
-    wanted += [other_keys[j] for j in claimed.values()] if framework_keys else []
+    # the keys of the others that have one (a keyless initializer's is None), by their index among the others
+    if framework_keys:
+        key_of = dict(zip((j for j, c in enumerate(plan.others) if c.key is not None), other_keys, strict=True))
+        wanted += [key_of[j] for j in claimed.values() if j in key_of]
     values = _evaluate(closed, jax.tree.leaves(arrays), wanted)
     kept = values[: n_kept - len(claimed)]
     keys = values[n_kept - len(claimed) :]
@@ -281,7 +285,8 @@ def _reshaped(plan: _Plan, closed: Any, arrays: list, framework_keys: bool) -> t
             merged.append(next(drawn_keys) if framework_keys and call.key is not None else None)
         elif i in claimed_at:
             plan.calls[i] = claimed_at[i]
-            merged.append(next(claimed_keys) if framework_keys else None)
+            keyed = framework_keys and claimed_at[i].key is not None
+            merged.append(next(claimed_keys) if keyed else None)
     return kept, merged if framework_keys else []
 
 

@@ -170,8 +170,11 @@ def axis(name: str, value: Any) -> int | tuple[int, ...]:
     raise TypeError(f"Argument `{name}` must be an int or a sequence of ints. {received(name, value)}")
 
 
-def normalize_axes(name: str, value: Axis, rank: int, shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
-    """Returns `value` as a tuple of non-negative axes of a rank-`rank` shape; checks range and repeats."""
+def normalize_axes(
+    name: str, value: Axis, rank: int, shape: tuple[int, ...] | None = None, *, repeats: bool = False
+) -> tuple[int, ...]:
+    """Returns `value` as a tuple of non-negative axes of a rank-`rank` shape; checks their range, and that none
+    repeats unless `repeats` (JAX's fans count a repeated axis again)."""
     axes = (value,) if isinstance(value, int) else tuple(value)
     ending = received(name, value) + ("" if shape is None else f", shape={shape}")
     result = []
@@ -179,7 +182,7 @@ def normalize_axes(name: str, value: Axis, rank: int, shape: tuple[int, ...] | N
         if not -rank <= a < rank:
             raise ValueError(f"Argument `{name}` is out of range for a shape of rank {rank}. {ending}")
         result.append(a % rank)
-    if len(set(result)) != len(result):
+    if not repeats and len(set(result)) != len(result):
         raise ValueError(f"Argument `{name}` repeats an axis. {ending}")
     return tuple(result)
 
@@ -201,7 +204,8 @@ MAX_BYTES = 2**63 - 1
 
 
 def shape(value: Any, dtype: np.dtype | None = None) -> tuple[int, ...]:
-    """Checks a shape: a sequence (or 1-D integer array) of non-negative ints. Returns it as a tuple of ints.
+    """Checks a shape: a sequence (or 1-D integer array) of non-negative ints, or one int for a single axis, as JAX
+    takes them (Python, NumPy or JAX integers; not bools). Returns it as a tuple of ints.
 
     With `dtype`, also checks that an array of this shape and dtype has at most `MAX_BYTES` bytes.
     """
@@ -222,14 +226,13 @@ def shape(value: Any, dtype: np.dtype | None = None) -> tuple[int, ...]:
 
 
 def _dims(value: Any) -> tuple[int, ...]:
-    if _dim(value) is not None:
-        raise TypeError(
-            f"Argument `shape` must be a sequence of ints; for one axis write ({value},). {received('shape', value)}"
-        )
+    single = _dim(value)
+    if single is not None:  # one axis, as JAX's initializers take it: ``zeros(key, 64)``
+        value = (single,)
     if isinstance(value, np.ndarray | jax.Array) and not isinstance(value, Tracer) and value.ndim == 1:
         value = tuple(value.tolist()) if jnp.issubdtype(value.dtype, np.integer) else value
-    if not isinstance(value, list | tuple):
-        raise TypeError(f"Argument `shape` must be a sequence of ints. {received('shape', value)}")
+    if not isinstance(value, list | tuple | range):
+        raise TypeError(f"Argument `shape` must be an int or a sequence of ints. {received('shape', value)}")
     dims = []
     for d in value:
         dim = _dim(d)
@@ -243,10 +246,28 @@ def _dims(value: Any) -> tuple[int, ...]:
     return tuple(dims)
 
 
+_PYTHON_TYPES = {bool: "b", int: "i", float: "f", complex: "c"}
+
+
+def _python_type(value: Any) -> np.dtype:
+    """JAX's dtype for a Python scalar type (``float`` is float32, or float64 under ``jax_enable_x64``)."""
+    kind = _PYTHON_TYPES[value]
+    if kind == "b":
+        return np.dtype(np.bool_)
+    bits = 64 if flag("jax_enable_x64") else 32
+    return np.dtype({"i": f"int{bits}", "f": f"float{bits}", "c": f"complex{2 * bits}"}[kind])
+
+
 def dtype(name: str, value: DTypeLike | None) -> str | None:
-    """Checks a dtype argument; returns None or the dtype's canonical name (e.g. ``'bfloat16'``)."""
+    """Checks a dtype argument; returns None or the dtype's canonical name (e.g. ``'bfloat16'``).
+
+    A Python scalar type is JAX's dtype of its kind at the time of the check (``float``: float32, or float64 under
+    ``jax_enable_x64``), as JAX's initializers resolve it, without a warning.
+    """
     if value is None:
         return None
+    if isinstance(value, type) and value in _PYTHON_TYPES:
+        return _python_type(value).name
     try:
         result = jnp.dtype(value)
     except TypeError as err:

@@ -27,7 +27,7 @@ def inner(name: str, value: Any) -> Initializer:
     return value
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Composed(Initializer):
     """An initializer that holds another, `init`: its key, dtypes and default dtype are `init`'s."""
 
@@ -49,7 +49,7 @@ class Composed(Initializer):
         return getattr(self.init, "dtype", None)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Scaled(Composed, name="scaled"):
     """`scaled`'s value: `init`'s samples times `factor`."""
 
@@ -112,7 +112,7 @@ def scaled(init: Initializer, factor: float) -> Initializer:
     return Scaled(init, factor)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Packed(Composed, name="packed"):
     """`packed`'s value: `count` projections of `init` side by side along `axis`."""
 

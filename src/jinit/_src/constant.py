@@ -13,7 +13,7 @@ from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Zeros(Initializer, name="zeros"):
     """`zeros`: an initializer of zeros, in any dtype."""
 
@@ -24,7 +24,7 @@ class Zeros(Initializer, name="zeros"):
         return jnp.zeros(shape, dtype, device=sharding)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Ones(Initializer, name="ones"):
     """`ones`: an initializer of ones, in any dtype."""
 
@@ -40,6 +40,29 @@ zeros = Zeros()
 
 ones = Ones()
 """An initializer of ones: ``jinit.ones(key, shape, dtype=None)``; the key may be None."""
+
+
+def zeros_init() -> Initializer:
+    """Returns `zeros`, as Flax's ``zeros_init()`` returns JAX's ``zeros``: for code written against
+    `flax.linen.initializers` or `flax.nnx.initializers`.
+
+    Examples:
+      >>> import jinit
+      >>> jinit.zeros_init() == jinit.zeros
+      True
+    """
+    return zeros
+
+
+def ones_init() -> Initializer:
+    """Returns `ones`, as Flax's ``ones_init()`` returns JAX's ``ones``.
+
+    Examples:
+      >>> import jinit
+      >>> jinit.ones_init()(None, 3)
+      Array([1., 1., 1.], dtype=float32)
+    """
+    return ones
 
 
 def _freeze(value: Any) -> Any:
@@ -71,7 +94,7 @@ def _freeze(value: Any) -> Any:
     return freeze(array.tolist())
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Constant(Initializer, name="constant"):
     """`constant`'s value: `value` broadcast to the shape."""
 
@@ -132,7 +155,7 @@ def constant(value: Any, dtype: DTypeLike | None = None) -> Initializer:
     return Constant(value, dtype)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Identity(Initializer, name="identity"):
     """`identity`'s value: ``gain * I``, padded with zeros when not square."""
 

@@ -79,9 +79,11 @@ def cast(
         return x
     y = saturate(x, dtype)
     if lower is not None:
-        y = jnp.maximum(y, _inward(jnp.asarray(lower, x.dtype), dtype, down=False, strict=False))
+        low = _inward(jnp.asarray(lower, x.dtype), dtype, down=False, strict=False)
+        y = jnp.where(y < low, low, y)
     if upper is not None:
-        y = jnp.minimum(y, _inward(jnp.asarray(upper, x.dtype), dtype, down=True, strict=upper_open))
+        high = _inward(jnp.asarray(upper, x.dtype), dtype, down=True, strict=upper_open)
+        y = jnp.where(y > high, high, y)
     return y
 
 
@@ -96,8 +98,10 @@ def saturate(x: jax.Array, dtype: np.dtype) -> jax.Array:
 
 def clamp(x: jax.Array, low: Any, high: Any) -> jax.Array:
     """`x` clamped into ``[low, high]``, two values of `x`'s dtype (`inward_bounds`): no value of `x` within them
-    changes, so JAX's own values stay bitwise JAX's."""
-    return jnp.clip(x, jnp.asarray(low, x.dtype), jnp.asarray(high, x.dtype))
+    changes, not even the sign of a zero (``clip(-0.0, 0.0, 0.0)`` is ``0.0``), so JAX's own values stay bitwise
+    JAX's."""
+    low, high = jnp.asarray(low, x.dtype), jnp.asarray(high, x.dtype)
+    return jnp.where(x < low, low, jnp.where(x > high, high, x))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -315,10 +319,91 @@ class Uniform(Distribution):
         return _uniform_moments(0.0, self.scale)
 
 
+def erf_bounds(lower: float, upper: float, dtype: np.dtype) -> tuple[float, float]:
+    """``erf(lower / sqrt(2))`` and ``erf(upper / sqrt(2))`` in `dtype`, computed at run time by XLA on the default
+    backend, as `jax.random.truncated_normal` computes them (bounded cache: once per bounds and dtype)."""
+    return _erf_bounds(lower, upper, math.copysign(1.0, lower), math.copysign(1.0, upper), dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _erf_bounds(lower: float, upper: float, lower_sign: float, upper_sign: float, dtype: np.dtype) -> tuple:
+    """`erf_bounds`, cached by the bounds with their signs (``-0.0 == 0.0`` as a key, but not as an erf)."""
+    with jax.ensure_compile_time_eval():  # concrete, also when first needed under a trace
+        a, b = _erf_kernel(lower, upper, dtype=dtype)
+    return float(a), float(b)
+
+
+@functools.partial(jax.jit, static_argnames=("dtype",))
+def _erf_kernel(lower, upper, *, dtype):
+    sqrt2 = np.array(np.sqrt(2), dtype)
+    lower, upper = jax.lax.convert_element_type(lower, dtype), jax.lax.convert_element_type(upper, dtype)
+    return jax.lax.erf(lower / sqrt2), jax.lax.erf(upper / sqrt2)
+
+
+def standard_truncated(key: jax.Array, lower: Any, upper: Any, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
+    """``jax.random.truncated_normal(key, lower, upper, shape, dtype)``, bitwise, in every mode.
+
+    JAX computes ``erf(lower / sqrt(2))`` (and the same of `upper`) in its sampler, at run time when called
+    eagerly; under a user's `jax.jit` the bounds are constants there, XLA evaluates the erf while compiling with
+    its own function, which rounds differently, and the sample changes (jax 0.10.2: 60% of the elements of
+    ``truncated_normal(lower=-4.0)``). Here `lower` and `upper` are concrete numbers, their erf is computed at run
+    time once (`erf_bounds`), and the rest is JAX's sampler as written in `jax.random`, which constant bounds no
+    longer change. `_truncated_verified` checks this transcription against `jax.random.truncated_normal` once per
+    process; where it differs (a JAX that changed its sampler), JAX's own sampler is used, with its own modes.
+    """
+    if not _truncated_verified():
+        return jax.random.truncated_normal(key, lower, upper, shape, dtype)
+    a, b = erf_bounds(float(lower), float(upper), np.dtype(dtype))
+    return _transcribed_truncated(key, lower, upper, a, b, shape, dtype)
+
+
+def _transcribed_truncated(key, lower, upper, a, b, shape, dtype):
+    """`jax.random.truncated_normal`'s sampler (jax/_src/random), given its erf of the bounds `a` and `b`."""
+    sqrt2 = np.array(np.sqrt(2), dtype)
+    lower, upper = jax.lax.convert_element_type(lower, dtype), jax.lax.convert_element_type(upper, dtype)
+    u = jax.random.uniform(key, shape, dtype, minval=a, maxval=b)
+    out = sqrt2 * jax.lax.erf_inv(u)
+    return jnp.clip(
+        out,
+        jax.lax.nextafter(jax.lax.stop_gradient(lower), np.array(np.inf, dtype=dtype)),
+        jax.lax.nextafter(jax.lax.stop_gradient(upper), np.array(-np.inf, dtype=dtype)),
+    )
+
+
+@functools.cache
+def _truncated_verified() -> bool:
+    """Whether `_transcribed_truncated` gives `jax.random.truncated_normal`'s bits (checked once per process, eagerly,
+    for a few bounds, in float32 and bfloat16)."""
+    try:
+        with jax.ensure_compile_time_eval():
+            key = jax.random.key(20261205)
+            for lower, upper in ((-2.0, 2.0), (-4.0, 1.5), (0.5, 3.0), (-0.75, -0.25)):
+                for dtype in (np.dtype(np.float32), jnp.dtype(jnp.bfloat16)):
+                    theirs = np.asarray(jax.random.truncated_normal(key, lower, upper, (64,), dtype))
+                    a, b = erf_bounds(lower, upper, dtype)
+                    ours = np.asarray(
+                        jax.jit(_transcribed_truncated, static_argnums=(5, 6))(key, lower, upper, a, b, (64,), dtype)
+                    )
+                    if theirs.dtype != ours.dtype or theirs.tobytes() != ours.tobytes():
+                        return False
+        return True
+    except Exception:  # any change in JAX's sampler: its own code
+        return False
+
+
+def truncated_normal(
+    stddev: float, mean: float | None, lower: float, upper: float, low: float, high: float, dtype: np.dtype
+) -> "TruncatedNormal":
+    """`TruncatedNormal` of these hyperparameters for a sample of `dtype`, with the erf of its bounds (`erf_bounds`)."""
+    a, b = erf_bounds(lower, upper, compute_dtype(dtype))
+    return TruncatedNormal(stddev, mean, lower, upper, low, high, a, b)
+
+
 @_distribution
 class TruncatedNormal(Distribution):
     """``mean + stddev * z`` with ``z ~ N(0, 1)`` truncated to ``[lower, upper]``, as JAX's `truncated_normal`,
-    clamped into ``[low, high]`` (`inward_bounds` of ``mean + [lower, upper] * stddev``)."""
+    clamped into ``[low, high]`` (`inward_bounds` of ``mean + [lower, upper] * stddev``). `erf_lower` and
+    `erf_upper` are the erf of the bounds that JAX's sampler computes (built by `truncated_normal`)."""
 
     stddev: Any
     mean: Any
@@ -326,10 +411,15 @@ class TruncatedNormal(Distribution):
     upper: Any
     low: Any
     high: Any
+    erf_lower: Any
+    erf_upper: Any
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
-        z = jax.random.truncated_normal(key, self.lower, self.upper, shape, ct)
+        if _truncated_verified():
+            z = _transcribed_truncated(key, self.lower, self.upper, self.erf_lower, self.erf_upper, shape, ct)
+        else:
+            z = jax.random.truncated_normal(key, self.lower, self.upper, shape, ct)
         x = _materialized(z) * jnp.asarray(self.stddev, ct)
         x = x if self.mean is None else x + jnp.asarray(self.mean, ct)
         return clamp(saturate(x, dtype), self.low, self.high)
@@ -378,7 +468,7 @@ class ScaledTruncatedNormal(Distribution):
         variance = jnp.asarray(self.variance, ct)
         if not jnp.issubdtype(ct, jnp.complexfloating):
             stddev = jnp.sqrt(variance) / _constant(TRUNCATED_STDDEV, ct)
-            x = _materialized(jax.random.truncated_normal(key, -2, 2, shape, ct)) * stddev
+            x = _materialized(standard_truncated(key, -2.0, 2.0, shape, ct)) * stddev
             return cast(x, dtype, -2 * stddev, 2 * stddev)
         stddev = jnp.sqrt(variance) / _constant(COMPLEX_TRUNCATED_STDDEV, ct)
         return _materialized(_complex_truncated_normal(key, 2, shape, ct)) * stddev

@@ -75,7 +75,7 @@ def draw(
     if n == 0:
         return jnp.zeros(shape, dtype, out_sharding=cast(Any, sharding))
     if distribution.complex_op_by_op and dtype.kind == "c":
-        return lay_out(lambda k, d: d.sample(k, shape, dtype), sharding, key, distribution)
+        return lay_out(lambda k, d: opaque(d).sample(k, shape, dtype), sharding, key, distribution)
     own_bits = n < threefry.MAX_DRAW and threefry.partitionable(key) and threefry.verified()  # `positioned`, inline
     if own_bits and sharding is None and n < WHOLE and not per_shape and not isinstance(key, Tracer):
         devices = key.devices() if isinstance(key, jax.Array) else None
@@ -98,7 +98,18 @@ def positioned(key: Any, n: int) -> bool:
 @functools.partial(jax.jit, static_argnames=("size", "dtype"))
 def _piece(key, start, distribution, *, size, dtype):
     """`size` elements of the flat sample of `key`, from position `start` (``uint32[hi, lo]``) of its stream."""
-    return distribution.sample(threefry.positioned_key(threefry.key_data(key), start), (size,), dtype)
+    return opaque(distribution).sample(threefry.positioned_key(threefry.key_data(key), start), (size,), dtype)
+
+
+def opaque(distribution: Distribution) -> Distribution:
+    """`distribution` with hyperparameters that XLA cannot fold as constants.
+
+    JAX's initializers compute with their hyperparameters at run time (its samplers are jitted functions of
+    them). Under a user's `jax.jit`, a kernel's hyperparameters are constants of the user's program, and XLA
+    would evaluate ``erf(lower / sqrt(2))`` and the like while compiling, with its own functions, which round
+    differently: the barrier keeps them run-time values, so the sample is the same in every mode.
+    """
+    return jax.tree.map(jax.lax.optimization_barrier, distribution)
 
 
 _ORIGIN = threefry.position(0)
@@ -217,6 +228,7 @@ def _exact(key, distribution, *, shape, dtype, sharding, positioned):
     a loop (`looped`).
     """
     n = math.prod(shape)
+    distribution = opaque(distribution)
     if not positioned:  # JAX's own stream, from the user's key
         return lay_out(lambda k, d: d.sample(k, shape, dtype), sharding, key, distribution)
     if sharding is None and LOOP_CHUNK < n < 2**31 and jax.default_backend() != "cpu":

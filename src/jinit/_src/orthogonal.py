@@ -59,7 +59,7 @@ def _delta_orthogonal_kernel(key, scale, *, shape, column_axis, dtype, sharding,
     return engine.lay_out(draw, sharding, key, scale)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class _Orthogonal(Initializer):
     """The fields and their checks that `orthogonal` and `delta_orthogonal` share."""
 
@@ -76,7 +76,7 @@ class _Orthogonal(Initializer):
         )
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Orthogonal(_Orthogonal, name="orthogonal"):
     """`orthogonal`'s value: (semi-)orthogonal matrices times `scale`, Haar-distributed."""
 
@@ -127,7 +127,7 @@ def orthogonal(scale: float = 1.0, column_axis: int = -1, dtype: DTypeLike | Non
     return Orthogonal(scale, column_axis, dtype)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class DeltaOrthogonal(_Orthogonal, name="delta_orthogonal"):
     """`delta_orthogonal`'s value: an orthogonal matrix at the centre of a convolution kernel."""
 

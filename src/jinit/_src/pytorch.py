@@ -186,7 +186,7 @@ def torch_xavier_uniform(gain: float = 1.0, dtype: DTypeLike | None = None) -> I
 # ----------------------------------------------------------------------------------------- trunc_normal
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class TruncNormal(Initializer, name="trunc_normal"):
     """`trunc_normal`'s value: ``N(mean, std**2)`` truncated to the absolute bounds ``[a, b]``."""
 
@@ -208,7 +208,7 @@ class TruncNormal(Initializer, name="trunc_normal"):
         mean, std, a, b = self.mean, self.std, self.a, self.b
         distributions.computable(self.name, dtype, mean=mean, std=std)
         low, high = distributions.bounded(self.name, Fraction(a), Fraction(b), False, dtype, {"a": a, "b": b})
-        return distributions.TruncatedNormal(std, mean or None, (a - mean) / std, (b - mean) / std, low, high)
+        return distributions.truncated_normal(std, mean or None, (a - mean) / std, (b - mean) / std, low, high, dtype)
 
 
 def trunc_normal(
@@ -252,7 +252,7 @@ def _sparse_kernel(key, values, *, shape, dtype, zeros):
     return jnp.where(ranks < zeros, jnp.zeros((), dtype), values)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Sparse(Initializer, name="sparse"):
     """`sparse`'s value: ``N(0, stddev**2)`` with ``ceil(sparsity * rows)`` zeros in every column."""
 
@@ -308,7 +308,7 @@ def sparse(sparsity: float, stddev: float = 0.01, dtype: DTypeLike | None = None
 # ------------------------------------------------------------------------------------------------ dirac
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Dirac(Initializer, name="dirac"):
     """`dirac`'s value: identity-preserving convolution kernels in PyTorch's layout."""
 

@@ -12,7 +12,7 @@ from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Normal(Initializer, name="normal"):
     """`normal`'s value: ``N(mean, stddev**2)``."""
 
@@ -61,7 +61,7 @@ def normal(stddev: float = 1e-2, dtype: DTypeLike | None = None, *, mean: float 
     return Normal(stddev, dtype, mean)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class RandomNormal(Initializer, name="random_normal"):
     """`random_normal`'s value: `Normal` with Keras's arguments."""
 
@@ -106,7 +106,7 @@ def random_normal(mean: float = 0.0, stddev: float = 0.05, dtype: DTypeLike | No
     return RandomNormal(mean, stddev, dtype)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Uniform(Initializer, name="uniform"):
     """`uniform`'s value: ``U[0, scale)``."""
 
@@ -147,7 +147,7 @@ def uniform(scale: float = 1e-2, dtype: DTypeLike | None = None) -> Initializer:
     return Uniform(scale, dtype)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class RandomUniform(Initializer, name="random_uniform"):
     """`random_uniform`'s value: ``U[minval, maxval)``."""
 
@@ -193,7 +193,7 @@ def random_uniform(minval: float = -0.05, maxval: float = 0.05, dtype: DTypeLike
     return RandomUniform(minval, maxval, dtype)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class TruncatedNormal(Initializer, name="truncated_normal"):
     """`truncated_normal`'s value: ``mean + stddev * z``, ``z`` standard normal truncated to ``[lower, upper]``."""
 
@@ -227,7 +227,7 @@ class TruncatedNormal(Initializer, name="truncated_normal"):
             dtype,
             {"stddev": stddev, "lower": lower, "upper": upper, "mean": mean},
         )
-        return distributions.TruncatedNormal(stddev, mean or None, lower, upper, low, high)
+        return distributions.truncated_normal(stddev, mean or None, lower, upper, low, high, dtype)
 
 
 def truncated_normal(

@@ -107,7 +107,13 @@ def register(name: str) -> Callable[[Callable[..., Any]], Callable[..., Initiali
             for p in signature.parameters.values()
         ]
         cls = dataclasses.make_dataclass(
-            f"Registered_{name.replace('.', '_')}", fields, bases=(Registered,), frozen=True, repr=False, kw_only=True
+            f"Registered_{name.replace('.', '_')}",
+            fields,
+            bases=(Registered,),
+            frozen=True,
+            repr=False,
+            eq=False,
+            kw_only=True,
         )
         cls.name, cls.function = name, staticmethod(function)
 
@@ -151,7 +157,7 @@ def _check_factory(name: str, signature: inspect.Signature) -> None:
             raise ValueError(f"`register({name!r})`: the factory {why}. Received: {checks.label(str(signature))}")
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Registered(Initializer):
     """The initializers of a registered factory: a dataclass of the factory's arguments, made by `register`.
 

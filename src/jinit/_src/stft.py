@@ -33,7 +33,7 @@ def _window_name(name: str) -> str:
     return name
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Stft(Initializer, name="stft"):
     """`stft`'s value: short-time Fourier transform kernels."""
 

@@ -52,7 +52,7 @@ def _kernel_size(value: Any) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class TorchBias(Initializer, name="torch_bias"):
     """`torch_bias`'s value: ``U[-bound, bound)``, ``bound = 1 / sqrt(fan_in)`` (0 when ``fan_in = 0``)."""
 
@@ -121,7 +121,7 @@ def _layer(
 ) -> dict[str, ParamSpec]:
     """The specs of a layer whose weight has the PyTorch shape `torch_shape`: PyTorch's weight in that shape, or
     in `jax_shape` with its fan-in axis and fan-out axis `jax_axes`; a bias of `bias` elements unless None."""
-    fan_in = fans.fans(torch_shape, 1, 0, ())[0]  # PyTorch's `_calculate_fan_in_and_fan_out(weight)[0]`
+    fan_in = int(fans.fans(torch_shape, 1, 0, ())[0])  # PyTorch's `_calculate_fan_in_and_fan_out(weight)[0]`
     weight = pytorch.torch_kaiming_uniform(a=math.sqrt(5), dtype=dtype)  # `reset_parameters`' call, in torch's layout
     if layout == "torch":
         specs = {"kernel": ParamSpec(torch_shape, weight, dtype)}

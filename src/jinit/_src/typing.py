@@ -5,8 +5,8 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import jax
 
-Shape: TypeAlias = Sequence[int]
-"""A shape: a sequence of non-negative Python ints."""
+Shape: TypeAlias = Sequence[int] | int
+"""A shape: a sequence of non-negative ints (Python, NumPy or JAX), or one int for a single axis, as JAX takes it."""
 
 DTypeLike: TypeAlias = Any
 """Anything `jax.numpy.dtype` accepts: a name, a NumPy dtype or a scalar type."""

@@ -16,8 +16,8 @@ _SYNONYMS = {"untruncated_normal": "normal"}
 def scaled(scale, mode, distribution, fan_in, fan_out, dtype) -> distributions.Distribution:
     """Variance scaling's distribution, given the fans: every variance-scaling family's `law`.
 
-    The variance is ``scale / n``, with `n` the fan that `mode` names, at least 1 (as in Keras, so that a
-    zero-size fan is harmless).
+    The variance is ``scale / n``, with `n` the fan that `mode` names, computed as JAX computes it; a zero fan
+    (of a zero-size shape, whose sample is empty) counts as 1, as in Keras.
     """
     if mode == "fan_in":
         n = fan_in
@@ -27,13 +27,13 @@ def scaled(scale, mode, distribution, fan_in, fan_out, dtype) -> distributions.D
         n = (fan_in + fan_out) / 2
     else:
         n = (fan_in * fan_out) ** 0.5
-    variance = scale / max(1, n)
+    variance = scale / (n or 1)
     if variance > 3.0e38:  # a float32 computation would overflow (its largest value is 3.4e38)
         distributions.computable(f"variance scaling's scale / n = {variance!r}; its `scale`", dtype, scale=scale)
     return distributions.SCALED[distribution](variance)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class VarianceScaling(Initializer, name="variance_scaling"):
     """`variance_scaling`'s value: variance ``scale / n``, `n` a fan of the shape chosen by `mode`."""
 
@@ -78,7 +78,8 @@ def variance_scaling(
     As `jax.nn.initializers.variance_scaling` (bitwise, for float32, float64 and complex dtypes). With
     ``fan_in, fan_out = compute_fans(shape, in_axis, out_axis, batch_axis)``, `n` is ``fan_in``, ``fan_out``,
     ``(fan_in + fan_out) / 2`` or ``sqrt(fan_in * fan_out)`` for the modes ``"fan_in"``, ``"fan_out"``,
-    ``"fan_avg"`` and ``"fan_geo_avg"`` (at least 1). Then, with ``variance = scale / n``:
+    ``"fan_avg"`` and ``"fan_geo_avg"`` (a zero fan, of an empty sample, counts as 1). Then, with
+    ``variance = scale / n``:
 
     - ``"truncated_normal"``: a normal truncated to two standard deviations, rescaled so that the variance
       is exactly ``variance``: ``stddev = sqrt(variance) / 0.87962566103423978``.
@@ -116,7 +117,7 @@ def variance_scaling(
     return VarianceScaling(scale, mode, distribution, in_axis, out_axis, batch_axis, dtype)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class KerasVarianceScaling(Initializer, name="keras_variance_scaling"):
     """`keras_variance_scaling`'s value: variance scaling whose fans count only `input_axes` and `output_axes`."""
 
@@ -193,7 +194,7 @@ def keras_variance_scaling(
     return KerasVarianceScaling(scale, mode, distribution, input_axes, output_axes, dtype)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Preset(Initializer):
     """A named case of variance scaling: its scale, mode and distribution are fixed, its axes are fields."""
 
