@@ -18,7 +18,7 @@ from flax import nnx
 import jinit
 import jinit.flax
 import jinit.haiku
-from jinit._src import tree
+from jinit._src import plan
 from jinit.haiku import to_haiku
 
 KEY = jax.random.key(0)
@@ -33,15 +33,15 @@ def same(a, b):
 
 @pytest.fixture
 def drawn(monkeypatch):
-    """The paths of the parameters that the engine draws (`tree.draw`), call by call."""
+    """The paths of the parameters that the engine draws, call by call (each plan's sites)."""
     paths = []
-    real = tree.draw
+    real = plan.Plan.__call__
 
-    def spy(leaves, keys, progress=None):
-        paths.extend(leaf.path for leaf in leaves)
-        return real(leaves, keys, progress)
+    def spy(self, *args, **kwargs):
+        paths.extend(self.drawn)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(tree, "draw", spy)
+    monkeypatch.setattr(plan.Plan, "__call__", spy)
     return paths
 
 
@@ -89,15 +89,15 @@ def test_linen_gives_module_init_bitwise_with_jinit_parameters_drawn_by_the_engi
     ours = jinit.flax.init(model, KEY, TOKENS)
     assert same(ours, model.init(KEY, TOKENS))
     assert isinstance(ours["params"]["Dense_0"]["kernel"], nn.Partitioned)
-    # every top-level jinit parameter is drawn by the engine; the scanned blocks' and Flax's own are not
+    # every jinit parameter is drawn by the engine, the scanned blocks' too; Flax's own are not
     assert "params/Embed_0/embedding" in drawn and "params/Dense_0/kernel" in drawn
     assert "params/Block_1/MultiHeadDotProductAttention_0/out/bias" in drawn
     # DenseGeneral reshapes its initializer's results: drawn with the initializer's shape, then reshaped
     for projection in ("query/kernel", "query/bias", "key/kernel", "key/bias", "value/kernel", "out/kernel"):
         assert f"params/Block_1/MultiHeadDotProductAttention_0/{projection}" in drawn
-    assert not any(path.startswith("params/stack") for path in drawn)
+    assert "params/stack/MultiHeadDotProductAttention_0/query/kernel" in drawn  # stacked by nn.scan: (2, 16, 2, 8)
     assert "params/Dense_1/kernel" not in drawn and not any("batch_stats" in path for path in drawn)
-    assert len(drawn) == 1 + 2 + 2 * 13 + 1  # embedding, conv, 13 per block, the partitioned kernel
+    assert len(drawn) == 1 + 2 + 3 * 13 + 1  # embedding, conv, 13 per block (scanned too), the partitioned kernel
 
 
 def test_linen_with_rng_dicts_raw_keys_and_extra_arguments():
@@ -245,7 +245,9 @@ def test_nnx_build_gives_eager_construction_bitwise(drawn):
     assert same(nnx.state(ours), nnx.state(make()))
     assert "embed/embedding" in drawn and "conv/kernel" in drawn and "blocks/1/attention/out/bias" in drawn
     assert "blocks/1/attention/query/kernel" in drawn and "blocks/0/attention/out/kernel" in drawn  # reshaped
-    assert not any(path.startswith("stack") for path in drawn) and "head/kernel" not in drawn
+    # the layers stacked by nnx.vmap too: one stacked parameter each; Flax's own initializers are not drawn
+    stacked = [path for path in drawn if path.startswith("stack")]
+    assert "stack/attention/query/kernel" in stacked and len(stacked) == 2 + 8 + 2 and "head/kernel" not in drawn
 
 
 def test_nnx_build_under_jit_and_with_arguments():

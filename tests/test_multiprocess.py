@@ -1,6 +1,6 @@
 """`init_tree` across processes (JAX's multi-controller runtime on CPU, gloo collectives): 2 and 4 local
 processes of 2 devices each, each generating only its addressable shards, which are checked against a
-one-process run, bitwise."""
+one-process run, bitwise; with the default threefry and with rbg (docs/guides/sharding.md's table)."""
 
 import os
 import socket
@@ -26,15 +26,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("processes", [2, 4])
-def test_every_process_generates_its_own_shards_with_the_one_process_values(processes):
-    expected = jinit.init_tree(jax.random.key(0), specs(lambda *axes: None))  # unsharded, one process
+@pytest.mark.parametrize("processes, impl", [(2, "threefry2x32"), (4, "threefry2x32"), (2, "rbg")])
+def test_every_process_generates_its_own_shards_with_the_one_process_values(processes, impl):
+    expected = jinit.init_tree(jax.random.key(0, impl=impl), specs(lambda *axes: None))  # unsharded, one process
     port = free_port()
     with tempfile.TemporaryDirectory() as output:
         env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
         workers = [
             subprocess.Popen(
-                [sys.executable, str(HERE / "worker.py"), str(port), str(processes), str(i), "2", output],
+                [sys.executable, str(HERE / "worker.py"), str(port), str(processes), str(i), "2", output, impl],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
             for i in range(processes)

@@ -67,8 +67,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """`jinit.haiku` and `jinit.keras` import their framework, so they load on first use, not with `jinit`."""
-    if name in ("haiku", "keras"):
+    """The integrations (`jinit.flax`, `jinit.haiku`, `jinit.equinox`, `jinit.keras`) load on first use, not with
+    `jinit`: each imports its framework when it needs it."""
+    if name in ("flax", "haiku", "equinox", "keras"):
         import importlib
 
         return importlib.import_module(f"jinit.{name}")

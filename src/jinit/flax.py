@@ -4,9 +4,15 @@ Both trace the model's initialization once (never running its forward pass's ari
 parameter that a jinit initializer makes with jinit's engine, as `jinit.init_tree` draws a tree: bitwise the
 values that ``module.init`` or the eager constructor gives, compiled once per distinct (initializer, shape,
 dtype, sharding) rather than per layer, each parameter created already sharded when its metadata and a mesh say
-so. Parameters that other initializers make (Flax's default ``lecun_normal``, ``jax.nn.initializers``) are
-computed as JAX computes them, in one compiled program with the model's other state. Flax is imported when
-these are called, never by ``import jinit`` (``pip install jinit[flax]``).
+so. Layers stacked by ``nn.scan``, ``nn.vmap``, ``nnx.vmap`` or ``nnx.scan`` (nested, under ``nn.remat`` too)
+are drawn the same way, one compiled kernel per distinct stacked parameter whatever the depth, with the
+stacked axis where Flax puts it. Parameters that other initializers make (Flax's default ``lecun_normal``,
+``jax.nn.initializers``) are computed as JAX computes them, with the model's other state.
+
+`initializer` and `builder` return reusable objects that trace once per input signature and draw on each call,
+as ``jax.jit(module.init)`` does: a second initialization (another key, an ensemble under ``jax.vmap``) traces
+and compiles nothing. Flax is imported when these are called, never by ``import jinit``
+(``pip install 'jinit[flax]'``).
 """
 
 from collections.abc import Callable
@@ -15,8 +21,74 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, PartitionSpec
 
-from jinit._src import capture, checks
+from jinit._src import checks, plan
 from jinit._src.tree import Progress
+
+
+class ModelInit:
+    """A linen module's ``init``, traced once per input signature and drawn by jinit's engine on every call.
+
+    Made by `initializer`; call it as ``module.init``: ``init(rngs, *args, progress=None, **kwargs)``. It keeps
+    the plans of at most `jinit._src.plan.MAX_PLANS` input signatures (shapes, dtypes, static arguments), in the
+    object itself.
+    """
+
+    def __init__(self, module: Any, mesh: Mesh | None, path_keys: bool) -> None:
+        import flax.linen as nn
+
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"Argument `module` must be a `flax.linen.Module` (for NNX, see `jinit.flax.build`). "
+                f"{checks.received('module', module)}"
+            )
+        self.module, self.path_keys = module, checks.boolean("path_keys", path_keys)
+        self.planned = plan.Planned(
+            module.init,
+            mesh=checks.mesh(mesh),
+            boxed=lambda x: isinstance(x, nn.meta.AxisMetadata),
+            spec_of=_linen_spec,
+            what=f"{type(module).__name__}'s variables",
+        )
+
+    def __call__(self, rngs: Any, *args: Any, progress: Callable[[Progress], None] | None = None, **kwargs: Any) -> Any:
+        root = _params_key(rngs) if self.path_keys else None
+        return self.planned((rngs, *args), kwargs, root=root, progress=progress)
+
+    def drawn(self, rngs: Any, *args: Any, **kwargs: Any) -> list[str]:
+        """The paths of the variables that the engine draws for these arguments (the others are computed as
+        Flax computes them)."""
+        return self.planned.plan((rngs, *args), kwargs).drawn
+
+
+def initializer(module: Any, *, mesh: Mesh | None = None, path_keys: bool = False) -> ModelInit:
+    """A reusable ``module.init`` drawn by jinit's engine: traced once per input signature, like ``jax.jit``.
+
+    ``init = jinit.flax.initializer(module)`` then ``init(rngs, *args, **kwargs)`` as often as needed: the
+    first call with given input shapes traces the module and plans its parameters, later calls (another key,
+    ``jax.vmap`` over keys for an ensemble) only derive the keys and draw. See `init` for the values and the
+    arguments.
+
+    Args:
+      module: a `flax.linen.Module`.
+      mesh: the mesh of the partitioned parameters, as in `init`.
+      path_keys: as in `init`.
+
+    Returns:
+      A `ModelInit`, called as ``module.init``.
+
+    Raises:
+      TypeError: `module` is not a linen module.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, jinit, jinit.flax
+      >>> init = jinit.flax.initializer(nn.Dense(3, kernel_init=jinit.glorot_uniform()))
+      >>> x = jnp.ones((2, 4))
+      >>> a, b = init(jax.random.key(0), x), init(jax.random.key(1), x)  # traced once
+      >>> ensemble = jax.vmap(init, in_axes=(0, None))(jax.random.split(jax.random.key(2), 5), x)
+      >>> ensemble["params"]["kernel"].shape
+      (5, 4, 3)
+    """
+    return ModelInit(module, mesh, path_keys)
 
 
 def init(
@@ -32,12 +104,14 @@ def init(
 
     The result has the structure of ``module.init``'s, boxes (``nn.Partitioned``, ``nn.LogicallyPartitioned``)
     included, and bitwise its values: every parameter made by a jinit initializer is drawn by the engine from
-    the key Flax gave it; the others, and every other collection, are computed by one compiled program from
-    which the forward pass's arithmetic is dropped. Works under `jax.jit` and `jax.eval_shape`.
+    the key Flax gave it, stacked layers (``nn.scan``, ``nn.vmap``) included; the others, and every other
+    collection, are computed as Flax computes them, without the forward pass's arithmetic. Works under
+    `jax.jit` and `jax.eval_shape`. For repeated initialization, `initializer` keeps the trace.
 
     With a mesh (`mesh=` or the mesh set by `jax.set_mesh`), a parameter boxed by `nn.with_partitioning` (or
-    `nn.with_logical_partitioning`, with the logical axis rules in effect at the call) is created with its
-    sharding, each device generating only its own shard; with `mesh=`, the others are replicated over it.
+    `nn.with_logical_partitioning`, with the logical axis rules in effect at the call; a scanned one with the
+    axis name of ``metadata_params``) is created with its sharding, each device generating only its own shard;
+    with `mesh=`, the others are replicated over it.
 
     Args:
       module: a `flax.linen.Module`.
@@ -46,9 +120,9 @@ def init(
       **kwargs: its keyword arguments (``method=``, ``mutable=``, inputs by name, ...).
       mesh: the mesh of the partitioned parameters.
       path_keys: draw each jinit parameter from ``jinit.path_key(key, path)`` (`key` the ``"params"`` key,
-        `path` such as ``"params/Dense_0/kernel"``) instead of the key Flax derives from the module's structure,
-        so that adding a layer leaves every other layer's values unchanged. The values then differ from
-        ``module.init``'s.
+        `path` such as ``"params/Dense_0/kernel"``; a stacked parameter's layer ``i`` from that key folded with
+        ``i``) instead of the key Flax derives from the module's structure, so that adding a layer leaves every
+        other layer's values unchanged. The values then differ from ``module.init``'s.
       progress: as in `jinit.init_tree`.
 
     Returns:
@@ -68,25 +142,82 @@ def init(
       >>> all(jax.tree.leaves(same))
       True
     """
-    import flax.linen as nn
+    return initializer(module, mesh=mesh, path_keys=path_keys)(rngs, *args, progress=progress, **kwargs)
 
-    if not isinstance(module, nn.Module):
-        raise TypeError(
-            f"Argument `module` must be a `flax.linen.Module` (for NNX, see `jinit.flax.build`). "
-            f"{checks.received('module', module)}"
+
+class ModelBuild:
+    """An NNX constructor, traced once per input signature and drawn by jinit's engine on every call.
+
+    Made by `builder`; call it as the constructor: ``build(*args, progress=None, **kwargs)`` returns the module.
+    """
+
+    def __init__(self, constructor: Callable[..., Any], mesh: Mesh | None) -> None:
+        from flax import nnx
+
+        if not callable(constructor):
+            raise TypeError(f"Argument `constructor` must be callable. {checks.received('constructor', constructor)}")
+        mesh = checks.mesh(mesh)
+        traced: list[Any] = []  # the graph definition of the module each trace made, read after the trace
+
+        def state(*args: Any, **kwargs: Any) -> Any:
+            meshed = mesh is not None or not checks.current_mesh().empty
+            # on a mesh, the engine creates each variable with its sharding (Flax's eager sharding would constrain
+            # the traced value, which then is no longer what the initializer made)
+            with nnx.use_eager_sharding(nnx.using_eager_sharding() and not meshed):
+                module = constructor(*args, **kwargs)
+            if not isinstance(module, nnx.Module):
+                raise TypeError(
+                    f"Argument `constructor` must return an `nnx.Module`. {checks.received('constructor()', module)}"
+                )
+            graphdef, variables = nnx.split(module)
+            traced.append(graphdef)
+            return variables
+
+        self.planned = plan.Planned(
+            state,
+            mesh=mesh,
+            boxed=lambda x: isinstance(x, nnx.Variable),
+            spec_of=_nnx_spec,
+            what="the module's variables",
+            side=lambda: traced.pop(),
         )
-    root = _params_key(rngs) if path_keys else None
-    return capture.initialize(
-        module.init,
-        (rngs, *args),
-        kwargs,
-        mesh=mesh,
-        boxed=lambda x: isinstance(x, nn.meta.AxisMetadata),
-        spec_of=_linen_spec,
-        root=root,
-        progress=progress,
-        what=f"{type(module).__name__}'s variables",
-    )
+
+    def __call__(self, *args: Any, progress: Callable[[Progress], None] | None = None, **kwargs: Any) -> Any:
+        from flax import nnx
+
+        planned = self.planned.plan(args, kwargs)
+        variables = planned(args, kwargs, progress=checks.callback("progress", progress))
+        return nnx.merge(planned.side, variables)
+
+    def drawn(self, *args: Any, **kwargs: Any) -> list[str]:
+        """The paths of the variables that the engine draws for these arguments."""
+        return self.planned.plan(args, kwargs).drawn
+
+
+def builder(constructor: Callable[..., Any], *, mesh: Mesh | None = None) -> ModelBuild:
+    """A reusable NNX constructor drawn by jinit's engine: traced once per input signature, like ``nnx.jit``.
+
+    ``build = jinit.flax.builder(Model)`` then ``build(*args)`` as often as needed; see `build`. Pass what
+    varies between calls as arrays (a key, or ``jnp.int32(seed)``): a Python number is part of the signature,
+    so a new one traces again.
+
+    Args:
+      constructor: a callable that returns an `nnx.Module`.
+      mesh: the mesh of the partitioned variables, as in `build`.
+
+    Returns:
+      A `ModelBuild`, called as the constructor.
+
+    Examples:
+      >>> import jax, jinit, jinit.flax
+      >>> from flax import nnx
+      >>> build = jinit.flax.builder(lambda key: nnx.Linear(4, 3, kernel_init=jinit.he_normal(),
+      ...                                                     rngs=nnx.Rngs(key)))
+      >>> a, b = build(jax.random.key(0)), build(jax.random.key(1))  # traced once
+      >>> a.kernel.shape
+      (4, 3)
+    """
+    return ModelBuild(constructor, mesh)
 
 
 def build(
@@ -100,9 +231,10 @@ def build(
 
     The constructor is traced once, as `nnx.eval_shape` traces it (nothing of the model is allocated while
     tracing); then every variable made by a jinit initializer is drawn by the engine from the key the
-    constructor's ``nnx.Rngs`` gave it, and the other variables are computed by one compiled program. The
-    values are bitwise those of calling the constructor eagerly. For models too large to build eagerly: no
-    device holds more than the model's own parameters.
+    constructor's ``nnx.Rngs`` gave it, layers stacked by ``nnx.vmap`` or ``nnx.scan`` included, and the other
+    variables are computed as the constructor computes them. The values are bitwise those of calling the
+    constructor eagerly. For models too large to build eagerly: no device holds more than the model's own
+    parameters. For repeated construction, `builder` keeps the trace.
 
     Create the `nnx.Rngs` inside the constructor (``lambda: Model(rngs=nnx.Rngs(0))``), as with
     `nnx.eval_shape`: an `nnx.Rngs` passed in is not advanced.
@@ -130,37 +262,7 @@ def build(
       >>> bool(jnp.array_equal(model.kernel[...], make().kernel[...]))
       True
     """
-    from flax import nnx
-
-    if not callable(constructor):
-        raise TypeError(f"Argument `constructor` must be callable. {checks.received('constructor', constructor)}")
-    graphdefs = []
-    meshed = mesh is not None or not checks.current_mesh().empty
-
-    def state(*args: Any, **kwargs: Any) -> Any:
-        # on a mesh, the engine creates each variable with its sharding (Flax's eager sharding would constrain
-        # the traced value, which then is no longer what the initializer made)
-        with nnx.use_eager_sharding(nnx.using_eager_sharding() and not meshed):
-            module = constructor(*args, **kwargs)
-        if not isinstance(module, nnx.Module):
-            raise TypeError(
-                f"Argument `constructor` must return an `nnx.Module`. {checks.received('constructor()', module)}"
-            )
-        graphdef, variables = nnx.split(module)
-        graphdefs.append(graphdef)
-        return variables
-
-    variables = capture.initialize(
-        state,
-        args,
-        kwargs,
-        mesh=mesh,
-        boxed=lambda x: isinstance(x, nnx.Variable),
-        spec_of=_nnx_spec,
-        progress=progress,
-        what="the module's variables",
-    )
-    return nnx.merge(graphdefs[-1], variables)
+    return builder(constructor, mesh=mesh)(*args, progress=progress, **kwargs)
 
 
 def _linen_spec(box: Any) -> Any:

@@ -2,8 +2,9 @@
 
 Haiku calls an initializer as ``init(shape, dtype)`` and supplies randomness through ``hk.next_rng_key()``;
 `to_haiku` adapts a jinit initializer (or any ``init(key, shape, dtype)``) to that. `init` initializes a
-transformed function's parameters with jinit's engine. Haiku is imported when an adapted initializer is first
-called, never by ``import jinit`` (``pip install jinit[haiku]``).
+transformed function's parameters with jinit's engine (`initializer` keeps its trace for repeated calls). Haiku
+is imported when an adapted initializer is first called, never by ``import jinit``
+(``pip install 'jinit[haiku]'``).
 """
 
 import dataclasses
@@ -13,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jinit._src import capture, checks
+from jinit._src import checks, plan
 from jinit._src.base import Initializer
 from jinit._src.tree import Progress
 from jinit._src.typing import DTypeLike, InitializerLike, Shape
@@ -71,6 +72,59 @@ def to_haiku(init: InitializerLike) -> HaikuInitializer:
     return HaikuInitializer(checks.initializer("init", init))
 
 
+class TransformedInit:
+    """A transformed function's ``init``, traced once per input signature and drawn by jinit's engine on every
+    call. Made by `initializer`; call it as ``f.init``: ``init(key, *args, progress=None, **kwargs)``."""
+
+    def __init__(self, f: Any, mesh: jax.sharding.Mesh | None, path_keys: bool) -> None:
+        if not callable(getattr(f, "init", None)):
+            raise TypeError(
+                "Argument `f` must be a transformed function (`hk.transform` or `hk.transform_with_state`). "
+                f"{checks.received('f', f)}"
+            )
+        self.path_keys = checks.boolean("path_keys", path_keys)
+        self.planned = plan.Planned(
+            f.init,
+            mesh=checks.mesh(mesh),
+            boxed=lambda x: False,
+            spec_of=lambda x: None,
+            what="the parameters",
+            strip=1 if type(f).__name__ == "TransformedWithState" else 0,  # (params, state): paths within each
+        )
+
+    def __call__(self, key: Any, *args: Any, progress: Callable[[Progress], None] | None = None, **kwargs: Any) -> Any:
+        root = checks.key(key) if self.path_keys else None
+        return self.planned((key, *args), kwargs, root=root, progress=progress)
+
+    def drawn(self, key: Any, *args: Any, **kwargs: Any) -> list[str]:
+        """The paths of the parameters that the engine draws for these arguments."""
+        return self.planned.plan((key, *args), kwargs).drawn
+
+
+def initializer(f: Any, *, mesh: jax.sharding.Mesh | None = None, path_keys: bool = False) -> TransformedInit:
+    """A reusable ``f.init`` drawn by jinit's engine: traced once per input signature, like ``jax.jit(f.init)``.
+
+    See `init` for the values and the arguments.
+
+    Args:
+      f: an ``hk.Transformed`` or ``hk.TransformedWithState``.
+      mesh: as in `init`.
+      path_keys: as in `init`.
+
+    Returns:
+      A `TransformedInit`, called as ``f.init``.
+
+    Examples:
+      >>> import haiku as hk, jax, jax.numpy as jnp, jinit, jinit.haiku
+      >>> f = hk.transform(lambda x: hk.Linear(3, w_init=jinit.haiku.to_haiku(jinit.he_normal()))(x))
+      >>> init = jinit.haiku.initializer(f)
+      >>> a, b = init(jax.random.key(0), jnp.ones((2, 4))), init(jax.random.key(1), jnp.ones((2, 4)))
+      >>> a["linear"]["w"].shape
+      (4, 3)
+    """
+    return TransformedInit(f, mesh, path_keys)
+
+
 def init(
     f: Any,
     key: Any,
@@ -85,8 +139,10 @@ def init(
     For ``hk.transform`` and ``hk.transform_with_state``: the function is traced once (its forward pass's
     arithmetic is never run); every parameter made by a `to_haiku` initializer is drawn by jinit's engine from
     the key ``hk.next_rng_key()`` gave it, bitwise as ``f.init`` makes it, compiled once per distinct
-    (initializer, shape, dtype) rather than per layer; the other parameters and the state are computed by one
-    compiled program. Works under `jax.jit` and `jax.eval_shape`.
+    (initializer, shape, dtype) rather than per layer, ``hk.layer_stack``'s stacked layers included (one kernel
+    per stacked parameter, whatever the depth); the other parameters and the state are computed as Haiku
+    computes them. Works under `jax.jit` and `jax.eval_shape`. For repeated initialization, `initializer`
+    keeps the trace.
 
     Args:
       f: an ``hk.Transformed`` or ``hk.TransformedWithState``.
@@ -95,8 +151,9 @@ def init(
       **kwargs: its keyword inputs.
       mesh: a mesh over which every parameter is created replicated (Haiku's parameters carry no partitioning).
       path_keys: draw each jinit parameter from ``jinit.path_key(key, path)`` (`path` such as
-        ``"mlp/~/linear_0/w"``) instead of Haiku's key sequence, so that adding a layer leaves every other
-        layer's values unchanged. The values then differ from ``f.init``'s.
+        ``"mlp/~/linear_0/w"``; a stacked parameter's layer ``i`` from that key folded with ``i``) instead of
+        Haiku's key sequence, so that adding a layer leaves every other layer's values unchanged. The values then
+        differ from ``f.init``'s.
       progress: as in `jinit.init_tree`.
 
     Returns:
@@ -113,20 +170,4 @@ def init(
       >>> bool(jnp.array_equal(params["linear"]["w"], f.init(jax.random.key(0), x)["linear"]["w"]))
       True
     """
-    if not callable(getattr(f, "init", None)):
-        raise TypeError(
-            "Argument `f` must be a transformed function (`hk.transform` or `hk.transform_with_state`). "
-            f"{checks.received('f', f)}"
-        )
-    return capture.initialize(
-        f.init,
-        (key, *args),
-        kwargs,
-        mesh=mesh,
-        boxed=lambda x: False,
-        spec_of=lambda x: None,
-        root=checks.key(key) if path_keys else None,
-        progress=progress,
-        what="the parameters",
-        strip=1 if type(f).__name__ == "TransformedWithState" else 0,  # (params, state): paths within each
-    )
+    return initializer(f, mesh=mesh, path_keys=path_keys)(key, *args, progress=progress, **kwargs)

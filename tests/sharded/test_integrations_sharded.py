@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 import jinit
 import jinit.flax
 import jinit.haiku
-from jinit._src import capture, tree
+from jinit._src import plan
 
 KEY = jax.random.key(0)
 MESHES = [((2, 4), ("data", "model")), ((8, 1), ("data", "model")), ((1, 8), ("data", "model"))]
@@ -83,13 +83,13 @@ class Heads(nn.Module):
 def drawn(monkeypatch):
     """The path and sharding of every parameter that the engine draws."""
     leaves = {}
-    real = tree.draw
+    real = plan.Plan.__call__
 
-    def spy(specs, keys, progress=None):
-        leaves.update((leaf.path, leaf.sharding) for leaf in specs)
-        return real(specs, keys, progress)
+    def spy(self, *args, **kwargs):
+        leaves.update((self.program.paths[s.leaf], self.program.shardings[s.leaf]) for s in self.found.sites)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(tree, "draw", spy)
+    monkeypatch.setattr(plan.Plan, "__call__", spy)
     return leaves
 
 
@@ -103,39 +103,11 @@ def test_linen_reshaped_partitioned_kernels_are_drawn_sharded(shape, names, draw
     for name in ("query", "key", "value"):  # (features, heads, head_dim), the heads over "model"
         kernel = attention[name]["kernel"]
         assert kernel.sharding.is_equivalent_to(NamedSharding(mesh, P(None, "model", None)), 3), name
-        # drawn by the engine in the initializer's shape (features, heads * head_dim), its columns over "model"
-        flat = drawn[f"params/MultiHeadDotProductAttention_0/{name}/kernel"]
-        assert flat is not None and flat.is_equivalent_to(NamedSharding(mesh, P(None, "model")), 2), name
+        # drawn by the engine (the initializer's (features, heads * head_dim) reshaped), with the leaf's sharding
+        assert drawn[f"params/MultiHeadDotProductAttention_0/{name}/kernel"].is_equivalent_to(kernel.sharding, 3)
     out = attention["out"]["kernel"]  # (heads, head_dim, features): "model" on its heads
     assert out.sharding.is_equivalent_to(NamedSharding(mesh, P(None, "model", None)), 3)
-    assert "params/MultiHeadDotProductAttention_0/out/kernel" not in drawn  # head_dim sharded: strided, not drawn
-
-
-FLAT = [  # (shape, its sharding, the initializer's shape, the sharding to draw it with or None)
-    ((16, 8, 8), P(None, "model", None), (16, 64), P(None, "model")),
-    ((16, 8, 8), P("data", "model", None), (16, 64), P("data", "model")),
-    ((16, 8, 8), P(None, None, "model"), (16, 64), None),  # strided: each device's block is not contiguous
-    ((8, 8, 16), P("model", None, None), (64, 16), P("model", None)),
-    ((8, 8, 16), P(None, "model", None), (64, 16), None),
-    ((16, 8, 8), P("model", None, None), (128, 8), P("model", None)),
-    ((8, 4, 8), P(None, "model", None), (32, 8), None),  # the second axis of a merged group: strided
-    ((4, 16), P(None, "model"), (4, 16), P(None, "model")),
-]
-
-
-@pytest.mark.parametrize("shape, spec, flat, expected", FLAT)
-def test_flat_sharding_keeps_each_devices_block(shape, spec, flat, expected):
-    mesh = mesh_of((2, 4), ("data", "model"))
-    got = capture._flat_sharding(NamedSharding(mesh, spec), shape, flat)
-    if expected is None:
-        assert got is None
-        return
-    assert got.is_equivalent_to(NamedSharding(mesh, expected), len(flat))
-    # the defining property: drawn flat with it and reshaped, every device holds exactly its block
-    x = jax.device_put(jnp.arange(np.prod(flat), dtype=jnp.float32).reshape(flat), got).reshape(shape)
-    wanted = jax.device_put(np.arange(np.prod(flat), dtype=np.float32).reshape(shape), NamedSharding(mesh, spec))
-    blocks = {s.device: np.asarray(s.data) for s in wanted.addressable_shards}
-    assert all(np.array_equal(np.asarray(s.data), blocks[s.device]) for s in x.addressable_shards)
+    assert drawn["params/MultiHeadDotProductAttention_0/out/kernel"].is_equivalent_to(out.sharding, 3)
 
 
 def test_linen_without_a_mesh_keeps_the_metadata_only():

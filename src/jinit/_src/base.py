@@ -25,7 +25,7 @@ _CLASSES: dict[str, type["Initializer"]] = {}
 
 
 class Call(NamedTuple):
-    """One call of an initializer, as `jinit._src.capture` records it: its checked arguments and its result."""
+    """One call of an initializer, as `jinit._src.program.trace` records it: its checked arguments and its result."""
 
     init: "Initializer"
     key: Any
@@ -36,7 +36,7 @@ class Call(NamedTuple):
 
 
 CALLS: contextvars.ContextVar[list[Call] | None] = contextvars.ContextVar("jinit_calls", default=None)
-"""The list that initializer calls append themselves to while `jinit._src.capture` traces a model's
+"""The list that initializer calls append themselves to while `jinit._src.program.trace` traces a model's
 initialization (set only there, for that trace); None otherwise. Recording changes no value."""
 
 
@@ -133,7 +133,7 @@ class Initializer:
             sharding = checks.out_sharding(out_sharding, len(shape))
             x = self._sharded(key, shape, dtype, sharding)
         calls = CALLS.get()
-        if calls is not None:  # inside `jinit.capture.record`: what made `x`, to draw it again by the engine
+        if calls is not None:  # inside `program.trace`: what made `x`, to draw it again by the engine
             calls.append(Call(self, key, shape, dtype, sharding, x))
         return x
 
@@ -143,10 +143,17 @@ class Initializer:
         if explicit and _outside_any_mesh():
             with jax.set_mesh(mesh):  # outside `jit`, JAX compiles for explicit mesh axes only inside their mesh
                 return self.sample(key, shape, dtype, sharding)
-        x = self.sample(key, shape, dtype, sharding)
+        try:
+            x = self.sample(key, shape, dtype, sharding)
+        except jax.errors.JaxRuntimeError:
+            if key is None or isinstance(key, Tracer) or checks.impl_of(key) == "threefry2x32":
+                raise
+            # jax 0.10.2 fails to compile some implementations' sharded draws (philox's `mulhi` under a sharding
+            # constraint): the whole sample, then laid out; a layout changes no value
+            return jax.device_put(self.sample(key, shape, dtype, None), sharding)
         if isinstance(x, Tracer):
             # under `jit`, `device=` of jnp's constructors (the constant initializers) is not a layout
-            x = jax.sharding.reshard(x, sharding) if explicit else jax.lax.with_sharding_constraint(x, sharding)
+            x = engine.constrain(x, sharding)
         elif sharding is not None and x.sharding != sharding and x.sharding.is_equivalent_to(sharding, x.ndim):
             x = jax.device_put(x, sharding)  # the same layout, described as asked (P('x', None), not P('x',))
         return x

@@ -352,6 +352,13 @@ def key(value: Any, *, optional: bool = False) -> Any:
     )
 
 
+def impl_of(key: Any) -> str:
+    """The name of a key's PRNG implementation (a legacy key's is the default implementation's)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return str(jax.random.key_impl(key))
+    return flag("jax_default_prng_impl")
+
+
 def current_mesh() -> Any:
     """The mesh set by `jax.set_mesh`: concrete outside a trace, abstract (all a trace may use) inside one."""
     try:
@@ -414,12 +421,7 @@ def initializer(name: str, value: Any) -> Any:
 
 def sharding(value: Any) -> jax.sharding.PartitionSpec | jax.sharding.Sharding | None:
     """Checks a `ParamSpec`'s sharding: None, a `PartitionSpec` or a `Sharding`."""
-    if value is None or isinstance(value, jax.sharding.PartitionSpec | jax.sharding.Sharding):
-        return value
-    raise TypeError(
-        f"Argument `sharding` must be None, a `jax.sharding.PartitionSpec` or a `jax.sharding.Sharding`. "
-        f"{received('sharding', value)}"
-    )
+    return partition("sharding", value)
 
 
 def mesh(value: Any) -> jax.sharding.Mesh | None:
@@ -466,24 +468,38 @@ def path(value: Any) -> bytes:
         ) from None
 
 
-def rules(value: Any) -> tuple[tuple[re.Pattern, Any], ...]:
-    """Checks `rules`: a sequence of ``(regex, initializer)`` pairs; returns them with compiled patterns."""
+def rules(
+    value: Any, name: str = "rules", what: str = "initializer", check: Any = None
+) -> tuple[tuple[re.Pattern, Any], ...]:
+    """Checks `rules`: a sequence of ``(regex, value)`` pairs; returns them with compiled patterns.
+
+    `what` names the second item in messages; `check(label, item)` checks it (an initializer by default).
+    """
+    check = initializer if check is None else check
     if isinstance(value, str | bytes | dict) or not isinstance(value, Iterable):
-        raise TypeError(
-            f"Argument `rules` must be a sequence of (regex, initializer) pairs. {received('rules', value)}"
-        )
+        raise TypeError(f"Argument `{name}` must be a sequence of (regex, {what}) pairs. {received(name, value)}")
     checked = []
     for i, rule in enumerate(value):
         pattern = rule[0] if isinstance(rule, tuple | list) and len(rule) == 2 else None
         if not (isinstance(pattern, str) or (isinstance(pattern, re.Pattern) and isinstance(pattern.pattern, str))):
             raise TypeError(
-                f"Argument `rules` must hold (regex, initializer) pairs; rule {i} is not. {received('rules', value)}"
+                f"Argument `{name}` must hold (regex, {what}) pairs; rule {i} is not. {received(name, value)}"
             )
-        pattern, init = rule
+        pattern, item = rule
         try:
             compiled = re.compile(pattern)
         except (re.error, OverflowError, RecursionError) as err:
-            message = f"Rule {i} of `rules` is not a valid regex ({err})."
+            message = f"Rule {i} of `{name}` is not a valid regex ({err})."
             raise ValueError(f"{message} {received('regex', pattern)}") from None
-        checked.append((compiled, initializer(f"rules[{i}]", init)))
+        checked.append((compiled, check(f"{name}[{i}]", item)))
     return tuple(checked)
+
+
+def partition(name: str, value: Any) -> Any:
+    """Checks a partitioning: None, a `PartitionSpec` or a `Sharding` (as `sharding`, naming the argument)."""
+    if value is None or isinstance(value, jax.sharding.PartitionSpec | jax.sharding.Sharding):
+        return value
+    raise TypeError(
+        f"Argument `{name}` must be None, a `jax.sharding.PartitionSpec` or a `jax.sharding.Sharding`. "
+        f"{received(name, value)}"
+    )

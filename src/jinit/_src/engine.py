@@ -29,6 +29,7 @@ import functools
 import itertools
 import math
 import mmap
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -84,6 +85,24 @@ def draw(
             if out is not None:
                 return out
     return _exact(key, distribution, shape=shape, dtype=dtype, sharding=sharding, positioned=own_bits)
+
+
+SIDE_BY_SIDE = max(1, min(8, os.cpu_count() or 1))
+"""How many draws of JAX's own stream (``rbg``, ``unsafe_rbg``, ``jax_threefry_partitionable=False``...) run in
+one program, where XLA runs them side by side: JAX's bit generator for those runs on one core per draw, and
+jinit's positioned kernels, which use every core by themselves, are not batched so."""
+
+
+def draw_many(distribution: Distribution, keys: list, shape: tuple[int, ...], dtype: np.dtype) -> list:
+    """Samples of `distribution` for each of `keys` (concrete, of JAX's own stream), in one program whose draws
+    XLA runs side by side: each is bitwise `draw`'s for its key (the same operations, the same key)."""
+    return list(_exact_many(tuple(keys), distribution, shape=shape, dtype=dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _exact_many(keys, distribution, *, shape, dtype):
+    distribution = opaque(distribution)
+    return [distribution.sample(key, shape, dtype) for key in keys]
 
 
 def positioned(key: Any, n: int) -> bool:
@@ -207,6 +226,12 @@ def _fast_adopt() -> bool:
 
 
 # ------------------------------------------------------------------------------------------------- exact
+
+
+def constrain(x: Any, sharding: Sharding) -> Any:
+    """A traced value laid out as `sharding`: resharded over a mesh's explicit axes, constrained over auto ones."""
+    explicit = getattr(getattr(sharding, "mesh", None), "explicit_axes", ())
+    return jax.sharding.reshard(x, sharding) if explicit else jax.lax.with_sharding_constraint(x, sharding)
 
 
 def lay_out(sample: Callable[..., jax.Array], sharding: Sharding | None, *args: Any) -> jax.Array:

@@ -180,6 +180,20 @@ class _Leaf:
             return spec.init(key, spec.shape, spec.dtype)
         return spec.init(key, spec.shape, spec.dtype, out_sharding=self.sharding)
 
+    def own_stream(self, key: Any) -> Any:
+        """The law of this parameter where the engine would draw it from JAX's own stream, eagerly and unsharded (a
+        key of another PRNG implementation, or ``jax_threefry_partitionable=False``), else None."""
+        init, spec = self.spec.init, self.spec
+        if self.sharding is not None or not isinstance(init, Initializer) or isinstance(key, Tracer) or key is None:
+            return None
+        dtype = checks.resolve_dtype(init, spec.dtype)
+        if engine.positioned(key, math.prod(spec.shape)) or math.prod(spec.shape) == 0:
+            return None
+        law = init.law(spec.shape, dtype)
+        if law is None or (law.complex_op_by_op and dtype.kind == "c"):
+            return None
+        return law
+
     def per_shape(self, key: Any) -> jax.Array:
         """The parameter drawn by its shape's own kernel, when its initializer is one of jinit's elementwise
         families (as its call would draw it, bitwise: `engine.draw`'s ways all give JAX's values)."""
@@ -216,26 +230,34 @@ def resolve(path: str, sharding: Any, shape: tuple[int, ...], mesh: Mesh | None)
     return sharding
 
 
-class _Reporter:
-    """Calls `progress` after each parameter, once it is ready (so the times are those of the work done)."""
+class Reporter:
+    """Calls `progress` after each parameter, once it is ready (so the times are those of the work done).
 
-    def __init__(self, leaves: Sequence[_Leaf], progress: Callable[[Progress], None]) -> None:
+    `sizes` holds each parameter's (elements, bytes), in the order they are drawn.
+    """
+
+    def __init__(self, progress: Callable[[Progress], None], sizes: Sequence[tuple[int, int]]) -> None:
         self.progress = progress
-        self.total = (len(leaves), sum(math.prod(leaf.spec.shape) for leaf in leaves))
-        self.total_bytes = sum(_nbytes(leaf) for leaf in leaves)
+        self.total = (len(sizes), sum(n for n, _ in sizes))
+        self.total_bytes = sum(b for _, b in sizes)
         self.done = [0, 0, 0]
         self.start = time.perf_counter()
 
-    def __call__(self, leaf: _Leaf, array: jax.Array) -> None:
+    def __call__(self, path: str, elements: int, nbytes: int, array: Any) -> None:
         jax.block_until_ready(array)
         self.done[0] += 1
-        self.done[1] += math.prod(leaf.spec.shape)
-        self.done[2] += _nbytes(leaf)
+        self.done[1] += elements
+        self.done[2] += nbytes
         seconds = time.perf_counter() - self.start
-        leaves, elements, nbytes = self.done
+        leaves, done_elements, done_bytes = self.done
         self.progress(
-            Progress(leaf.path, leaves, self.total[0], elements, self.total[1], nbytes, self.total_bytes, seconds)
+            Progress(path, leaves, self.total[0], done_elements, self.total[1], done_bytes, self.total_bytes, seconds)
         )
+
+
+def size(leaf: _Leaf) -> tuple[int, int]:
+    """A parameter's elements and bytes."""
+    return math.prod(leaf.spec.shape), _nbytes(leaf)
 
 
 def _nbytes(leaf: _Leaf) -> int:
@@ -418,7 +440,11 @@ def _check(leaf: _Leaf, key: Any) -> None:
 
 
 def _eager(
-    key: Any, leaves: list[_Leaf], words: np.ndarray, progress: Callable[[Progress], None] | None
+    key: Any,
+    leaves: list[_Leaf],
+    words: np.ndarray,
+    progress: Callable[[Progress], None] | None,
+    report: Reporter | None = None,
 ) -> list[jax.Array]:
     """Each parameter from the key of its path (see the module docstring)."""
     keys = _derive(key, words)
@@ -429,25 +455,53 @@ def _eager(
     device = next(iter(key.devices())) if isinstance(key, jax.Array) and key.committed else None
     rows = (jax.device_put(row, device) if device is not None else row for row in data)
     keys = (jax.random.wrap_key_data(row, impl=impl) if typed else jnp.asarray(row) for row in rows)
-    return draw(leaves, keys, progress)
+    return draw(leaves, keys, progress, report=report)
 
 
-def draw(leaves: Sequence[_Leaf], keys: Any, progress: Callable[[Progress], None] | None = None) -> list[jax.Array]:
+def draw(
+    leaves: Sequence[_Leaf],
+    keys: Any,
+    progress: Callable[[Progress], None] | None = None,
+    *,
+    report: Reporter | None = None,
+) -> list[jax.Array]:
     """Each parameter from its key (an iterable of concrete keys, one per parameter), eagerly.
 
     A group of parameters of `engine.WHOLE` elements or more in all is drawn by its shape's own kernel, which
-    its parameters share: its compilation is repaid by its speed.
+    its parameters share: its compilation is repaid by its speed. Progress goes to `report` if given (one that
+    counts more parameters than these), else to `progress`.
     """
     sizes: collections.Counter[tuple] = collections.Counter()
     for leaf in leaves:
         sizes[leaf.group] += math.prod(leaf.spec.shape)
-    report = _Reporter(leaves, progress) if progress is not None else None
-    arrays = []
-    for leaf, leaf_key in zip(leaves, keys, strict=True):
+    if report is None and progress is not None:
+        report = Reporter(progress, [size(leaf) for leaf in leaves])
+    arrays: list[Any] = [None] * len(leaves)
+    waiting: dict[tuple, list[tuple[int, Any, Any]]] = {}  # draws of JAX's own stream, by group: side by side
+
+    def flush(group: tuple) -> None:
+        items = waiting.pop(group)
+        leaf = leaves[items[0][0]]
+        dtype = checks.resolve_dtype(leaf.spec.init, leaf.spec.dtype)
+        values = engine.draw_many(items[0][2], [key for _, key, _ in items], leaf.spec.shape, dtype)
+        for (i, _, _), value in zip(items, values, strict=True):
+            arrays[i] = value
+            if report is not None:
+                report(leaves[i].path, *size(leaves[i]), value)
+
+    for i, (leaf, leaf_key) in enumerate(zip(leaves, keys, strict=True)):
+        law = leaf.own_stream(leaf_key) if engine.SIDE_BY_SIDE > 1 else None
+        if law is not None:
+            waiting.setdefault(leaf.group, []).append((i, leaf_key, law))
+            if len(waiting[leaf.group]) == engine.SIDE_BY_SIDE:
+                flush(leaf.group)
+            continue
         large = sizes[leaf.group] >= engine.WHOLE and math.prod(leaf.spec.shape) > engine.CHUNK
-        arrays.append(leaf.per_shape(leaf_key) if large else leaf(leaf_key))
+        arrays[i] = leaf.per_shape(leaf_key) if large else leaf(leaf_key)
         if report is not None:
-            report(leaf, arrays[-1])
+            report(leaf.path, *size(leaf), arrays[i])
+    for group in list(waiting):
+        flush(group)
     return arrays
 
 

@@ -1,0 +1,318 @@
+"""A framework's model initialized by jinit's engine: trace once, then draw each parameter, as often as asked.
+
+A `Plan` is a model's initialization traced once (`jinit._src.program.trace`) with its sites found
+(`jinit._src.sites.find`): calling it evaluates the rewritten program, which computes the sites' keys (a
+``fold_in`` or ``split`` per layer, and a scan of them for stacked layers) and the leaves no jinit call makes
+(other libraries' initializers, state), and draws each site by the engine:
+
+- a parameter made at the top of the program, unbatched, is drawn as `jinit.init_tree` draws a tree: grouped by
+  (initializer, shape, dtype, sharding), small ones from the engine's stream, a large group by its shape's own
+  kernel, each created with its sharding;
+- a stacked or batched one (``nn.scan``, ``nnx.vmap``, ``hk.layer_stack``, ``eqx.filter_vmap``, nested, under
+  ``remat``), or one the program reshapes or transposes, by one compiled kernel per distinct site: the draws of
+  its keys, batched and moved as the program does it (`jinit._src.sites.Step`), written in place, laid out as its
+  sharding says, each device generating only its own shard. Compilation is that of the distinct sites, whatever
+  the depth.
+
+A plan is reusable: a second call (another key, new inputs of the same shapes) traces nothing and compiles
+nothing new; it is what the integrations' ``initializer`` objects hold (`jinit.flax.initializer`). It works under
+a user's trace too (``jax.vmap`` over keys draws an ensemble by the same kernels, batched).
+
+Where `jinit._src.sites.find` fails (a JAX whose jaxprs it does not understand), a plan has no sites and its
+program computes every leaf, as the framework does: slower, the same values.
+"""
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
+
+from jinit._src import checks, engine, sites, tree
+from jinit._src import program as program_module
+from jinit._src.program import Program, evaluator
+
+
+@dataclasses.dataclass(frozen=True)
+class Draw:
+    """A site's kernel, as a static value: its initializer, shape and dtype, and the steps to its leaf."""
+
+    init: Any
+    shape: tuple[int, ...]
+    dtype: str
+    steps: tuple[sites.Step, ...]
+    per_key: bool
+
+    def function(self) -> Callable[[Any], Any]:
+        """The leaf as a function of the site's keys (see `jinit._src.sites`)."""
+        init, shape, dtype = self.init, self.shape, self.dtype
+
+        def draw(key: Any) -> Any:
+            return init(key, shape, dtype)
+
+        f = draw
+        for step in self.steps:
+            if not (isinstance(step, sites.Op) and step.primitive.name in sites.LAYOUTS):
+                f = _wrap(step, f, self.per_key)  # a layout is not a value: the kernel lays out the leaf itself
+        return f
+
+
+def _wrap(step: sites.Step, f: Callable, per_key: bool) -> Callable:
+    if isinstance(step, sites.Vmap):
+        return jax.vmap(f, in_axes=step.key_axis, out_axes=step.out_axis, axis_size=step.size)
+    if isinstance(step, sites.Op):
+        return lambda keys: step(f(keys))
+    if step.broadcast:  # a scan's layers share the key from outside it: each layer the same draw
+
+        def broadcast(key: Any) -> Any:
+            value = f(key)
+            return jnp.broadcast_to(value, (step.length, *value.shape))
+
+        return broadcast
+    if per_key:
+        return lambda keys: _side_by_side(f, keys)
+    return jax.vmap(f)
+
+
+def _side_by_side(f: Callable, keys: Any) -> Any:
+    """``lax.map(f, keys)``, `engine.SIDE_BY_SIDE` keys per iteration, so that XLA runs their draws side by side
+    (each draw's own values: no `vmap`). The last iteration ends at the last key, rewriting the keys before it."""
+    n, count = keys.shape[0], min(engine.SIDE_BY_SIDE, keys.shape[0])
+    one = jax.eval_shape(f, keys[0])
+    out = jnp.zeros((n, *one.shape), one.dtype)
+
+    def body(i: Any, out: Any) -> Any:
+        start = jnp.minimum(i * count, n - count)
+        for j in range(count):
+            out = jax.lax.dynamic_update_index_in_dim(out, f(keys[start + j]), start + j, 0)
+        return out
+
+    return jax.lax.fori_loop(0, -(-n // count), body, out)
+
+
+@functools.partial(jax.jit, static_argnames=("plan",))
+def _kernel(keys: tuple, *, plan: "Plan") -> list:
+    """Every site of `plan` but the top ones, in one program: compiled once per plan, whatever the depth."""
+    return plan._drawn(plan.others, list(keys))
+
+
+class Plan:
+    """A traced initialization and its sites, drawn by the engine each time it is called (module docstring)."""
+
+    def __init__(self, program: Program, found: sites.Found) -> None:
+        self.program = program
+        self.found = found
+        self.side: Any = None
+        self.run = evaluator(found.jaxpr, found.consts)
+        self.top = [s for s in found.sites if s.top and _constraints_only(s.steps)]
+        self.others = [s for s in found.sites if not (s.top and _constraints_only(s.steps))]
+
+    def _drawn(self, others: list[sites.Site], site_keys: list) -> list:
+        """The stacked sites' leaves from their keys, traced (in `_kernel`)."""
+        program = self.program
+        return [
+            engine.lay_out(
+                Draw(s.call.init, s.call.shape, s.call.dtype.name, s.steps, per_key(k)).function(),
+                program.shardings[s.leaf],
+                k,
+            )
+            for s, k in zip(others, site_keys, strict=True)
+        ]
+
+    @property
+    def drawn(self) -> list[str]:
+        """The paths of the leaves the engine draws."""
+        return [self.program.paths[site.leaf] for site in self.found.sites]
+
+    def __call__(
+        self,
+        args: tuple,
+        kwargs: dict,
+        *,
+        root: Any = None,
+        progress: Callable[[tree.Progress], None] | None = None,
+    ) -> Any:
+        """The initialization's output for `args` and `kwargs` (arrays of the traced shapes).
+
+        With `root` (a key), each site's key is ``jinit.path_key(root, path)`` of its leaf's path (for a stacked
+        leaf, that key folded with each layer's index) instead of the key the framework gave it.
+        """
+        program, found, top, others = self.program, self.found, self.top, self.others
+        inputs = program.arguments(args, kwargs)
+        used = [x for x, u in zip(inputs, found.used, strict=True) if u]
+        values = self.run(used)
+        rest, keys = values[: len(found.rest)], values[len(found.rest) :]
+        traced = any(isinstance(x, Tracer) for x in (*inputs, root))
+        out: list[Any] = [None] * len(program.paths)
+        for position, value in zip(found.rest, rest, strict=True):
+            out[position] = value
+        report = None
+        if progress is not None and not traced:  # one count over every drawn parameter, top ones first
+            avals = program.closed.out_avals
+            sizes = [_size(avals[s.leaf]) for s in (*top, *others)]
+            report = tree.Reporter(progress, sizes)
+        for site, value in zip(top, self._top(top, keys, root, traced, report), strict=True):
+            out[site.leaf] = value
+        for site, value in zip(others, self._stacked(others, keys, root), strict=True):
+            out[site.leaf] = value
+            if report is not None:
+                report(program.paths[site.leaf], *_size(program.closed.out_avals[site.leaf]), value)
+        return jax.tree_util.tree_unflatten(program.treedef, out)
+
+    def _top(self, top: list[sites.Site], keys: list, root: Any, traced: bool, report: Any) -> list:
+        """The top sites, drawn as `jinit.init_tree` draws a tree (grouped; the stream, or a per-shape kernel)."""
+        if not top:
+            return []
+        program = self.program
+        leaves = [
+            tree._Leaf(
+                program.paths[s.leaf],
+                tree.ParamSpec(s.call.shape, s.call.init, s.call.dtype.name, None),
+                program.shardings[s.leaf],
+            )
+            for s in top
+        ]
+        if root is not None:
+            words = np.array([tree._words(checks.path(leaf.path)) for leaf in leaves], np.uint32).reshape(-1, 2)
+            if traced:
+                return tree.traced(leaves, tree._derive(root, words))
+            return tree._eager(root, leaves, words, None, report)
+        site_keys = [None if s.key is None else keys[s.key] for s in top]
+        return tree.traced(leaves, site_keys) if traced else tree.draw(leaves, site_keys, report=report)
+
+    def _stacked(self, others: list[sites.Site], keys: list, root: Any) -> list:
+        """The stacked, batched or moved sites, by one kernel (`_kernel`), from the program's keys or path keys."""
+        if not others:
+            return []
+        program, found = self.program, self.found
+        site_keys = []
+        for site in others:
+            if site.key is None:
+                site_keys.append(None)
+            elif root is not None:
+                site_keys.append(_path_keys(root, program.paths[site.leaf], found.keys[site.key]))
+            else:
+                site_keys.append(keys[site.key])
+        return _kernel(tuple(site_keys), plan=self)
+
+
+def plan(program: Program) -> Plan:
+    """The plan of a traced program: its sites found (none where `sites.find` fails: the program computes all)."""
+    try:
+        found = sites.find(program)
+    except Exception:  # a JAX whose jaxprs `find` does not understand: the program computes everything
+        found = sites.none(program)
+    return Plan(program, found)
+
+
+MAX_PLANS = 8
+"""The most plans a `Planned` keeps (one per input signature): the oldest is dropped first."""
+
+
+class Planned:
+    """An initialization function traced once per input signature and drawn by the engine on every call.
+
+    The signature of a call is what its trace depends on: the structure of the arguments, the abstract value
+    (shape, dtype, weak type, sharding type) of each array among them, every other argument's value, the mesh
+    in effect, and the JAX flags that change tracing (``jax_enable_x64``, the default PRNG implementation,
+    ``jax_threefry_partitionable``). A call with a new signature traces and plans again; at most `MAX_PLANS`
+    plans are kept, in the object itself (no global state: drop the object, and they are gone). Arguments that
+    cannot be hashed are traced again on every call.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        mesh: Any,
+        boxed: Callable[[Any], bool],
+        spec_of: Callable[[Any], Any],
+        what: str,
+        strip: int = 0,
+        side: Callable[[], Any] | None = None,
+        spec_at: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.fn, self.mesh, self.boxed, self.spec_of, self.what, self.strip = fn, mesh, boxed, spec_of, what, strip
+        self.side, self.spec_at = side, spec_at
+        self.plans: dict[Any, Plan] = {}
+
+    def plan(self, args: tuple, kwargs: dict) -> Plan:
+        """The plan of a call with `args` and `kwargs`: the kept one of their signature, or a new one."""
+        signature = _signature(args, kwargs, self.mesh)
+        found = self.plans.get(signature) if signature is not None else None
+        if found is not None:
+            return found
+        traced = program_module.trace(
+            self.fn, args, kwargs, mesh=self.mesh, boxed=self.boxed, spec_of=self.spec_of, what=self.what,
+            strip=self.strip, spec_at=self.spec_at,
+        )  # fmt: skip
+        new = plan(traced)
+        new.side = self.side() if self.side is not None else None  # what the trace left aside (an NNX graphdef)
+        if signature is not None:
+            if len(self.plans) >= MAX_PLANS:
+                self.plans.pop(next(iter(self.plans)))
+            self.plans[signature] = new
+        return new
+
+    def __call__(self, args: tuple, kwargs: dict, *, root: Any = None, progress: Any = None) -> Any:
+        progress = checks.callback("progress", progress)
+        return self.plan(args, kwargs)(args, kwargs, root=root, progress=progress)
+
+
+def _signature(args: tuple, kwargs: dict, mesh: Any) -> Any:
+    """What a trace of these arguments depends on (see `Planned`), hashable; None if an argument is not."""
+    leaves, structure = jax.tree_util.tree_flatten((args, kwargs))
+    parts: list[Any] = []
+    for leaf in leaves:
+        if program_module.is_array(leaf):
+            parts.append(jax.typeof(leaf))
+        else:
+            parts.append((type(leaf), leaf))
+    flags = tuple(
+        checks.flag(name) for name in ("jax_enable_x64", "jax_default_prng_impl", "jax_threefry_partitionable")
+    )
+    signature = (structure, tuple(parts), flags, mesh, checks.current_mesh())
+    try:
+        hash(signature)
+    except TypeError:
+        return None
+    return signature
+
+
+def _constraints_only(steps: tuple) -> bool:
+    return all(isinstance(s, sites.Op) and s.primitive.name in sites.LAYOUTS for s in steps)
+
+
+def _path_keys(root: Any, path: str, aval: Any) -> Any:
+    """The keys of a stacked leaf at `path` with `root`'s path keys: ``path_key(root, path)`` folded with each
+    layer's index (row-major over the stacked key array's shape `aval`), so adding layers at the end changes no
+    other layer."""
+    base_key = tree.path_key(root, path)
+    legacy = not jnp.issubdtype(aval.dtype, jax.dtypes.prng_key)
+    shape = aval.shape[:-1] if legacy else aval.shape
+    flat = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(math.prod(shape), dtype=jnp.uint32))
+    return flat.reshape((*shape, *flat.shape[1:]))
+
+
+PER_KEY_BATCHING = frozenset({"threefry2x32", "threefry4x32", "philox2x32", "philox4x32"})
+"""The PRNG implementations whose `vmap` over keys draws each key's own bits (their hash is elementwise in the
+key); a scan's layers under any other (``rbg``, ``unsafe_rbg``, an implementation registered later) are drawn
+key by key, as the scan drew them. tests/test_stacked.py checks every implementation JAX registers."""
+
+
+def per_key(keys: Any) -> bool:
+    """Whether the layers of a scan over `keys` must be drawn key by key (``lax.map``) rather than by `vmap`."""
+    if keys is None:
+        return False
+    return checks.impl_of(keys) not in PER_KEY_BATCHING
+
+
+def _size(aval: Any) -> tuple[int, int]:
+    """A leaf's elements and bytes, from its abstract value."""
+    n = math.prod(aval.shape)
+    return n, n * np.dtype(aval.dtype).itemsize

@@ -1,0 +1,299 @@
+"""A framework's initialization as a program: traced once, with the calls of jinit's initializers recorded.
+
+`trace` runs a model's initialization (a linen ``module.init``, a Haiku ``f.init``, an NNX or Equinox constructor)
+under `jax.make_jaxpr`, on the abstract values of its array arguments, while every call of a jinit initializer
+appends itself to `base.CALLS` (initializer, key, shape, dtype, sharding, result): a `Program` is the closed jaxpr
+of the output's leaves, what each leaf is (its path, shape, sharding) and those calls, whose key and result are
+tracers of the jaxpr (or of a scan's body in it, wrapped by `vmap`'s tracers). `jinit._src.sites` finds the
+leaves those calls make; `jinit._src.plan` draws them and evaluates the rest with `evaluate`.
+
+`evaluate` runs a jaxpr operation by operation, only the operations its outputs need, each as JAX runs it eagerly
+(its own cached primitives and jitted functions), and drops each value after its last use, so the framework's own
+parameters and state cost their own memory and no more.
+
+JAX internals relied on, and how a change is survived: ``eqn.primitive.bind`` with ``get_bind_params`` (the
+way JAX's own ``eval_jaxpr`` evaluates); `evaluation_works` checks once per process, on a program shaped like an
+initialization, that `evaluate` gives what the program gives eagerly, and if not (or if anything raises) the
+program is run as one ``jax.jit`` of `jax.extend.core.jaxpr_as_fun`: slower, the same values.
+"""
+
+import contextlib
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.core import Tracer
+from jax.extend import core as jex_core
+from jax.sharding import Mesh
+
+from jinit._src import base, checks, engine, tree
+
+
+@dataclasses.dataclass
+class Program:
+    """A traced initialization: its jaxpr, the leaves of its output, and the jinit calls made while tracing it.
+
+    Attributes:
+      closed: the closed jaxpr; its inputs are the array leaves of the arguments (`dynamic` of `leaves`), its
+        outputs the output's leaves, each constrained to its sharding where it has one.
+      treedef: the output's structure.
+      paths, shapes, shardings: each leaf's path (as `jinit.path_key` takes it), shape and resolved sharding.
+      calls: the recorded calls of jinit initializers, in the order they were made.
+      leaves, structure, dynamic: the flattened arguments, their structure, and which of them are arrays.
+    """
+
+    closed: Any
+    treedef: Any
+    paths: list[str]
+    shapes: list[tuple[int, ...]]
+    shardings: list[Any]
+    calls: list[base.Call]
+    leaves: list[Any]
+    structure: Any
+    dynamic: list[int]
+
+    def arguments(self, args: tuple, kwargs: dict) -> list:
+        """The array leaves of `args` and `kwargs` (of this program's structure), the program's inputs."""
+        leaves, structure = jax.tree_util.tree_flatten((args, kwargs))
+        if structure != self.structure:
+            raise ValueError(
+                "The arguments do not have the structure of those the initialization was traced with. "
+                f"Received: {checks.show(structure)}, traced with {checks.show(self.structure)}"
+            )
+        return [leaves[i] for i in self.dynamic]
+
+
+def is_array(leaf: Any) -> bool:
+    """Whether an argument's leaf is traced (an array), rather than passed to the model as it is."""
+    return isinstance(leaf, jax.Array | np.ndarray | np.generic | Tracer)
+
+
+def trace(
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    *,
+    mesh: Mesh | None,
+    boxed: Callable[[Any], bool],
+    spec_of: Callable[[Any], Any],
+    what: str,
+    strip: int = 0,
+    spec_at: Callable[[str], Any] | None = None,
+) -> Program:
+    """Traces ``fn(*args, **kwargs)`` on the abstract values of the arguments' arrays (see the module docstring).
+
+    Args:
+      fn: the initialization; its output is a pytree of arrays (boxes of metadata allowed).
+      args, kwargs: its arguments; their arrays are traced, everything else is passed as is.
+      mesh: the mesh of the parameters' partition specs (None: the current mesh, if any).
+      boxed: whether an output node is a metadata box around one parameter (its path is the box's path).
+      spec_of: a box's partition spec (a `PartitionSpec`, a `Sharding` or None).
+      what: how error messages name `fn`'s output.
+      strip: how many leading components of the output's paths are not part of a parameter's path (1 for
+        Haiku's ``(params, state)``).
+      spec_at: the partition spec of an unboxed leaf, by its path (an Equinox model's, from the user's rules).
+    """
+    leaves, structure = jax.tree_util.tree_flatten((args, kwargs))
+    dynamic = [i for i, leaf in enumerate(leaves) if is_array(leaf)]
+    # without a mesh, partitioning metadata is only metadata, as for the framework's own initialization
+    context = checks.current_mesh()
+    meshed = mesh is not None or not context.empty
+    spec_mesh = mesh if mesh is not None else context if meshed else None  # concrete: inside the trace it is not
+    calls: list[base.Call] = []
+    survey: dict[str, Any] = {}
+
+    def program(arrays: list) -> list:
+        filled = list(leaves)
+        for i, array in zip(dynamic, arrays, strict=True):
+            filled[i] = array
+        call_args, call_kwargs = jax.tree_util.tree_unflatten(structure, filled)
+        token = base.CALLS.set(calls)
+        try:
+            out = fn(*call_args, **call_kwargs)
+        finally:
+            base.CALLS.reset(token)
+        specs = (spec_of, spec_at) if meshed else (None, None)
+        survey.update(_survey(out, calls, spec_mesh, mesh is not None, boxed, specs, what, strip))
+        return [
+            leaf if sharding is None else engine.constrain(leaf, sharding)
+            for leaf, sharding in zip(jax.tree.leaves(out), survey["shardings"], strict=True)
+        ]
+
+    abstract = [_abstract(leaves[i]) for i in dynamic]
+    with concrete_shapes(what):
+        closed = jax.make_jaxpr(program)(abstract)
+    return Program(closed, survey["treedef"], survey["paths"], survey["shapes"], survey["shardings"], calls,
+                   leaves, structure, dynamic)  # fmt: skip
+
+
+def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
+    """An array argument as the program is traced with it: its shape, dtype and weak type."""
+    aval = jax.typeof(leaf)
+    return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=getattr(aval, "weak_type", False))
+
+
+def _survey(
+    out: Any,
+    calls: list[base.Call],
+    mesh: Mesh | None,
+    replicate: bool,
+    boxed: Callable[[Any], bool],
+    specs: tuple[Callable[[Any], Any] | None, Callable[[str], Any] | None],
+    what: str,
+    strip: int,
+) -> dict[str, Any]:
+    """Each leaf of the traced output: its path, shape and sharding (`replicate`: over `mesh` when it has none).
+
+    `specs` are a box's partition spec (`spec_of`) and an unboxed leaf's by its path (`spec_at`), or None."""
+    spec_of, spec_at = specs
+    entries, _ = tree._flatten(out, what, is_leaf=boxed)
+    made = {id(call.result): call for call in calls}  # a call given `out_sharding` carries its sharding
+    paths, shapes, shardings = [], [], []
+    for path, node in entries:
+        spec = spec_of(node) if spec_of is not None and boxed(node) else None
+        if spec is None and spec_at is not None and not boxed(node):
+            spec = spec_at("/".join(path.split("/")[strip:]))
+        inner = jax.tree_util.tree_flatten_with_path(node)[0]
+        for sub, leaf in inner:
+            leaf_path = path if len(inner) == 1 else f"{path}/{jax.tree_util.keystr(sub, simple=True, separator='/')}"
+            leaf_path = "/".join(leaf_path.split("/")[strip:])
+            shape = tuple(getattr(leaf, "shape", ()))
+            call = made.get(id(leaf))
+            sharding = call.sharding if call is not None and call.result is leaf and call.sharding is not None else spec
+            unsharded = sharding is None and not replicate
+            paths.append(leaf_path)
+            shapes.append(shape)
+            shardings.append(None if unsharded else tree.resolve(leaf_path, sharding, shape, mesh))
+    return {"treedef": jax.tree.structure(out), "paths": paths, "shapes": shapes, "shardings": shardings}
+
+
+@contextlib.contextmanager
+def concrete_shapes(what: str) -> Iterator[None]:
+    """Turns JAX's error for a value needed concretely while tracing (a parameter shape computed from the inputs'
+    values) into a ValueError naming the module where it happened."""
+    try:
+        yield
+    except jax.errors.ConcretizationTypeError as err:
+        where = _module_of(err.__traceback__)
+        raise ValueError(
+            f"{what} cannot be initialized by tracing: {where} uses the value of an input (or of an array "
+            "computed from one) where Python needs a concrete value, such as a parameter's shape. Initialize it "
+            "with the framework's own eager `init`, or make the shapes depend on static arguments only. "
+            f"Received: {type(err).__name__}: {str(err).splitlines()[0]}"
+        ) from err
+
+
+def _module_of(traceback: Any) -> str:
+    """The innermost module (a method's `self` with a Flax scope path, a Haiku module name, or an NNX module) in
+    a traceback, as text: ``module `Block_0/Dense_1```, else "the model"."""
+    where = "the model"
+    while traceback is not None:
+        owner = traceback.tb_frame.f_locals.get("self")
+        scope_path = getattr(getattr(owner, "scope", None), "path", None)
+        if isinstance(scope_path, tuple) and scope_path:
+            where = f"module `{'/'.join(map(str, scope_path))}` ({type(owner).__name__})"
+        elif isinstance(getattr(owner, "module_name", None), str):
+            where = f"module `{owner.module_name}` ({type(owner).__name__})"
+        elif type(owner).__module__.startswith("flax.nnx") or hasattr(owner, "__nnx_repr__"):
+            where = f"module {type(owner).__name__}"
+        traceback = traceback.tb_next
+    return where
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+WHOLE = 64
+"""A program of at most this many equations is compiled whole (`evaluator`): a scanned model's few key derivations
+compile faster as one program than one by one; an unrolled model's hundreds of alike ``fold_in`` compile once
+each when bound one by one, and would take long as one program."""
+
+
+def evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list]:
+    """A function of the inputs of `jaxpr` (open, its constants `consts`) that returns its outputs: one jitted
+    program for a small jaxpr (`WHOLE`) of the default PRNG's keys, else `evaluate`. Made once per plan, so that
+    its compilation is kept. (Keys of other implementations are evaluated as the framework evaluates them
+    eagerly: jax 0.10.2's compiled ``threefry4x32`` ``fold_in`` of a batch of keys never returns on CPU.)"""
+    if (len(jaxpr.eqns) <= WHOLE and _default_keys(jaxpr)) or not evaluation_works():
+        run = jax.jit(jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(jaxpr, list(consts))))
+        return lambda args: list(run(*args))
+    return lambda args: _bind_each(jaxpr, consts, args)
+
+
+def _default_keys(jaxpr: Any) -> bool:
+    """Whether every key in `jaxpr`'s equations is of the default threefry implementation."""
+    for eqn in jaxpr.eqns:
+        for v in (*eqn.invars, *eqn.outvars):
+            dtype = getattr(getattr(v, "aval", None), "dtype", None)
+            if dtype is not None and jax.numpy.issubdtype(dtype, jax.dtypes.prng_key) and str(dtype) != "key<fry>":
+                return False
+    return True
+
+
+def evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
+    """The outputs of `jaxpr` (open, its constants `consts`) for `args`, from the operations they need only, bound
+    one by one as JAX evaluates eagerly, each value dropped after its last use (see the module docstring)."""
+    if not evaluation_works():
+        return list(jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(jaxpr, list(consts)))(*args))
+    return _bind_each(jaxpr, consts, args)
+
+
+def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
+    needed = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
+    kept = []
+    for eqn in reversed(jaxpr.eqns):
+        if eqn.effects or any(v in needed for v in eqn.outvars):
+            kept.append(eqn)
+            needed.update(v for v in eqn.invars if isinstance(v, jex_core.Var))
+    kept.reverse()
+    last: dict[Any, int] = {}  # each variable's last reader among the kept equations
+    for i, eqn in enumerate(kept):
+        for v in eqn.invars:
+            if isinstance(v, jex_core.Var):
+                last[v] = i
+    outputs = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
+    env = dict(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
+
+    def read(v: Any) -> Any:
+        return v.val if isinstance(v, jex_core.Literal) else env[v]
+
+    for i, eqn in enumerate(kept):
+        bound = eqn.primitive.get_bind_params(eqn.params)  # (subfuns, params) before JAX 0.7, params since
+        subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
+        out = eqn.primitive.bind(*subfuns, *map(read, eqn.invars), **params)
+        env.update(zip(eqn.outvars, out if eqn.primitive.multiple_results else [out], strict=True))
+        for v in eqn.invars:  # freed as soon as nothing reads it again: memory at the size of what is kept
+            if isinstance(v, jex_core.Var) and last.get(v) == i and v not in outputs:
+                env.pop(v, None)
+    return [read(v) for v in jaxpr.outvars]
+
+
+@functools.cache
+def evaluation_works() -> bool:
+    """Whether `_bind_each` gives the eager results of a program like a model's initialization (checked once per
+    process: a JAX that changes its jaxprs makes jinit slower, never different)."""
+
+    def program(key: Any, x: Any) -> Any:
+        unused = jax.numpy.sin(x)
+        del unused
+        keys = [jax.random.fold_in(key, i) for i in (3, 7)]
+        return [jax.random.key_data(k) for k in keys], jax.random.split(keys[0])[1], x * 2
+
+    args = (jax.random.key(1), jax.numpy.arange(6.0).reshape(2, 3))
+    try:
+        closed = jax.make_jaxpr(program)(*args)
+        ours = _bind_each(closed.jaxpr, closed.consts, jax.tree.leaves(args))
+        theirs = jax.tree.leaves(program(*args))  # eagerly, as the framework's own initialization runs
+        ours = [_plain(x) for x in ours]
+        theirs = [_plain(x) for x in theirs]
+        return len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    except Exception:
+        return False
+
+
+def _plain(x: Any) -> np.ndarray:
+    return np.asarray(jax.random.key_data(x) if jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key) else x)

@@ -1,0 +1,135 @@
+"""Equinox models built by jinit's engine: `build` calls a constructor that takes keys, `builder` keeps its trace.
+
+An Equinox module is a pytree whose array leaves are its parameters. A constructor that makes them with jinit
+initializers from the keys it is given (``self.weight = jinit.he_normal()(key, (n_in, n_out))``, stacks of layers
+made by ``eqx.filter_vmap`` of a constructor included) is traced once, as ``eqx.filter_eval_shape`` traces it
+(nothing of the model is allocated while tracing); then every array a jinit initializer made is drawn by jinit's
+engine from the key the constructor gave it, bitwise what calling the constructor eagerly gives, each one
+created with the sharding the user's rules give its path. Arrays made otherwise (an ``eqx.nn.Linear``'s own
+uniform draw) are computed as the constructor computes them. Equinox is imported when these are called, never by
+``import jinit`` (``pip install 'jinit[equinox]'``).
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from jax.sharding import Mesh
+
+from jinit._src import checks, plan
+from jinit._src.tree import Progress
+
+
+class ModuleBuild:
+    """An Equinox constructor, traced once per input signature and drawn by jinit's engine on every call.
+
+    Made by `builder`; call it as the constructor: ``build(*args, progress=None, **kwargs)`` returns the module.
+    """
+
+    def __init__(self, constructor: Callable[..., Any], mesh: Mesh | None, shardings: Sequence[tuple]) -> None:
+        import equinox as eqx
+
+        if not callable(constructor):
+            raise TypeError(f"Argument `constructor` must be callable. {checks.received('constructor', constructor)}")
+        rules = checks.rules(shardings, "shardings", "PartitionSpec", checks.partition)
+        statics: list[Any] = []  # the module's non-array part, as each trace made it
+
+        def arrays(*args: Any, **kwargs: Any) -> Any:
+            module = constructor(*args, **kwargs)
+            if not isinstance(module, eqx.Module):
+                raise TypeError(
+                    f"Argument `constructor` must return an `eqx.Module`. {checks.received('constructor()', module)}"
+                )
+            params, static = eqx.partition(module, eqx.is_array)
+            statics.append(static)
+            return params
+
+        def spec_at(path: str) -> Any:
+            return next((spec for pattern, spec in rules if pattern.fullmatch(path)), None)
+
+        self.planned = plan.Planned(
+            arrays,
+            mesh=checks.mesh(mesh),
+            boxed=lambda x: False,
+            spec_of=lambda x: None,
+            what="the module's arrays",
+            side=lambda: statics.pop(),
+            spec_at=spec_at,
+        )
+
+    def __call__(self, *args: Any, progress: Callable[[Progress], None] | None = None, **kwargs: Any) -> Any:
+        import equinox as eqx
+
+        planned = self.planned.plan(args, kwargs)
+        params = planned(args, kwargs, progress=checks.callback("progress", progress))
+        return eqx.combine(params, planned.side)
+
+    def drawn(self, *args: Any, **kwargs: Any) -> list[str]:
+        """The paths of the arrays that the engine draws for these arguments."""
+        return self.planned.plan(args, kwargs).drawn
+
+
+def builder(
+    constructor: Callable[..., Any], *, mesh: Mesh | None = None, shardings: Sequence[tuple] = ()
+) -> ModuleBuild:
+    """A reusable Equinox constructor drawn by jinit's engine: traced once per input signature; see `build`.
+
+    Pass the keys as arrays (``build(jax.random.key(1))``): a new key then traces nothing again.
+
+    Args:
+      constructor: a callable that returns an `eqx.Module` (a module class, or a function).
+      mesh: as in `build`.
+      shardings: as in `build`.
+
+    Returns:
+      A `ModuleBuild`, called as the constructor.
+    """
+    return ModuleBuild(constructor, mesh, shardings)
+
+
+def build(
+    constructor: Callable[..., Any],
+    *args: Any,
+    mesh: Mesh | None = None,
+    shardings: Sequence[tuple] = (),
+    progress: Callable[[Progress], None] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """The Equinox module ``constructor(*args, **kwargs)``, its jinit arrays drawn by jinit's engine.
+
+    The constructor is traced once (its arrays are never computed while tracing); every array a jinit initializer
+    made from a key given to the constructor is then drawn by the engine, stacked layers (``eqx.filter_vmap``
+    of a constructor over keys) by one compiled kernel each, and the other arrays are computed as the constructor
+    computes them. The module is bitwise what ``constructor(*args, **kwargs)`` returns. For repeated
+    construction, `builder` keeps the trace.
+
+    With a mesh (`mesh=` or the mesh set by `jax.set_mesh`), each array is created with the sharding of the first
+    of `shardings` whose regex matches its whole path (``"layers/0/weight"``, as `jinit.path_key` takes it), each
+    device generating only its own shard; with `mesh=`, the arrays no rule matches are replicated over it.
+
+    Args:
+      constructor: a callable that returns an `eqx.Module`.
+      *args: its positional arguments (its keys among them).
+      **kwargs: its keyword arguments.
+      mesh: the mesh of the partition specs.
+      shardings: a sequence of ``(regex, PartitionSpec)`` pairs (a `Sharding` or None in place of a spec).
+      progress: as in `jinit.init_tree`.
+
+    Returns:
+      The module.
+
+    Raises:
+      TypeError: `constructor` is not callable or does not return an `eqx.Module`; a rule is not a
+        ``(regex, PartitionSpec)`` pair.
+      ValueError: a rule's regex does not compile, or a spec does not fit its array.
+
+    Examples:
+      >>> import equinox as eqx, jax, jax.numpy as jnp, jinit, jinit.equinox
+      >>> class Linear(eqx.Module):
+      ...     weight: jax.Array
+      ...     def __init__(self, key):
+      ...         self.weight = jinit.glorot_uniform()(key, (4, 3))
+      >>> model = jinit.equinox.build(Linear, jax.random.key(0))
+      >>> bool(jnp.array_equal(model.weight, Linear(jax.random.key(0)).weight))
+      True
+    """
+    return builder(constructor, mesh=mesh, shardings=shardings)(*args, progress=progress, **kwargs)

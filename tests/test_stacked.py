@@ -1,0 +1,281 @@
+"""Stacked layers drawn by the engine: `nn.scan`, `nn.vmap`, `nnx.vmap`, `nnx.scan`, `hk.layer_stack` and
+`eqx.filter_vmap`, nested and under `nn.remat`, against each framework's own initialization; every PRNG
+implementation JAX ships; compilation flat in depth; reusable plans."""
+
+import pytest
+
+pytest.importorskip("flax", reason="flax is an optional extra: pip install jinit[flax]")
+pytest.importorskip("haiku", reason="haiku is an optional extra: pip install jinit[haiku]")
+eqx = pytest.importorskip("equinox", reason="equinox is an optional extra: pip install jinit[equinox]")
+
+import flax.linen as nn  # noqa: E402
+import haiku as hk  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+import jinit  # noqa: E402
+import jinit.equinox  # noqa: E402
+import jinit.flax  # noqa: E402
+import jinit.haiku  # noqa: E402
+from jinit._src import plan  # noqa: E402
+from jinit.haiku import to_haiku  # noqa: E402
+
+KEY = jax.random.key(0)
+X = jnp.linspace(-1, 1, 16).reshape(2, 8)
+STD, RES = jinit.normal(0.02), jinit.truncated_normal(0.5, lower=-3.0)
+
+
+def same(a, b):
+    """Same structure (boxes and metadata included), dtypes and bits."""
+    return jax.tree.structure(a) == jax.tree.structure(b) and jax.tree.all(
+        jax.tree.map(lambda x, y: x.dtype == y.dtype and np.asarray(x).tobytes() == np.asarray(y).tobytes(), a, b)
+    )
+
+
+def n_leaves(tree):
+    return len(jax.tree.leaves(tree))
+
+
+# ---------------------------------------------------------------------------------------------------- linen
+
+
+class Block(nn.Module):
+    """Every initializer jinit's: a layer norm, an attention block (DenseGeneral reshapes) and an MLP."""
+
+    @nn.compact
+    def __call__(self, x, _=None):
+        h = nn.LayerNorm(scale_init=jinit.ones, bias_init=jinit.zeros)(x)
+        h = nn.MultiHeadDotProductAttention(
+            num_heads=2, kernel_init=jinit.glorot_uniform(), bias_init=jinit.zeros, deterministic=True
+        )(h[:, None, :])[:, 0]
+        h = nn.Dense(16, kernel_init=STD, bias_init=jinit.zeros)(x + h)
+        return x + nn.Dense(8, kernel_init=RES, bias_init=jinit.constant(0.1))(nn.gelu(h)), None
+
+
+def scanned(block=Block, length=3, axis=0, split=True, **kwargs):
+    return nn.scan(block, variable_axes={"params": axis}, split_rngs={"params": split}, length=length, **kwargs)
+
+
+class Inner(nn.Module):
+    @nn.compact
+    def __call__(self, x, _=None):
+        x, _ = scanned(length=2)(name="inner")(x, None)
+        return x, None
+
+
+LINEN = {
+    "scan": lambda: scanned()(),
+    "scan axis 1": lambda: scanned(axis=1)(),
+    "scan shared keys": lambda: scanned(split=False)(),
+    "scan of remat": lambda: scanned(nn.remat(Block))(),
+    "nested scan": lambda: scanned(Inner, length=3)(),
+    "vmap": lambda: nn.vmap(
+        Block, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=(0, None), axis_size=3
+    )(),
+    "scan partitioned": lambda: scanned(metadata_params={nn.PARTITION_NAME: "layers"})(),
+}
+
+
+@pytest.mark.parametrize("name", LINEN)
+def test_linen_stacks_are_drawn_by_the_engine_bitwise(name):
+    module = LINEN[name]()
+    x = jnp.stack([X] * 3) if name == "vmap" else X
+    init = jinit.flax.initializer(module)
+    ours, theirs = init(KEY, x, None), module.init(KEY, x, None)
+    assert same(ours, theirs)
+    assert sorted(init.drawn(KEY, x, None)) == sorted(  # every leaf, since every initializer is jinit's
+        jax.tree_util.keystr(p, simple=True, separator="/")
+        for p, _ in jax.tree_util.tree_leaves_with_path(theirs, is_leaf=lambda v: isinstance(v, nn.Partitioned))
+    )
+    assert same(jax.jit(init)(KEY, x, None), theirs)
+
+
+def test_linen_scan_with_path_keys_folds_the_layer_index():
+    module = scanned()()
+    ours = jinit.flax.init(module, KEY, X, None, path_keys=True)
+    kernel = ours["params"]["Dense_0"]["kernel"]  # (3, 8, 16): layer i from path_key folded with i
+    root = jinit.path_key(KEY, "params/Dense_0/kernel")
+    for i in range(3):
+        np.testing.assert_array_equal(kernel[i], STD(jax.random.fold_in(root, i), (8, 16)))
+
+
+# ------------------------------------------------------------------------------------------------------ NNX
+
+
+class NNXBlock(nnx.Module):
+    def __init__(self, rngs):
+        self.norm = nnx.LayerNorm(8, scale_init=jinit.ones, bias_init=jinit.zeros, rngs=rngs)
+        self.attention = nnx.MultiHeadAttention(
+            2, 8, kernel_init=jinit.glorot_uniform(), bias_init=jinit.zeros, decode=False, rngs=rngs
+        )
+        self.mlp = nnx.Linear(8, 16, kernel_init=STD, bias_init=jinit.zeros, rngs=rngs)
+        self.out = nnx.Linear(16, 8, kernel_init=RES, bias_init=jinit.constant(0.1), rngs=rngs)
+
+
+def nnx_vmap(key):
+    @nnx.split_rngs(splits=4)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def stack(rngs):
+        return NNXBlock(rngs)
+
+    return stack(nnx.Rngs(key))
+
+
+def nnx_scan(key):
+    @nnx.split_rngs(splits=4)
+    @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0), length=4)
+    def stack(carry, rngs):
+        return carry, NNXBlock(rngs)
+
+    return stack(0, nnx.Rngs(key))[1]
+
+
+@pytest.mark.parametrize("make", [nnx_vmap, nnx_scan], ids=["vmap", "scan"])
+def test_nnx_stacks_are_drawn_by_the_engine_bitwise(make):
+    build = jinit.flax.builder(make)
+    ours, theirs = nnx.state(build(KEY)), nnx.state(make(KEY))
+    assert same(ours, theirs)
+    assert len(build.drawn(KEY)) == n_leaves(theirs)
+    assert same(nnx.state(build(jax.random.key(5))), nnx.state(make(jax.random.key(5))))  # reused
+
+
+# ---------------------------------------------------------------------------------------------------- Haiku
+
+
+def haiku_stack(x):
+    @hk.experimental.layer_stack(3)
+    def layer(x):
+        h = hk.LayerNorm(-1, True, True, scale_init=to_haiku(jinit.ones), offset_init=to_haiku(jinit.zeros))(x)
+        h = hk.Linear(16, w_init=to_haiku(STD), b_init=to_haiku(jinit.zeros))(h)
+        return x + hk.Linear(8, w_init=to_haiku(RES), b_init=to_haiku(jinit.constant(0.1)))(jax.nn.gelu(h))
+
+    return layer(x)
+
+
+def test_haiku_layer_stack_is_drawn_by_the_engine_bitwise():
+    f = hk.transform(haiku_stack)
+    init = jinit.haiku.initializer(f)
+    ours, theirs = init(KEY, X), f.init(KEY, X)
+    assert same(ours, theirs) and len(init.drawn(KEY, X)) == n_leaves(theirs)
+
+
+# -------------------------------------------------------------------------------------------------- Equinox
+
+
+class Linear(eqx.Module):
+    weight: jax.Array
+    bias: jax.Array
+
+    def __init__(self, n_in, n_out, key):
+        self.weight = jinit.he_normal()(key, (n_in, n_out))
+        self.bias = jinit.zeros(None, (n_out,))
+
+
+class EqxModel(eqx.Module):
+    first: Linear
+    stack: Linear
+    own: eqx.nn.Linear  # Equinox's own uniform initialization: computed as Equinox computes it
+
+    def __init__(self, key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.first = Linear(4, 8, k1)
+        self.stack = eqx.filter_vmap(lambda k: Linear(8, 8, k))(jax.random.split(k2, 5))
+        self.own = eqx.nn.Linear(8, 2, key=k3)
+
+
+def test_equinox_build_is_bitwise_the_constructor():
+    build = jinit.equinox.builder(EqxModel)
+    ours, theirs = build(KEY), EqxModel(KEY)
+    assert same(eqx.filter(ours, eqx.is_array), eqx.filter(theirs, eqx.is_array))
+    assert sorted(build.drawn(KEY)) == ["first/bias", "first/weight", "stack/bias", "stack/weight"]
+    assert ours.stack.weight.shape == (5, 8, 8)
+    again, expected = build(jax.random.key(3)), EqxModel(jax.random.key(3))
+    assert same(eqx.filter(again, eqx.is_array), eqx.filter(expected, eqx.is_array))
+    with pytest.raises(TypeError, match=r"`shardings\[0\]`.*shardings\[0\]='model'"):
+        jinit.equinox.build(EqxModel, KEY, shardings=[("first/.*", "model")])
+    with pytest.raises(TypeError, match=r"eqx\.Module"):
+        jinit.equinox.build(lambda k: 3, KEY)
+
+
+# ------------------------------------------------------------------------------------------ PRNG implementations
+
+IMPLS = ["threefry2x32", "rbg", "unsafe_rbg", "philox2x32", "philox4x32", "threefry4x32"]
+
+
+@pytest.mark.parametrize("partitionable", [True, False], ids=["partitionable", "not partitionable"])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_every_prng_implementation(impl, partitionable):
+    """A scanned linen model and a vmapped NNX one under each implementation: the framework's values (for rbg and
+    unsafe_rbg, whose vmap is not their per-key draw, the scan's layers are drawn one by one)."""
+    if not partitionable and impl != "threefry2x32":
+        pytest.skip("jax_threefry_partitionable changes threefry2x32 only")
+    key = jax.random.key(3, impl=impl)
+    with jax.threefry_partitionable(partitionable):
+        module = scanned()()
+        assert same(jinit.flax.init(module, key, X, None), module.init(key, X, None))
+        assert same(nnx.state(jinit.flax.build(nnx_vmap, key)), nnx.state(nnx_vmap(key)))
+        f = hk.transform(haiku_stack)
+        assert same(jinit.haiku.init(f, key, X), f.init(key, X))
+
+
+def test_every_registered_implementation_is_tested():
+    from jax._src.random import prng  # the registry of implementations: a new one must be added above
+
+    # jinit's own (its positioned stream) and Pallas's kernel-only ones (registered when Pallas is imported)
+    internal = {"jinit_positioned_threefry2x32", "_pallas_internal_stateful", "pallas_tpu"}
+    assert set(prng.prngs) - internal <= set(IMPLS)
+
+
+# --------------------------------------------------------------------------------------- compilation, reuse
+
+
+def _compiles(fn):
+    events = []
+
+    def listen(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            events.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        jax.block_until_ready(fn())
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    return len(events)
+
+
+def test_compilation_does_not_grow_with_the_number_of_stacked_layers():
+    counts = []
+    for length in (4, 16):
+        module = scanned(length=length)()
+        jinit.flax.init(module, KEY, X, None)  # a first model of this depth: every kernel of this depth compiled
+        other = scanned(length=length)()
+        counts.append(_compiles(lambda m=other: jinit.flax.initializer(m)(jax.random.key(1), X, None)))
+    assert counts[0] == counts[1], counts
+
+
+def test_a_plan_is_reused_and_replanned_only_for_new_shapes():
+    module = scanned()()
+    init = jinit.flax.initializer(module)
+    first = init(KEY, X, None)
+    assert _compiles(lambda: init(jax.random.key(1), X, None)) == 0  # another key: nothing traced or compiled
+    assert same(init(jax.random.key(1), X, None), module.init(jax.random.key(1), X, None))
+    assert len(init.planned.plans) == 1
+    wide = jnp.ones((5, 8))
+    assert same(init(KEY, wide, None), module.init(KEY, wide, None)) and len(init.planned.plans) == 2
+    jax.clear_caches()
+    assert same(init(KEY, X, None), first)
+    for i in range(plan.MAX_PLANS + 2):  # bounded: the oldest plan goes first
+        init(KEY, jnp.ones((i + 1, 8)), None)
+    assert len(init.planned.plans) == plan.MAX_PLANS
+
+
+def test_vmap_over_keys_draws_an_ensemble():
+    module = scanned()()
+    init = jinit.flax.initializer(module)
+    keys = jax.random.split(KEY, 3)
+    ensemble = jax.vmap(init, in_axes=(0, None, None))(keys, X, None)
+    for i in range(3):
+        assert same(jax.tree.map(lambda v, i=i: v[i], ensemble), module.init(keys[i], X, None))
