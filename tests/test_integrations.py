@@ -1,12 +1,13 @@
 """Whole-model initialization of unchanged Flax linen, Flax NNX and Haiku models by jinit's engine
 (`jinit.flax.init`, `jinit.flax.build`, `jinit.haiku.init`), against the frameworks' own initialization."""
 
+import functools
 import io
 
 import pytest
 
-pytest.importorskip("flax", reason="flax is an optional extra: pip install jinit[flax]")
-pytest.importorskip("haiku", reason="haiku is an optional extra: pip install jinit[haiku]")
+pytest.importorskip("flax", reason="flax is an optional extra: pip install -e '.[flax]'")
+pytest.importorskip("haiku", reason="haiku is an optional extra: pip install -e '.[haiku]'")
 
 import flax.linen as nn
 import haiku as hk
@@ -18,7 +19,7 @@ from flax import nnx
 import jinit
 import jinit.flax
 import jinit.haiku
-from jinit._src import plan
+from jinit._src import plan, program
 from jinit.haiku import to_haiku
 
 KEY = jax.random.key(0)
@@ -295,3 +296,48 @@ def test_haiku_path_keys_and_jit():
     assert same(jax.jit(lambda k: jinit.haiku.init(f, k, X))(KEY), f.init(KEY, X))
     with pytest.raises(TypeError, match="`f`"):
         jinit.haiku.init(haiku_forward, KEY, X)
+
+
+# ------------------------------------------------------------------------------------- computed from the inputs
+
+
+def normed(x):
+    h = hk.Linear(8, w_init=to_haiku(jinit.glorot_uniform()))(x)
+    h = hk.BatchNorm(create_scale=True, create_offset=True, decay_rate=0.9)(h, is_training=True)
+    return hk.ExponentialMovingAverage(0.99)(h)
+
+
+class Normed(nn.Module):
+    """Batch norm, and a statistic of the inputs computed at initialization (Flax's batch norm computes none)."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        h = nn.Dense(8, kernel_init=jinit.glorot_uniform())(x)
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
+        first = self.variable("batch_stats", "first", lambda: h.mean(0, keepdims=True) * 0.1 / (1 - 0.9))
+        return h + first.value
+
+
+NOISE = jax.random.normal(jax.random.key(1), (4, 5))
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_state_computed_from_the_inputs_is_bitwise_the_frameworks(jit):
+    """Moving averages computed at initialization are the framework's, eagerly as eagerly (XLA, compiling such
+    arithmetic as one program, rounds it its own way: 1 ulp off) and under `jax.jit` as under `jax.jit`."""
+    f = hk.transform_with_state(normed)
+    cases = [
+        (functools.partial(jinit.haiku.init, f), f.init),
+        (functools.partial(jinit.flax.init, Normed(), train=True), functools.partial(Normed().init, train=True)),
+    ]
+    for ours, theirs in cases:
+        if jit:
+            ours, theirs = jax.jit(ours), jax.jit(theirs)
+        assert same(ours(KEY, NOISE), theirs(KEY, NOISE))
+
+
+def test_only_programs_of_keys_and_moved_values_are_compiled_whole():
+    keys = jax.make_jaxpr(lambda k: [jax.random.fold_in(k, i) for i in range(3)])(KEY).jaxpr
+    zeros = jax.make_jaxpr(lambda k: (jax.random.split(k), jnp.zeros((3, 4)), jnp.ones(4)[None]))(KEY).jaxpr
+    average = jax.make_jaxpr(lambda x: x.mean(0) * 0.1 / (1 - 0.9))(NOISE).jaxpr
+    assert program._exact(keys) and program._exact(zeros) and not program._exact(average)

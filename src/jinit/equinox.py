@@ -15,7 +15,7 @@ from typing import Any
 
 from jax.sharding import Mesh
 
-from jinit._src import checks, plan
+from jinit._src import checks, partial, plan
 from jinit._src.tree import Progress
 
 
@@ -56,11 +56,17 @@ class ModuleBuild:
             spec_at=spec_at,
         )
 
-    def __call__(self, *args: Any, progress: Callable[[Progress], None] | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self, *args: Any, progress: Callable[[Progress], None] | None = None, existing: Any = None, **kwargs: Any
+    ) -> Any:
         import equinox as eqx
 
         planned = self.planned.plan(args, kwargs)
-        params = planned(args, kwargs, progress=checks.callback("progress", progress))
+        progress = checks.callback("progress", progress)
+        if existing is None:
+            params = planned(args, kwargs, progress=progress)
+        else:  # only what `existing` lacks (`jinit._src.partial`)
+            params = partial.call(planned, self.planned.boxed, args, kwargs, existing, progress=progress)
         return eqx.combine(params, planned.side)
 
     def drawn(self, *args: Any, **kwargs: Any) -> list[str]:
@@ -92,6 +98,7 @@ def build(
     mesh: Mesh | None = None,
     shardings: Sequence[tuple] = (),
     progress: Callable[[Progress], None] | None = None,
+    existing: Any = None,
     **kwargs: Any,
 ) -> Any:
     """The Equinox module ``constructor(*args, **kwargs)``, its jinit arrays drawn by jinit's engine.
@@ -113,6 +120,10 @@ def build(
       mesh: the mesh of the partition specs.
       shardings: a sequence of ``(regex, PartitionSpec)`` pairs (a `Sharding` or None in place of a spec).
       progress: as in `jinit.init_tree`.
+      existing: None, or the arrays that already exist (restored from a checkpoint): a module of this
+        constructor's with None where an array is missing, or a nested dict of them, matched by path
+        (``"layers/weight"``). Only the missing arrays are drawn or computed, bitwise as without `existing`;
+        the given ones are used as they are, after their shape, dtype and sharding are checked.
 
     Returns:
       The module.
@@ -132,4 +143,4 @@ def build(
       >>> bool(jnp.array_equal(model.weight, Linear(jax.random.key(0)).weight))
       True
     """
-    return builder(constructor, mesh=mesh, shardings=shardings)(*args, progress=progress, **kwargs)
+    return builder(constructor, mesh=mesh, shardings=shardings)(*args, progress=progress, existing=existing, **kwargs)

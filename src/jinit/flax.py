@@ -21,7 +21,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, PartitionSpec
 
-from jinit._src import checks, plan
+from jinit._src import checks, partial, plan
 from jinit._src.tree import Progress
 
 
@@ -50,9 +50,16 @@ class ModelInit:
             what=f"{type(module).__name__}'s variables",
         )
 
-    def __call__(self, rngs: Any, *args: Any, progress: Callable[[Progress], None] | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self,
+        rngs: Any,
+        *args: Any,
+        progress: Callable[[Progress], None] | None = None,
+        existing: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         root = _params_key(rngs) if self.path_keys else None
-        return self.planned((rngs, *args), kwargs, root=root, progress=progress)
+        return self.planned((rngs, *args), kwargs, root=root, progress=progress, existing=existing)
 
     def drawn(self, rngs: Any, *args: Any, **kwargs: Any) -> list[str]:
         """The paths of the variables that the engine draws for these arguments (the others are computed as
@@ -98,6 +105,7 @@ def init(
     mesh: Mesh | None = None,
     path_keys: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    existing: Any = None,
     **kwargs: Any,
 ) -> Any:
     """The variables of ``module.init(rngs, *args, **kwargs)``, with jinit's initializers drawn by its engine.
@@ -124,6 +132,11 @@ def init(
         ``i``) instead of the key Flax derives from the module's structure, so that adding a layer leaves every
         other layer's values unchanged. The values then differ from ``module.init``'s.
       progress: as in `jinit.init_tree`.
+      existing: None, or the variables that already exist (restored from a checkpoint), as ``module.init``
+        returns them (``{"params": ...}``, boxed or not): a variable is missing where it is None or its dict
+        key is absent. Only the missing ones are drawn or computed, bitwise as without `existing`; the given
+        arrays are passed through, after their shape, dtype and sharding are checked. See
+        `jinit.init_tree`.
 
     Returns:
       The variables, as ``module.init`` returns them.
@@ -142,7 +155,9 @@ def init(
       >>> all(jax.tree.leaves(same))
       True
     """
-    return initializer(module, mesh=mesh, path_keys=path_keys)(rngs, *args, progress=progress, **kwargs)
+    return initializer(module, mesh=mesh, path_keys=path_keys)(
+        rngs, *args, progress=progress, existing=existing, **kwargs
+    )
 
 
 class ModelBuild:
@@ -182,11 +197,17 @@ class ModelBuild:
             side=lambda: traced.pop(),
         )
 
-    def __call__(self, *args: Any, progress: Callable[[Progress], None] | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self, *args: Any, progress: Callable[[Progress], None] | None = None, existing: Any = None, **kwargs: Any
+    ) -> Any:
         from flax import nnx
 
         planned = self.planned.plan(args, kwargs)
-        variables = planned(args, kwargs, progress=checks.callback("progress", progress))
+        progress = checks.callback("progress", progress)
+        if existing is None:
+            variables = planned(args, kwargs, progress=progress)
+        else:  # only what `existing` lacks (`jinit._src.partial`)
+            variables = partial.call(planned, self.planned.boxed, args, kwargs, existing, progress=progress)
         return nnx.merge(planned.side, variables)
 
     def drawn(self, *args: Any, **kwargs: Any) -> list[str]:
@@ -225,6 +246,7 @@ def build(
     *args: Any,
     mesh: Mesh | None = None,
     progress: Callable[[Progress], None] | None = None,
+    existing: Any = None,
     **kwargs: Any,
 ) -> Any:
     """The NNX module ``constructor(*args, **kwargs)``, its jinit parameters drawn by jinit's engine.
@@ -250,6 +272,11 @@ def build(
       **kwargs: its keyword arguments.
       mesh: the mesh of the partitioned variables.
       progress: as in `jinit.init_tree`.
+      existing: None, or the variables that already exist (restored from a checkpoint): an `nnx.State`
+        (``nnx.state(model, nnx.Param)``) or its pure dict (``nnx.to_pure_dict``), matched by path
+        (``"embed/embedding"``); a variable is missing where it is None or absent (the RNG state, a new head).
+        Only the missing ones are drawn or computed, bitwise as without `existing`; the given arrays are used
+        as they are, after their shape, dtype and sharding are checked. See `jinit.init_tree`.
 
     Returns:
       The module.
@@ -262,7 +289,7 @@ def build(
       >>> bool(jnp.array_equal(model.kernel[...], make().kernel[...]))
       True
     """
-    return builder(constructor, mesh=mesh)(*args, progress=progress, **kwargs)
+    return builder(constructor, mesh=mesh)(*args, progress=progress, existing=existing, **kwargs)
 
 
 def _linen_spec(box: Any) -> Any:

@@ -92,9 +92,16 @@ class TransformedInit:
             strip=1 if type(f).__name__ == "TransformedWithState" else 0,  # (params, state): paths within each
         )
 
-    def __call__(self, key: Any, *args: Any, progress: Callable[[Progress], None] | None = None, **kwargs: Any) -> Any:
+    def __call__(
+        self,
+        key: Any,
+        *args: Any,
+        progress: Callable[[Progress], None] | None = None,
+        existing: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         root = checks.key(key) if self.path_keys else None
-        return self.planned((key, *args), kwargs, root=root, progress=progress)
+        return self.planned((key, *args), kwargs, root=root, progress=progress, existing=existing)
 
     def drawn(self, key: Any, *args: Any, **kwargs: Any) -> list[str]:
         """The paths of the parameters that the engine draws for these arguments."""
@@ -132,6 +139,7 @@ def init(
     mesh: jax.sharding.Mesh | None = None,
     path_keys: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    existing: Any = None,
     **kwargs: Any,
 ) -> Any:
     """What ``f.init(key, *args, **kwargs)`` returns, with the parameters of jinit's initializers drawn by its engine.
@@ -155,6 +163,10 @@ def init(
         Haiku's key sequence, so that adding a layer leaves every other layer's values unchanged. The values then
         differ from ``f.init``'s.
       progress: as in `jinit.init_tree`.
+      existing: None, or the parameters that already exist (restored from a checkpoint), as ``f.init`` returns
+        them (for ``transform_with_state``, a ``(params, state)`` pair): a parameter is missing where it is
+        None or its dict key is absent. Only the missing ones are drawn or computed, bitwise as without
+        `existing`; the given arrays are passed through, after their shape, dtype and sharding are checked.
 
     Returns:
       The parameters (and, for ``transform_with_state``, the state), as ``f.init`` returns them.
@@ -170,4 +182,4 @@ def init(
       >>> bool(jnp.array_equal(params["linear"]["w"], f.init(jax.random.key(0), x)["linear"]["w"]))
       True
     """
-    return initializer(f, mesh=mesh, path_keys=path_keys)(key, *args, progress=progress, **kwargs)
+    return initializer(f, mesh=mesh, path_keys=path_keys)(key, *args, progress=progress, existing=existing, **kwargs)

@@ -3,8 +3,8 @@ parameter has the sharding its metadata asks for, and bitwise the values of the 
 
 import pytest
 
-pytest.importorskip("flax", reason="flax is an optional extra: pip install jinit[flax]")
-pytest.importorskip("haiku", reason="haiku is an optional extra: pip install jinit[haiku]")
+pytest.importorskip("flax", reason="flax is an optional extra: pip install -e '.[flax]'")
+pytest.importorskip("haiku", reason="haiku is an optional extra: pip install -e '.[haiku]'")
 
 import flax.linen as nn
 import haiku as hk
@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding
+from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jinit
@@ -158,3 +158,87 @@ def test_haiku_parameters_are_replicated_over_the_mesh_with_their_values():
     reference = f.init(KEY, X)
     np.testing.assert_array_equal(ours["linear"]["w"], reference["linear"]["w"])
     assert ours["linear"]["w"].sharding.is_equivalent_to(NamedSharding(mesh, P()), 2)
+
+
+# ------------------------------------------------------------------------------- meshes of explicit and auto axes
+
+
+AXES = {"default": None, "explicit": AxisType.Explicit, "auto": AxisType.Auto}
+
+
+def typed_mesh(shape, names, axis_type):
+    """A mesh whose axes are all of `axis_type`; None: `jax.make_mesh`'s default (explicit since jax 0.7)."""
+    if axis_type is None:
+        return jax.make_mesh(shape, names)
+    return jax.make_mesh(shape, names, axis_types=(axis_type,) * len(names))
+
+
+class Layer(nn.Module):
+    @nn.compact
+    def __call__(self, x, _):
+        return nn.Dense(8, kernel_init=nn.with_partitioning(jinit.glorot_uniform(), (None, "x")))(x), None
+
+
+class TwoWay(nn.Module):
+    """Kernels split over "x" along either axis, a stacked one, batch norm and Flax's own (replicated) biases."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(8, kernel_init=nn.with_partitioning(jinit.glorot_uniform(), (None, "x")))(x)
+        x = nn.BatchNorm(use_running_average=False)(x)
+        stack = nn.scan(
+            Layer, variable_axes={"params": 0}, split_rngs={"params": True}, length=2,
+            metadata_params={nn.PARTITION_NAME: None},
+        )  # fmt: skip
+        x, _ = stack(name="stack")(x, None)
+        return nn.Dense(4, kernel_init=nn.with_partitioning(jinit.he_normal(), ("x", None)))(x)
+
+
+def spec_of(leaf):
+    return P(*leaf.names) if isinstance(leaf, nn.Partitioned) else P()
+
+
+@pytest.mark.parametrize("axes", AXES.values(), ids=AXES.keys())
+def test_linen_on_a_mesh_of_any_axis_type(axes):
+    mesh = typed_mesh((2,), ("x",), axes)
+    boxed = jinit.flax.init(TwoWay(), KEY, X, mesh=mesh)
+    reference = nn.unbox(TwoWay().init(KEY, X))
+    ours = nn.unbox(boxed)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), ours, reference))
+    specs = jax.tree.map(spec_of, boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    assert specs["params"]["stack"]["Dense_0"]["kernel"] == P(None, None, "x")
+    for array, spec in zip(jax.tree.leaves(ours), jax.tree.leaves(specs), strict=True):
+        assert array.sharding.is_equivalent_to(NamedSharding(mesh, spec), array.ndim), (spec, array.sharding)
+
+
+@pytest.mark.parametrize("axes", AXES.values(), ids=AXES.keys())
+def test_nnx_on_a_mesh_of_any_axis_type(axes):
+    mesh = typed_mesh((2, 4), ("data", "model"), axes)
+    ours = jinit.flax.build(lambda: NNXPartitioned(nnx.Rngs(0)), mesh=mesh)
+    with jax.set_mesh(mesh):  # Flax needs a mesh to build a partitioned variable eagerly
+        reference = NNXPartitioned(nnx.Rngs(0))
+    # the values (on a mesh, the metadata's `eager_sharding` is False: see `jinit.flax.build`)
+    values, expected = nnx.to_pure_dict(nnx.state(ours)), nnx.to_pure_dict(nnx.state(reference))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), values, expected))
+    assert ours.a.kernel[...].sharding.is_equivalent_to(NamedSharding(mesh, P("data", "model")), 2)
+    assert ours.a.bias[...].sharding.is_equivalent_to(NamedSharding(mesh, P("model")), 1)
+    assert ours.b.kernel[...].sharding.is_equivalent_to(NamedSharding(mesh, P()), 2)
+
+
+def normed(x):
+    h = hk.Linear(8, w_init=jinit.haiku.to_haiku(jinit.glorot_uniform()))(x)
+    return hk.BatchNorm(create_scale=True, create_offset=True, decay_rate=0.9)(h, is_training=True)
+
+
+@pytest.mark.parametrize("axes", AXES.values(), ids=AXES.keys())
+def test_haiku_on_a_mesh_of_any_axis_type(axes):
+    """Replicated, with Haiku's values: keys and constants only (one compiled program), and the state that batch
+    norm computes from the inputs (evaluated eagerly)."""
+    mesh = typed_mesh((2,), ("x",), axes)
+    x = jax.random.normal(jax.random.key(1), (4, 8))
+    for f in (hk.transform(lambda x: hk.Linear(8, w_init=jinit.haiku.to_haiku(jinit.he_uniform()))(x)),
+              hk.transform_with_state(normed)):  # fmt: skip
+        ours = jinit.haiku.init(f, KEY, x, mesh=mesh)
+        assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), ours, f.init(KEY, x)))
+        for array in jax.tree.leaves(ours):
+            assert array.sharding.is_equivalent_to(NamedSharding(mesh, P()), array.ndim)

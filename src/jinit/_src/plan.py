@@ -22,6 +22,7 @@ Where `jinit._src.sites.find` fails (a JAX whose jaxprs it does not understand),
 program computes every leaf, as the framework does: slower, the same values.
 """
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -33,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
-from jinit._src import checks, engine, sites, tree
+from jinit._src import base, checks, engine, partial, sites, tree
 from jinit._src import program as program_module
 from jinit._src.program import Program, evaluator
 
@@ -109,8 +110,10 @@ class Plan:
         self.found = found
         self.side: Any = None
         self.run = evaluator(found.jaxpr, found.consts)
+        self.mesh = _explicit_mesh(program.shardings)  # its program is compiled inside it (`_inside`)
         self.top = [s for s in found.sites if s.top and _constraints_only(s.steps)]
         self.others = [s for s in found.sites if not (s.top and _constraints_only(s.steps))]
+        self.partial: dict[frozenset[int], Plan] = {}  # this plan without given leaves (`partial.pruned`)
 
     def _drawn(self, others: list[sites.Site], site_keys: list) -> list:
         """The stacked sites' leaves from their keys, traced (in `_kernel`)."""
@@ -136,16 +139,19 @@ class Plan:
         *,
         root: Any = None,
         progress: Callable[[tree.Progress], None] | None = None,
+        present: dict[int, Any] | None = None,
     ) -> Any:
         """The initialization's output for `args` and `kwargs` (arrays of the traced shapes).
 
         With `root` (a key), each site's key is ``jinit.path_key(root, path)`` of its leaf's path (for a stacked
-        leaf, that key folded with each layer's index) instead of the key the framework gave it.
+        leaf, that key folded with each layer's index) instead of the key the framework gave it. `present`: the
+        leaves given (by position), which a plan pruned of them (`partial.pruned`) neither draws nor computes.
         """
         program, found, top, others = self.program, self.found, self.top, self.others
         inputs = program.arguments(args, kwargs)
         used = [x for x, u in zip(inputs, found.used, strict=True) if u]
-        values = self.run(used)
+        with _inside(self.mesh):
+            values = self.run(used)
         rest, keys = values[: len(found.rest)], values[len(found.rest) :]
         traced = any(isinstance(x, Tracer) for x in (*inputs, root))
         out: list[Any] = [None] * len(program.paths)
@@ -162,6 +168,8 @@ class Plan:
             out[site.leaf] = value
             if report is not None:
                 report(program.paths[site.leaf], *_size(program.closed.out_avals[site.leaf]), value)
+        for position, value in (present or {}).items():
+            out[position] = value
         return jax.tree_util.tree_unflatten(program.treedef, out)
 
     def _top(self, top: list[sites.Site], keys: list, root: Any, traced: bool, report: Any) -> list:
@@ -259,8 +267,14 @@ class Planned:
             self.plans[signature] = new
         return new
 
-    def __call__(self, args: tuple, kwargs: dict, *, root: Any = None, progress: Any = None) -> Any:
+    def __call__(
+        self, args: tuple, kwargs: dict, *, root: Any = None, progress: Any = None, existing: Any = None
+    ) -> Any:
         progress = checks.callback("progress", progress)
+        if existing is not None:  # only what `existing` lacks: see `jinit._src.partial`
+            return partial.call(
+                self.plan(args, kwargs), self.boxed, args, kwargs, existing, root=root, progress=progress
+            )
         return self.plan(args, kwargs)(args, kwargs, root=root, progress=progress)
 
 
@@ -282,6 +296,25 @@ def _signature(args: tuple, kwargs: dict, mesh: Any) -> Any:
     except TypeError:
         return None
     return signature
+
+
+def _explicit_mesh(shardings: list[Any]) -> Any:
+    """The mesh of the leaves' shardings if it has explicit axes (the program's values are then typed with it), else
+    None."""
+    for sharding in shardings:
+        mesh = getattr(sharding, "mesh", None)
+        if getattr(mesh, "explicit_axes", ()):
+            return mesh
+    return None
+
+
+def _inside(mesh: Any) -> Any:
+    """``jax.set_mesh(mesh)`` where no mesh is set and no trace runs: outside `jit`, JAX compiles a program whose
+    values are typed with a mesh's explicit axes only inside that mesh (a plain ``jax.make_mesh``'s axes are
+    explicit). A user's mesh or trace is left as it is, as the framework's own initialization would find it."""
+    if mesh is None or not base._outside_any_mesh():
+        return contextlib.nullcontext()
+    return jax.set_mesh(mesh)
 
 
 def _constraints_only(steps: tuple) -> bool:

@@ -9,12 +9,13 @@ leaves those calls make; `jinit._src.plan` draws them and evaluates the rest wit
 
 `evaluate` runs a jaxpr operation by operation, only the operations its outputs need, each as JAX runs it eagerly
 (its own cached primitives and jitted functions), and drops each value after its last use, so the framework's own
-parameters and state cost their own memory and no more.
+parameters and state cost their own memory and no more. Their values are the eager initialization's: a program
+is compiled whole only where compiling cannot change a value (`evaluator`: keys, integers, constants).
 
 JAX internals relied on, and how a change is survived: ``eqn.primitive.bind`` with ``get_bind_params`` (the
 way JAX's own ``eval_jaxpr`` evaluates); `evaluation_works` checks once per process, on a program shaped like an
 initialization, that `evaluate` gives what the program gives eagerly, and if not (or if anything raises) the
-program is run as one ``jax.jit`` of `jax.extend.core.jaxpr_as_fun`: slower, the same values.
+program is run by `jax.extend.core.jaxpr_as_fun`, eagerly: every operation computed, the same values.
 """
 
 import contextlib
@@ -207,20 +208,61 @@ def _module_of(traceback: Any) -> str:
 
 
 WHOLE = 64
-"""A program of at most this many equations is compiled whole (`evaluator`): a scanned model's few key derivations
-compile faster as one program than one by one; an unrolled model's hundreds of alike ``fold_in`` compile once
-each when bound one by one, and would take long as one program."""
+"""A program of at most this many equations is compiled whole (`evaluator`) if its values are exact (`_exact`): a
+scanned model's few key derivations compile faster as one program than one by one; an unrolled model's hundreds
+of alike ``fold_in`` compile once each when bound one by one, and would take long as one program."""
+
+MOVES = frozenset({
+    "broadcast_in_dim", "concatenate", "copy", "device_put", "dynamic_slice", "dynamic_update_slice",
+    "expand_dims", "gather", "iota", "optimization_barrier", "reshape", "reshard", "rev", "select_n",
+    "sharding_constraint", "slice", "squeeze", "transpose",
+})  # fmt: skip
+"""Primitives that move or select values without arithmetic: compiled, they give what they give eagerly."""
 
 
 def evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list]:
     """A function of the inputs of `jaxpr` (open, its constants `consts`) that returns its outputs: one jitted
-    program for a small jaxpr (`WHOLE`) of the default PRNG's keys, else `evaluate`. Made once per plan, so that
-    its compilation is kept. (Keys of other implementations are evaluated as the framework evaluates them
-    eagerly: jax 0.10.2's compiled ``threefry4x32`` ``fold_in`` of a batch of keys never returns on CPU.)"""
-    if (len(jaxpr.eqns) <= WHOLE and _default_keys(jaxpr)) or not evaluation_works():
+    program for a small jaxpr (`WHOLE`) of the default PRNG's keys that computes no floating-point value
+    (`_exact`), else `evaluate`. Made once per plan, so that its compilation is kept.
+
+    Floating-point arithmetic is evaluated as the framework evaluates it eagerly, operation by operation: compiled
+    as one program, XLA fuses, simplifies and folds it, and rounds it its own way (a Haiku batch norm's moving
+    averages came out 1 ulp off). Keys of other implementations are evaluated eagerly too: jax 0.10.2's compiled
+    ``threefry4x32`` ``fold_in`` of a batch of keys never returns on CPU."""
+    if len(jaxpr.eqns) <= WHOLE and _default_keys(jaxpr) and _exact(jaxpr) and evaluation_works():
         run = jax.jit(jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(jaxpr, list(consts))))
         return lambda args: list(run(*args))
-    return lambda args: _bind_each(jaxpr, consts, args)
+    return lambda args: evaluate(jaxpr, consts, args)
+
+
+def _exact(jaxpr: Any) -> bool:
+    """Whether `jaxpr` (its calls' and loops' bodies included) computes no floating-point value other than by
+    moving values (`MOVES`): its keys, integers and moved values are the same compiled and eager."""
+    for eqn in jaxpr.eqns:
+        inner = bodies(eqn)
+        if inner:
+            if not all(_exact(body) for body in inner):
+                return False
+        elif eqn.primitive.name not in MOVES and any(_inexact(v) for v in eqn.outvars):
+            return False
+    return True
+
+
+def _inexact(v: Any) -> bool:
+    dtype = getattr(getattr(v, "aval", None), "dtype", None)
+    return dtype is not None and jax.numpy.issubdtype(dtype, jax.numpy.inexact)
+
+
+def bodies(eqn: Any) -> list[Any]:
+    """The open jaxprs in an equation's parameters (a ``scan``'s or a call's body)."""
+    out = []
+    for value in eqn.params.values():
+        for item in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(item, jex_core.ClosedJaxpr):
+                out.append(item.jaxpr)
+            elif isinstance(item, jex_core.Jaxpr):
+                out.append(item)
+    return out
 
 
 def _default_keys(jaxpr: Any) -> bool:

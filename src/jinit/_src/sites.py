@@ -44,7 +44,7 @@ import numpy as np
 from jax.extend import core as jex_core
 
 from jinit._src import base
-from jinit._src.program import Program
+from jinit._src.program import Program, bodies
 
 try:  # see the module docstring
     from jax._src.interpreters import batching as _batching
@@ -174,7 +174,7 @@ class _Index:
         for i, eqn in enumerate(jaxpr.eqns):
             for v in eqn.outvars:
                 self.defined[id(v)] = place
-            for body in _bodies(eqn):
+            for body in bodies(eqn):
                 name = eqn.primitive.name
                 kind = "scan" if name in SCAN else "call" if name in CALLS else "other"
                 self._visit(_Place(body, place, i, kind))
@@ -189,18 +189,6 @@ class _Index:
                         table.setdefault(v, []).append(i)
             self._consumers[id(place.jaxpr)] = table
         return table.get(var, [])
-
-
-def _bodies(eqn: Any) -> list[Any]:
-    """The open jaxprs in an equation's parameters (a ``scan``'s or a call's body)."""
-    out = []
-    for value in eqn.params.values():
-        for item in value if isinstance(value, tuple | list) else (value,):
-            if isinstance(item, jex_core.ClosedJaxpr):
-                out.append(item.jaxpr)
-            elif isinstance(item, jex_core.Jaxpr):
-                out.append(item)
-    return out
 
 
 def _unwrap(tracer: Any) -> tuple[Any, list[tuple[Any, Any, int | None]]]:
@@ -450,7 +438,7 @@ def _with_body(eqn: Any, body: Any, added: int) -> dict[str, Any]:
 @functools.cache
 def _unspecified() -> Any:
     """JAX's "no sharding given" value, for a jit's added outputs."""
-    from jax._src.named_sharding import UNSPECIFIED
+    from jax._src.named_sharding import UNSPECIFIED  # a JAX that moved it: `find` raises, and there are no sites
 
     return UNSPECIFIED
 

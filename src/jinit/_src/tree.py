@@ -17,6 +17,7 @@ number of groups, not of layers.
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import math
 import sys
@@ -147,6 +148,7 @@ def path_key(key: KeyArray, path: str) -> KeyArray:
 
 
 _derive_padded = jax.jit(jax.vmap(_fold, in_axes=(None, 0)))
+_derive_mapped = jax.jit(lambda key, words: jax.lax.map(lambda w: _fold(key, w), words))
 
 
 def _derive(key: Any, words: np.ndarray) -> Any:
@@ -158,7 +160,22 @@ def _derive(key: Any, words: np.ndarray) -> Any:
     n = len(words)
     padded = np.zeros((max(8, 1 << (n - 1).bit_length()), 2), np.uint32)
     padded[:n] = words
-    return _derive_padded(key, padded)
+    if _folds_batched(checks.impl_of(key)):
+        return _derive_padded(key, padded)
+    return _derive_mapped(key, padded)
+
+
+@functools.cache
+def _folds_batched(impl: str) -> bool:
+    """Whether `vmap` of `_fold` over words gives each path's `path_key` under the PRNG implementation `impl`
+    (checked once per implementation, on a few paths): threefry and rbg do; ``unsafe_rbg``'s batched `fold_in`
+    does not, and its keys are derived one path at a time (``lax.map``), as `path_key` derives them."""
+    words = np.array([_words(p.encode()) for p in ("a", "h0/attn/kernel", "z/0")], np.uint32)
+    with jax.ensure_compile_time_eval():  # concrete, also when first needed under a trace
+        key = jax.random.key(0, impl=impl)
+        batched = jax.random.key_data(_derive_padded(key, words))
+        one_by_one = [jax.random.key_data(_fold(key, w)) for w in words]
+    return all(np.array_equal(b, o) for b, o in zip(batched, one_by_one, strict=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,9 +279,10 @@ def size(leaf: _Leaf) -> tuple[int, int]:
 
 def _nbytes(leaf: _Leaf) -> int:
     init, spec = leaf.spec.init, leaf.spec
-    dtype = (
-        checks.resolve_dtype(init, spec.dtype) if isinstance(init, Initializer) else np.dtype(spec.dtype or "float32")
-    )
+    if isinstance(init, Initializer):
+        dtype = checks.resolve_dtype(init, spec.dtype)
+    else:  # a foreign initializer's default is JAX's float type: float64 under x64
+        dtype = jnp.dtype(jax.dtypes.canonicalize_dtype(spec.dtype or jnp.float64))
     return math.prod(spec.shape) * dtype.itemsize
 
 
@@ -361,7 +379,12 @@ def _flatten(tree: Any, what: str, is_leaf: Callable[[Any], bool] | None = None)
 
 
 def init_tree(
-    key: KeyArray, specs: Any, *, mesh: Mesh | None = None, progress: Callable[[Progress], None] | None = None
+    key: KeyArray,
+    specs: Any,
+    *,
+    mesh: Mesh | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    existing: Any = None,
 ) -> Any:
     """Initializes every `ParamSpec` of a pytree, each from the key of its path.
 
@@ -383,15 +406,23 @@ def init_tree(
       progress: None, or a callable that receives a `jinit.Progress` after each parameter is drawn (such as
         `jinit.progress_bar()`). Each parameter is then awaited before the next starts, so the figures are
         those of the work done. Not called under a trace.
+      existing: None, or a pytree of the parameters that already exist (restored from a checkpoint), matched
+        to `specs` by path: a parameter is missing where `existing` has None or lacks the dict key. Only the
+        missing parameters are drawn, each bitwise as a full initialization with `key` draws it; the arrays
+        of `existing` are passed through as they are (not copied), after their shape, dtype and sharding are
+        checked against their spec. `progress` then counts the missing parameters only. See the guide
+        "Initialize only what a checkpoint lacks".
 
     Returns:
       The same pytree with an array in place of each spec.
 
     Raises:
-      TypeError: a leaf of `specs` is not a `ParamSpec`, `key` is not a key, or `mesh` is not a `Mesh`.
+      TypeError: a leaf of `specs` is not a `ParamSpec`, `key` is not a key, or `mesh` is not a `Mesh`; with
+        `existing`, one of its leaves is not an array, or has another dtype than its parameter.
       ValueError: two leaves have the same path, a sharding does not divide its parameter's shape, a
         `PartitionSpec` has no mesh, or an initializer rejects its parameter's shape or dtype (or returns
-        another shape). Every check runs before any array is allocated.
+        another shape); with `existing`, one of its paths is not a parameter of `specs`, or one of its arrays
+        has another shape or sharding than its parameter. Every check runs before any array is allocated.
 
     Examples:
       >>> import jax, jinit
@@ -407,6 +438,11 @@ def init_tree(
     key = checks.key(key)
     mesh = checks.mesh(mesh)
     progress = checks.callback("progress", progress)
+    if progress is progress_bar:
+        raise TypeError(
+            "Argument `progress` is the factory `jinit.progress_bar`: pass the callback it builds, "
+            "`progress=jinit.progress_bar()`. Received: progress=jinit.progress_bar"
+        )
     flat, treedef = _flatten(specs, "specs", is_leaf=lambda x: isinstance(x, ParamSpec))
     for path, spec in flat:
         if not isinstance(spec, ParamSpec):
@@ -415,6 +451,10 @@ def init_tree(
                 f"{checks.received(path, spec)}"
             )
     leaves = [_resolve(path, spec, mesh) for path, spec in flat]
+    if existing is not None:  # only what `existing` lacks (`jinit._src.partial` imports this module)
+        from jinit._src import partial
+
+        return partial.init_missing(key, leaves, treedef, existing, mesh, progress)
     if not leaves:
         return jax.tree_util.tree_unflatten(treedef, [])
     words = np.array([_words(checks.path(leaf.path)) for leaf in leaves], np.uint32)
