@@ -3,6 +3,7 @@ own samples, bitwise), `packed` has the fans of one projection, and both are val
 
 import math
 import pickle
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -41,12 +42,58 @@ def test_scaled_is_the_samples_times_the_factor(init, jit):
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("init", INNER[:5], ids=IDS[:5])
-def test_scaled_low_precision_rounds_once(init):
-    # computed in float32 (the compute dtype), multiplied there, rounded once to bfloat16
-    got = call(jinit.scaled(init, 0.3), (300, 20), "bfloat16")
-    expected = (call(init, (300, 20), "float32") * jnp.float32(0.3)).astype(jnp.bfloat16)
-    np.testing.assert_array_equal(got, expected)
+def round_to_bits(v, bits, smallest):
+    """`v` (float64) rounded to nearest, ties to even, on the grid of a float with `bits` significant bits and
+    smallest subnormal `smallest`: `v` over its quantum (a power of two, so exact) rounded by NumPy's half-to-even
+    `round`, times the quantum."""
+    _, e = np.frexp(v)
+    quantum = np.maximum(np.ldexp(1.0, e - bits), smallest)
+    return np.round(v / quantum) * quantum
+
+
+@pytest.mark.parametrize("dtype, bits, smallest", [("bfloat16", 8, 2.0**-133), ("float16", 11, 2.0**-24)])
+@pytest.mark.parametrize("init", [*INNER[:5], jinit.orthogonal()], ids=[*IDS[:5], "orthogonal"])
+def test_scaled_low_precision_rounds_the_exact_product_once(init, dtype, bits, smallest):
+    # the float32 sample times float32(factor), exact in float64, rounded once to the narrow dtype
+    factor = 0.3
+    got = np.asarray(call(jinit.scaled(init, factor), (300, 20), dtype)).astype(np.float64)
+    exact = np.asarray(call(init, (300, 20), "float32")).astype(np.float64) * np.float64(np.float32(factor))
+    np.testing.assert_array_equal(got, round_to_bits(exact, bits, smallest))
+
+
+def test_rounding_the_float32_product_again_would_differ():
+    # what the test above guards against: the float32 product rounded again to bfloat16 is off where it is a
+    # bfloat16 midpoint (about 2**-16 of the elements: some of 2**20)
+    x = np.asarray(jinit.normal(1.0)(KEY, (2**20,)), np.float64)
+    exact = x * np.float64(np.float32(0.3))
+    twice = np.asarray(jnp.asarray(x, jnp.float32) * jnp.float32(0.3)).astype(jnp.bfloat16).astype(np.float64)
+    once = np.asarray(jinit.scaled(jinit.normal(1.0), 0.3)(KEY, (2**20,), "bfloat16")).astype(np.float64)
+    np.testing.assert_array_equal(once, round_to_bits(exact, 8, 2.0**-133))
+    assert (twice != once).any()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float8_e4m3fn", "float8_e5m2", "float8_e3m4"])
+@pytest.mark.parametrize(
+    "init",
+    [
+        jinit.random_uniform(-1.0, 1.0),
+        jinit.uniform(1.0),
+        jinit.truncated_normal(1.0, lower=-1.5, upper=0.5),
+        jinit.he_uniform(),
+        jinit.trunc_normal(0.1, 1.0, a=-0.2, b=0.3),
+    ],
+    ids=["random_uniform", "uniform", "truncated_normal", "he_uniform", "trunc_normal"],
+)
+@pytest.mark.parametrize("factor", [1 / math.sqrt(12), -0.7, 3.3])
+def test_scaled_stays_in_the_scaled_bounds_in_every_dtype(init, dtype, factor):
+    law = init.law((64, 64), np.dtype("float32"))
+    lower, upper, upper_open = law.support(np.dtype("float32"))
+    f = Fraction(factor)
+    lo, hi = sorted((f * lower, f * upper))
+    x = np.asarray(jinit.scaled(init, factor)(KEY, (2**14,), dtype)).astype(np.float64)
+    assert Fraction(float(x.min())) >= lo and Fraction(float(x.max())) <= hi
+    if upper_open and factor > 0:
+        assert Fraction(float(x.max())) < hi
 
 
 def test_scaled_float64_and_complex():

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
-from jinit._src import checks
+from jinit._src import checks, distributions
 from jinit._src.constant import zeros
 from jinit._src.random import normal
 from jinit._src.typing import DTypeLike, KeyArray
@@ -113,8 +113,10 @@ def lora(
         number, `rslora` not a bool, `dtype` not a floating dtype, or `key` not a PRNG key (or None where
         one is needed).
       ValueError: `weight` has fewer than 2 axes, `rank` is not in ``[1, min(in, out)]``, `scheme` is
-        unknown, `alpha` is not positive and finite, or `niter` is negative or given to another scheme than
-        ``"pissa"``.
+        unknown, `alpha` is not positive and finite or (PiSSA, OLoRA) gives a scale ``alpha / rank`` whose
+        adapters could overflow (outside ``[1 / L, L]``, ``L`` the square root of float32's largest value, or
+        the adapter dtype's largest if smaller), or `niter` is negative, above 1024, or given to another
+        scheme than ``"pissa"``.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jinit
@@ -138,6 +140,11 @@ def lora(
     scale = _scale(rank, alpha, rslora)
     if niter is not None:
         niter = checks.integer("niter", niter, minimum="nonnegative")
+        if niter > MAX_NITER:
+            raise ValueError(
+                f"Argument `niter` must be at most {MAX_NITER} (PEFT uses a few; each iteration is two QRs of the "
+                f"weight). Received: niter={niter}"
+            )
         if scheme != "pissa":
             raise ValueError(
                 "Argument `niter` must be None, or a number of iterations >= 0 for scheme 'pissa'. "
@@ -146,6 +153,8 @@ def lora(
     adapter_dtype = weight_dtype if dtype is None else jnp.dtype(checks.dtype("dtype", dtype))
     if not jnp.issubdtype(adapter_dtype, jnp.floating):
         raise TypeError(f"Argument `dtype` must be a floating-point dtype. {checks.received('dtype', dtype)}")
+    if scheme not in RANDOM:
+        _check_scale(scale, alpha, rank, weight_dtype, adapter_dtype)
     if scheme in RANDOM or niter is not None:
         if key is None:
             raise TypeError(
@@ -194,6 +203,24 @@ def _scale(rank: int, alpha: Any, rslora: Any) -> float:
         )
     alpha = checks.number("alpha", alpha, minimum="positive")
     return alpha / (math.sqrt(rank) if rslora else rank)
+
+
+MAX_NITER = 1024
+"""The most subspace iterations `lora`'s randomized SVD runs."""
+
+
+def _check_scale(scale: float, alpha: Any, rank: int, weight_dtype: np.dtype, adapter_dtype: np.dtype) -> None:
+    """A ValueError when PiSSA's or OLoRA's adapters (about ``sqrt(s / scale)``, or the weight's size) or the
+    residual ``w - scale * a @ b`` could overflow or underflow: `scale` must lie within ``[1 / L, L]``, ``L`` the
+    square root of the computation's largest float, and at most the adapters' own largest value."""
+    largest = float(jnp.finfo(np.float64 if weight_dtype == np.float64 else np.float32).max)
+    limit = min(math.sqrt(largest), float(jnp.finfo(adapter_dtype).max))
+    if not 1 / limit <= scale <= limit:
+        raise ValueError(
+            f"Argument `alpha` gives a scale (alpha / rank = {scale!r}) outside [{1 / limit:.3g}, {limit:.3g}], "
+            f"where PiSSA's and OLoRA's adapters or residual would overflow or underflow "
+            f"{jnp.dtype(adapter_dtype).name}. Received: alpha={alpha!r}, rank={rank}"
+        )
 
 
 def _layouts(weight: Any) -> tuple[jax.sharding.NamedSharding, ...] | None:
@@ -252,7 +279,7 @@ def _svd_lowrank(t: jax.Array, rank: int, niter: int, key: Any) -> tuple[jax.Arr
 @functools.partial(jax.jit, static_argnames=("rank", "scheme", "niter", "dtype", "layouts"))
 def _factorize(weight, scale, key, *, rank, scheme, niter, dtype, layouts) -> LoraInit:
     """PiSSA's and OLoRA's adapters and residual, from the factorization of PEFT's ``(out, in)`` weight ``w.T``."""
-    compute = jnp.promote_types(weight.dtype, jnp.float32)
+    compute = np.dtype(np.float64 if weight.dtype == np.float64 else np.float32)  # float8 does not promote
     w = jnp.asarray(weight).astype(compute)
     explicit = _explicit(layouts)
     a_layout, b_layout, w_layout = (None, None, None) if layouts is None else layouts
@@ -273,10 +300,10 @@ def _factorize(weight, scale, key, *, rank, scheme, niter, dtype, layouts) -> Lo
         root = jnp.sqrt(s / scale.astype(compute))
         a, b = vh.mT * root[..., None, :], root[..., :, None] * u.mT
     # a and b are computed whole, so that their layouts do not reach back into the factorization
-    a = _lay_out(_lay_out(a.astype(dtype), whole, explicit), a_layout, explicit)
-    b = _lay_out(_lay_out(b.astype(dtype), whole, explicit), b_layout, explicit)
+    a = _lay_out(_lay_out(distributions.saturate(a, dtype), whole, explicit), a_layout, explicit)
+    b = _lay_out(_lay_out(distributions.saturate(b, dtype), whole, explicit), b_layout, explicit)
     product = jnp.matmul(a.astype(compute), b.astype(compute), precision=HIGHEST)
-    residual = (w - scale.astype(compute) * product).astype(weight.dtype)
+    residual = distributions.saturate(w - scale.astype(compute) * product, weight.dtype)
     return LoraInit(a, b, _lay_out(residual, w_layout, explicit))
 
 

@@ -16,7 +16,8 @@ import functools
 import math
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from fractions import Fraction
 from typing import Any
 
 import jax
@@ -24,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
-from jinit._src import checks, tree
+from jinit._src import checks, distributions, provenance, tree
 from jinit._src.base import Initializer
 from jinit._src.compose import Packed, Scaled
-from jinit._src.distributions import Moments
+from jinit._src.distributions import Distribution, Moments
 from jinit._src.orthogonal import Orthogonal
 from jinit._src.tree import ParamSpec
 
@@ -132,7 +133,7 @@ class AuditReport:
     def plot(self, path: Any = None) -> Any:
         """Draws the z-scores of every tested parameter and the ratio of its measured to its expected std.
 
-        Needs matplotlib (``pip install jinit[plot]``), imported only here. The figure is a
+        Needs matplotlib (``pip install 'jinit[plot]'``), imported only here. The figure is a
         `matplotlib.figure.Figure`, made without `pyplot` (no global state, no display).
 
         Args:
@@ -204,13 +205,14 @@ def _matrix(init: Orthogonal, shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 def reference(init: Any, shape: tuple[int, ...], dtype: np.dtype) -> Moments | None:
     """The exact moments of an element of ``init(key, shape, dtype)`` for a random key, or None when jinit does
-    not know them: an elementwise law's (`Distribution.central_moments`), `orthogonal`'s (`_haar`), and those of
-    `scaled` and `packed` made of them."""
+    not know them: an elementwise law's (`Distribution.central_moments`; in a float narrower than float32, those
+    of the law rounded to it, `rounded_moments`), `orthogonal`'s (`_haar`), and those of `scaled` and `packed`
+    made of them."""
     if not isinstance(init, Initializer):
         return None
     law = init.law(shape, dtype)
     if law is not None:
-        return law.central_moments()
+        return rounded_moments(law, dtype) if _rounds(dtype) else law.central_moments()
     if isinstance(init, Orthogonal) and math.prod(shape):
         _, rows, cols = _matrix(init, shape)
         return _haar(init.scale, max(rows, cols))
@@ -223,6 +225,57 @@ def reference(init: Any, shape: tuple[int, ...], dtype: np.dtype) -> Moments | N
     if isinstance(init, Packed):
         return reference(init.init, init.part(shape)[1], dtype)
     return None
+
+
+def _rounds(dtype: np.dtype) -> bool:
+    """Whether a sample of `dtype` is computed in float32 and rounded to it (a real float narrower than 32 bits)."""
+    return bool(jnp.issubdtype(dtype, jnp.floating)) and jnp.finfo(dtype).bits < 32
+
+
+@functools.cache
+def _grid(dtype: np.dtype) -> np.ndarray:
+    """Every finite value of a float dtype of at most 16 bits, sorted, as float64 (one zero)."""
+    bits = np.dtype(dtype).itemsize * 8
+    unsigned = np.uint8 if bits == 8 else np.uint16
+    with np.errstate(invalid="ignore"):  # the NaN bit patterns
+        values = np.arange(2**bits, dtype=np.uint64).astype(unsigned).view(dtype).astype(np.float64)
+    return np.unique(values[np.isfinite(values)])
+
+
+@functools.lru_cache(maxsize=256)
+def rounded_moments(law: Distribution, dtype: np.dtype) -> Moments:
+    """The exact moments of an element of `law` as jinit samples it in `dtype`, a float narrower than float32:
+    the real sample rounded to nearest in `dtype`, saturated at its finite extremes and clamped into the law's
+    support, so each value ``v`` of `dtype` has the probability ``F(m+) - F(m-)`` of the interval that rounds to
+    it (``F`` the law's `cdf`, ``m-`` and ``m+`` the midpoints to ``v``'s neighbours, open-ended at the extremes
+    and at the bounds). No approximation but the sample's float32 step: its rounding bias (7.8e-5 on the mean of
+    bfloat16 ``normal(0.01, mean=1.0)``) and its reduced variance (float8) are in the reference, not in the error.
+    """
+    values = _grid(dtype)
+    lower, upper, upper_open = law.support(distributions.compute_dtype(dtype))
+    keep = np.ones(len(values), bool)
+    if lower is not None:
+        keep &= _compare(values, lower, lambda v, b: v >= b)
+    if upper is not None:
+        keep &= _compare(values, upper, (lambda v, b: v < b) if upper_open else (lambda v, b: v <= b))
+    values = values[keep]
+    edges = (values[1:] + values[:-1]) / 2  # exact in float64: the grid has at most 11 significant bits
+    cdf = np.array([law.cdf(float(e)) for e in edges])
+    p = np.diff(np.concatenate(([0.0], cdf, [1.0])))
+    p = np.clip(p, 0.0, None) / max(p.sum(), np.finfo(float).tiny)
+    mean = float(np.dot(p, values))
+    d = values - mean
+    return mean, float(np.dot(p, d**2)), float(np.dot(p, d**4)), float(np.dot(p, d**6))
+
+
+def _compare(values: np.ndarray, bound: Fraction, op: Callable[[Any, Any], Any]) -> np.ndarray:
+    """``op(v, bound)`` for every float64 `values` against an exact `bound`: with the nearest double of `bound`,
+    exact except where a value equals it, which is compared as a fraction."""
+    near = float(bound)
+    result = op(values, near)
+    for i in np.flatnonzero(values == near):
+        result[i] = op(Fraction(float(values[i])), bound)
+    return result
 
 
 def _power(moments: Moments) -> float:
@@ -315,10 +368,22 @@ class _Plan:
     note: str = ""  # why it is not tested
     moments: Moments | None = None  # z-tests against these
     exact: bool = False  # compared element by element with the initializer's own output
-    gram: tuple[int, int] | None = None  # orthogonality: (column axis, the summed dimension)
+    gram: tuple[int, int, int, int] | None = None  # orthogonality: (column axis, k = max(rows, cols), packed axis,
+    # count): each of `count` parts along the packed axis orthogonal
+    rounded: bool = False  # the moments are those of the law rounded to the dtype (`rounded_moments`)
+    resolution: float = 0.0  # how far the sampler's discreteness may move an element (`Distribution.resolution`)
 
 
-def audit(params: Any, specs_or_rules: Any, *, alpha: float = 1e-3, orthogonality: bool = True) -> AuditReport:
+def audit(
+    params: Any,
+    specs_or_rules: Any,
+    *,
+    alpha: float = 1e-3,
+    orthogonality: bool = True,
+    duplicates: bool = True,
+    reference: Any = None,
+    replicas: bool = True,
+) -> AuditReport:
     """Audits initialized parameters against what their initializers should give; flags the ones that differ.
 
     Each parameter's measured mean and standard deviation are compared with the exact ones of its initializer.
@@ -347,8 +412,12 @@ def audit(params: Any, specs_or_rules: Any, *, alpha: float = 1e-3, orthogonalit
 
     A parameter whose shape or dtype differs from its spec's, or that holds NaN or infinities, is flagged.
     Complex parameters are not audited (their rows say so). Parameters narrower than float32 (bfloat16, float16,
-    float8) are measured in float32; the bias of rounding to their precision, about ``u^2`` relative, is added to
-    the standard errors. Moments compare only the first two moments: a wrong family with the right mean and
+    float8) are measured in float32 against the exact moments of their law rounded to their dtype (every value
+    of the dtype weighted by the probability of the interval that rounds to it): rounding shifts a bfloat16
+    ``normal(0.01, mean=1.0)``'s mean by 7.8e-5 and shrinks a float8 Glorot's variance by 2%, which would
+    otherwise be flagged at a few million elements; an `orthogonal` one's rounding, about ``u^2`` relative, is
+    added to its standard errors. `scaled` and `packed` orthogonal parameters are checked for orthogonality too
+    (each packed part on its own). Moments compare only the first two moments: a wrong family with the right mean and
     variance (a uniform where a normal of the same variance was meant) passes.
 
     Args:
@@ -359,17 +428,27 @@ def audit(params: Any, specs_or_rules: Any, *, alpha: float = 1e-3, orthogonalit
         expected).
       alpha: the family-wise significance level, in (0, 1): the probability that a correctly initialized model
         is flagged.
-      orthogonality: whether to check that `orthogonal` parameters are orthogonal (a matrix product each).
+      orthogonality: a bool, whether to check that `orthogonal` parameters (also scaled or packed) are
+        orthogonal (a matrix product each).
+      duplicates: a bool, whether to flag random parameters bitwise equal to another, or perfectly correlated
+        with one (``1 - |r| <= 1e-5``, or the square of the dtype's unit roundoff if larger, over their common
+        prefix): drawn from one key. Parameters of 32 elements or more are compared.
+      reference: None, or a pytree of arrays (the checkpoint the parameters were meant to replace, or the
+        initialization before): a random parameter equal or perfectly correlated to the array at its path there
+        (of the same shape) is flagged as not re-initialized.
+      replicas: a bool, whether to flag a parameter whose replicas of a block differ, across this process's
+        devices and across processes (with several processes, every process must call `audit`: one
+        all-gather of checksums).
 
     Returns:
       An `AuditReport`: ``report.ok``, ``report.flagged`` (paths), ``str(report)`` (a table), ``report.plot()``.
 
     Raises:
       TypeError: a leaf of `params` is not an array, a leaf of the specs is not a `ParamSpec`, a rule is not a
-        ``(regex, initializer)`` pair, or `alpha` is not a number.
-      ValueError: `alpha` is not in (0, 1); `params` and the specs have different paths; no rule matches some
-        paths; two leaves share a path; a parameter's initializer rejects its spec's shape or dtype. All raised
-        before anything is computed.
+        ``(regex, initializer)`` pair, `alpha` is not a number, or `orthogonality` not a bool.
+      ValueError: `alpha` is not in (0, 1), or so small that ``alpha / (2 * tests)`` underflows; `params` and
+        the specs have different paths; no rule matches some paths; two leaves share a path; a parameter's
+        initializer rejects its spec's shape or dtype. All raised before anything is computed.
 
     Examples:
       >>> import jax, jinit
@@ -392,22 +471,46 @@ def audit(params: Any, specs_or_rules: Any, *, alpha: float = 1e-3, orthogonalit
     alpha = checks.number("alpha", alpha)
     if not 0 < alpha < 1:
         raise ValueError(f"Argument `alpha` must be in (0, 1). {checks.received('alpha', alpha)}")
-    orthogonality = bool(orthogonality)
+    orthogonality = checks.boolean("orthogonality", orthogonality)
+    duplicates = checks.boolean("duplicates", duplicates)
+    replicas = checks.boolean("replicas", replicas)
+    references = None if reference is None else dict(_arrays(reference, "reference"))
     plans = _plans(params, specs_or_rules, orthogonality)
     tests = sum(_tests(plan) for plan in plans)
+    if tests and not alpha / (2 * tests) > 0:
+        raise ValueError(
+            f"Argument `alpha` is too small for {tests} z-tests: alpha / (2 * tests) underflows. "
+            f"{checks.received('alpha', alpha)}"
+        )
     threshold = -statistics.NormalDist().inv_cdf(alpha / (2 * tests)) if tests else math.inf
     results = jax.device_get([_dispatch(plan) for plan in plans])  # every reduction runs, then scalars come back
-    rows = tuple(_row(plan, result, threshold) for plan, result in zip(plans, results, strict=True))
-    return AuditReport(rows, alpha, tests, threshold)
+    rows = [_row(plan, result, threshold) for plan, result in zip(plans, results, strict=True)]
+    random = [(plan.path, plan.x) for plan in plans if plan.moments is not None]
+    found: dict[str, list[str]] = {}
+    for extra in (
+        provenance.duplicates(random) if duplicates else {},
+        provenance.copies(random, references) if references is not None else {},
+        provenance.replicas([(plan.path, plan.x) for plan in plans]) if replicas else {},
+    ):
+        for path, reasons in extra.items():
+            found.setdefault(path, []).extend(reasons)
+    rows = [_flag(row, found[row.path]) if row.path in found else row for row in rows]
+    return AuditReport(tuple(rows), alpha, tests, threshold)
 
 
-def _arrays(params: Any) -> list[tuple[str, Any]]:
+def _flag(row: AuditRow, reasons: list[str]) -> AuditRow:
+    """`row` flagged for `reasons` too (after its own, if it was flagged already)."""
+    own = row.reason if row.flagged else ""
+    return dataclasses.replace(row, flagged=True, reason="; ".join([own, *reasons] if own else reasons))
+
+
+def _arrays(params: Any, what: str = "params") -> list[tuple[str, Any]]:
     """`params`' (path, array) pairs, paths as `init_tree` names them; TypeError for a leaf that is no array."""
-    flat, _ = tree._flatten(params, "params")
+    flat, _ = tree._flatten(params, what)
     for path, leaf in flat:
         if isinstance(leaf, Tracer) or not isinstance(leaf, jax.Array | np.ndarray | np.generic):
             raise TypeError(
-                f"Argument `params` must have array leaves (JAX or NumPy arrays, concrete: audit outside `jax.jit`); "
+                f"Argument `{what}` must have array leaves (JAX or NumPy arrays, concrete: audit outside `jax.jit`); "
                 f"the leaf at {checks.show(path)} is not. {checks.received(path, leaf)}"
             )
     return [(path, np.asarray(leaf) if isinstance(leaf, np.generic) else leaf) for path, leaf in flat]
@@ -492,12 +595,50 @@ def _plan(path: str, x: Any, spec: ParamSpec, orthogonality: bool) -> _Plan:
             plan.note = "no reference"
         elif moments[1] == 0:
             plan.exact = True  # a law of variance 0 draws one value
+        elif not _normal_enough(moments, math.prod(spec.shape)):
+            plan.note = "too few of its rare values expected to test"
         else:
             plan.moments = moments
-            if orthogonality and isinstance(init, Orthogonal):
-                axis, rows, cols = _matrix(init, spec.shape)
-                plan.gram = (axis, max(rows, cols))
+            law = init.law(spec.shape, dtype)
+            plan.rounded = _rounds(dtype) and law is not None
+            plan.resolution = 0.0 if law is None else law.resolution(dtype)
+            plan.gram = _orthogonal(init, spec.shape) if orthogonality else None
     return plan
+
+
+KURTOSIS_SAMPLES = 1000
+"""A parameter is z-tested when it has at least this many elements per unit of its law's excess kurtosis."""
+
+
+def _normal_enough(moments: Moments, n: int) -> bool:
+    """Whether `n` elements of a law of these moments are enough for the z-tests' normal approximation.
+
+    A law that is almost one value, with rare others (a narrow normal rounded to float8: ``1.0`` but for one
+    element in ``1 / p``), has excess kurtosis about ``1 / p``; its sample mean and variance follow the count of
+    the rare values, about Poisson of mean ``n p``, which is no normal while ``n p`` is small (none at all, the
+    variance is 0: flagged at ``z = 5.6``). Requiring ``n >= 1000 * kurtosis`` (``n p >= 1000`` there) keeps the
+    normal, uniform and truncated laws tested from a few elements on (their excess kurtosis is at most about 6).
+    """
+    _, var, mu4, _ = moments
+    excess = mu4 / (var * var) - 3 if var > 0 else 0.0
+    return n >= KURTOSIS_SAMPLES * excess
+
+
+def _orthogonal(init: Initializer, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """For `orthogonal`, `scaled` of it and `packed` of those: ``(column axis, max(rows, cols), packed axis,
+    count)`` of each orthogonal part of a parameter of `shape` (count 1 and axis 0 when not packed); else None."""
+    packed_axis, count = 0, 1
+    while isinstance(init, Scaled | Packed):
+        if isinstance(init, Packed):
+            if count != 1:
+                return None  # packed twice: parts of parts, not checked
+            packed_axis, shape = init.part(shape)
+            count = init.count
+        init = init.init
+    if not isinstance(init, Orthogonal) or not math.prod(shape):
+        return None
+    axis, rows, cols = _matrix(init, shape)
+    return axis, max(rows, cols), packed_axis, count
 
 
 def _tests(plan: _Plan) -> int:
@@ -526,8 +667,10 @@ def _dispatch(plan: _Plan) -> dict[str, Any]:
         out["expected"] = _sums(expected, jnp.asarray(0.0, _wide(expected.dtype)))
         out["differences"] = _differences(x, expected)
     if plan.gram is not None and plan.moments is not None:
-        scale2 = plan.moments[1] * plan.gram[1]  # variance * max(rows, cols)
-        out["gram"] = _gram_error(x, jnp.asarray(scale2, _wide(x.dtype)), plan.gram[0])
+        axis, k, packed_axis, count = plan.gram
+        scale2 = jnp.asarray(plan.moments[1] * k, _wide(x.dtype))  # variance * max(rows, cols)
+        parts = jnp.split(x, count, axis=packed_axis) if count > 1 else [x]
+        out["gram"] = jnp.max(jnp.stack([_gram_error(part, scale2, axis) for part in parts]))
     return out
 
 
@@ -559,20 +702,23 @@ def _row(plan: _Plan, result: dict[str, Any], threshold: float) -> AuditRow:
     if plan.moments is not None and mean is not None:
         mu, var, mu4, _ = plan.moments
         expected_mean, expected_std = mu, math.sqrt(var)
-        u, tiny = _rounding(x.dtype)
+        u, tiny = (0.0, 0.0) if plan.rounded else _rounding(x.dtype)
         sigma = math.sqrt(var)
-        mean_slack = u * u * (abs(mu) + sigma) + tiny / 2
+        step = plan.resolution  # every element within `step` of the exact sampler's: so are the mean and the std
+        mean_slack = u * u * (abs(mu) + sigma) + tiny / 2 + step
         z_mean = _ratio(mean - mu, math.sqrt(var / n + mean_slack**2))
         if abs(z_mean) > threshold:
             reasons.append(f"mean {z_mean:+.1f} standard errors off")
         if std is not None:
             se = math.sqrt(max(mu4 - var * var * (n - 3) / (n - 1), 0.0) / n) / var
-            var_slack = (u * u * (var + mu * mu) + tiny * tiny / 12) / var
-            se = math.sqrt(se * se + var_slack**2)
+            var_slack = (u * u * (var + mu * mu) + tiny * tiny / 12 + 2 * step * sigma + step * step) / var
+            error = math.sqrt(se * se + var_slack**2)  # sampling error and rounding: the bias term takes the former
             p = _power(plan.moments)
             r = std * std / var
-            z_var = _ratio(r**p - (1 + p * (p - 1) * se * se / 2), p * se)
-            if abs(z_var) > threshold:
+            z_var = _ratio(r**p - (1 + p * (p - 1) * se * se / 2), p * error)
+            if abs(z_var) > threshold and std == 0:
+                reasons.append(f"constant: every element is {_number(mean)} (was it drawn?)")
+            elif abs(z_var) > threshold:
                 reasons.append(f"std {std / sigma:.3g} times the expected, z={z_var:+.1f}")
         if "gram" in result and plan.gram is not None:
             k = plan.gram[1]

@@ -101,6 +101,12 @@ class Initializer:
         """
         return None
 
+    def magnitude(self) -> float | None:
+        """For an initializer without a `law`: the largest magnitude of an element its hyperparameters allow (a
+        constant's largest value, an orthogonal matrix's scale), or None where jinit does not know it. A factor
+        multiplying its samples (`jinit.scaled`) must not make it overflow."""
+        return None
+
     def sample(self, key: Any, shape: tuple[int, ...], dtype: np.dtype, sharding: Any) -> jax.Array:
         """The sample for a checked key (None if `keyless`), shape, resolved dtype and sharding.
 

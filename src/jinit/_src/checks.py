@@ -19,6 +19,12 @@ from jax.core import Tracer
 
 from jinit._src.typing import Axis, DTypeLike
 
+MAX_DEPTH = 8
+"""How deeply lists and dicts may nest in one initializer's config; a `constant` value, written two levels down,
+may so have at most ``MAX_DEPTH - 2`` axes."""
+MAX_ITEMS = 100_000
+"""How many numbers a config, and so a `constant` value, may hold."""
+
 
 def flag(name: str) -> Any:
     """The current value of a JAX configuration option, including its context-manager overrides."""
@@ -280,6 +286,10 @@ def dtype(name: str, value: DTypeLike | None) -> str | None:
 _KINDS = {"real": "a floating-point dtype", "inexact": "a floating-point or complex dtype"}
 
 
+_UNSUPPORTED = frozenset({"float6_e2m3fn", "float6_e3m2fn"})
+"""Dtypes that NumPy and JAX name but XLA (jaxlib 0.10) cannot hold: every array of them fails at run time."""
+
+
 def resolve_dtype(init: Any, value: DTypeLike | None) -> np.dtype:
     """The dtype of a call of `init`: `value` (checked), else the initializer's own, else JAX's default float type.
 
@@ -301,6 +311,13 @@ def resolve_dtype(init: Any, value: DTypeLike | None) -> np.dtype:
             stacklevel=3,
         )
     kinds = init.dtypes
+    if result.name in _UNSUPPORTED:  # XLA compiles, then fails at run time: refused before anything runs
+        raise TypeError(f"`{init.name}`: XLA cannot compute in {result.name}. Received: dtype={result.name}")
+    if jnp.issubdtype(result, jnp.floating) and jnp.finfo(result).bits < 8 and kinds != "any":
+        raise TypeError(
+            f"`{init.name}` needs a floating-point dtype of 8 bits or more, as `jax.random`. Received: "
+            f"dtype={result.name}"
+        )
     if kinds == "any" or (jnp.issubdtype(result, jnp.floating) and jnp.finfo(result).nmant > 0):
         return result
     if kinds == "inexact" and jnp.issubdtype(result, jnp.complexfloating):

@@ -7,13 +7,24 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jinit._src import checks, distributions, engine
 from jinit._src.base import Initializer
 
+MAX_COMPOSITION = 16
+"""How deeply initializers may hold initializers (``scaled(packed(scaled(...)))``): construction and loading alike
+refuse deeper ones, so that whatever is built serializes, loads back, hashes, prints and pickles."""
+
+
+def depth(init: Any) -> int:
+    """How many composed initializers `init` is made of, nested (0 for a plain one)."""
+    return 1 + depth(init.init) if isinstance(init, Composed) else 0
+
 
 def inner(name: str, value: Any) -> Initializer:
-    """Checks that `value`, the initializer a composed one holds, is a jinit `Initializer` without a seed."""
+    """Checks that `value`, the initializer a composed one holds, is a jinit `Initializer` without a seed, not
+    already composed `MAX_COMPOSITION` deep."""
     if not isinstance(value, Initializer):
         raise TypeError(
             f"Argument `{name}` must be a jinit `Initializer` (a value that serializes; wrap a function with "
@@ -23,6 +34,11 @@ def inner(name: str, value: Any) -> Initializer:
         raise ValueError(
             f"Argument `{name}` must not be seeded: seed the composed initializer instead "
             f"(`.with_seed({value.seed})` on the result). {checks.received(name, value)}"
+        )
+    if depth(value) >= MAX_COMPOSITION:
+        raise ValueError(
+            f"Initializers may be composed at most {MAX_COMPOSITION} deep (`scaled` of `packed` of ...): fold "
+            f"the factors into one `scaled`. Received: {name}, composed {depth(value)} deep"
         )
     return value
 
@@ -48,6 +64,9 @@ class Composed(Initializer):
     def dtype(self) -> str | None:
         return getattr(self.init, "dtype", None)
 
+    def magnitude(self) -> float | None:
+        return self.init.magnitude()
+
 
 @dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Scaled(Composed, name="scaled"):
@@ -58,29 +77,59 @@ class Scaled(Composed, name="scaled"):
     def __post_init__(self) -> None:
         self._set(init=inner("init", self.init), factor=checks.number("factor", self.factor))
 
+    @property
+    def dtypes(self) -> str:  # type: ignore[override]
+        # A real factor times an integer is not an integer: floating dtypes only, also for `ones` and `constant`
+        return "inexact" if self.init.dtypes == "any" else self.init.dtypes
+
+    def magnitude(self) -> float | None:
+        inner = self.init.magnitude()
+        return None if inner is None else abs(self.factor) * inner
+
+    def _computable(self, dtype: np.dtype, magnitude: float | None) -> None:
+        """A ValueError when the factor, or the factor times the inner initializer's `magnitude`, overflows the
+        dtype the product is computed in (it would give infinities, or NaN for zeros)."""
+        distributions.computable(self.name, dtype, factor=self.factor)
+        if magnitude is not None:
+            largest = float(jnp.finfo(distributions.compute_dtype(dtype)).max)
+            if abs(self.factor) * magnitude > largest:
+                raise ValueError(
+                    f"`scaled`'s factor times what `init` gives (up to {magnitude!r}) overflows "
+                    f"{distributions.compute_dtype(dtype).name}, the dtype a {dtype.name} sample is computed in. "
+                    f"Received: factor={self.factor!r}, init={self.init!r}, dtype={dtype.name}"
+                )
+
     def law(self, shape, dtype):
-        law = self.init.law(shape, dtype)
-        return None if law is None else distributions.Multiplied(law, self.factor)
+        ct = distributions.compute_dtype(dtype)
+        law = self.init.law(shape, ct)  # the inner sample is computed in `ct`, then multiplied there
+        if law is None:
+            return None
+        self._computable(dtype, law.magnitude())
+        low = high = None
+        real = not jnp.issubdtype(dtype, jnp.complexfloating)
+        product = distributions.Multiplied(law, self.factor)
+        lower, upper, upper_open = product.support(ct) if real else (None, None, False)
+        if lower is not None and upper is not None:
+            received = {"factor": self.factor, "init": self.init}
+            low, high = distributions.bounded(self.name, lower, upper, upper_open, dtype, received)
+        return distributions.Multiplied(law, self.factor, low, high)
 
     def sample(self, key, shape, dtype, sharding):
         law = self.law(shape, dtype)
         if law is not None:
             return engine.draw(law, key, shape, dtype, sharding)
-        x = self.init.sample(key, shape, dtype, sharding)
-        return engine.lay_out(lambda x: _times(x, self.factor, dtype), sharding, x)
-
-
-def _times(x: jax.Array, factor: float, dtype: Any) -> jax.Array:
-    """`x` times `factor`, computed in the dtype a sample of `dtype` is computed in, rounded once to `dtype`."""
-    ct = distributions.compute_dtype(dtype)
-    return distributions.saturate(x.astype(ct) * jnp.asarray(factor, ct), dtype)
+        self._computable(dtype, self.init.magnitude())
+        x = self.init.sample(key, shape, distributions.compute_dtype(dtype), sharding)
+        return engine.lay_out(lambda x: distributions.times(x, self.factor, dtype), sharding, x)
 
 
 def scaled(init: Initializer, factor: float) -> Initializer:
     """Builds an initializer whose samples are `init`'s times `factor`.
 
-    ``scaled(init, f)(key, shape)`` equals ``f * init(key, shape)``, computed in float32 for narrower floats and
-    rounded once, so that, e.g., GPT-2's residual projections, ``scaled(normal(0.02), 1 / sqrt(2 * n_layer))``,
+    ``scaled(init, f)(key, shape)`` equals ``f * init(key, shape)``; for floats narrower than float32, the float32
+    product rounded once (`init` sampled in float32, the product's exact error carried into the rounding), and
+    clamped into `f` times `init`'s bounds (those of a uniform or truncated normal stay exact in every dtype), so
+    that, e.g., GPT-2's residual projections, ``scaled(normal(0.02), 1 / sqrt(2 * n_layer))``,
     stay one value that prints, compares and serializes as what it is. The depth scalings of the literature
     are factors: GPT-2 and Megatron-LM's residual output projections ``1 / sqrt(2 * n_layer)``; DeepNet's
     ``beta`` for the value and feed-forward projections, ``(8 * N) ** -0.25`` for an encoder (or a decoder)
@@ -88,15 +137,19 @@ def scaled(init: Initializer, factor: float) -> Initializer:
     decoder of an encoder-decoder with `N` and `M` layers.
 
     Args:
-      init: a jinit `Initializer` (unseeded: seed the result).
+      init: a jinit `Initializer` (unseeded: seed the result), composed at most 15 deep itself.
       factor: a finite number.
 
     Returns:
-      An `Initializer`; its default dtype, dtypes and key are `init`'s.
+      An `Initializer`; its default dtype and key are `init`'s; it samples floating dtypes only (a real factor
+      times an integer is not one).
 
     Raises:
-      TypeError: `init` is not a jinit `Initializer`, or `factor` not a real number.
-      ValueError: `factor` is not finite, or `init` is seeded.
+      TypeError: `init` is not a jinit `Initializer`, or `factor` not a real number; when called, an integer or
+        boolean dtype.
+      ValueError: `factor` is not finite, `init` is seeded or composed 16 deep; when called, the factor (or the
+        factor times the largest value `init`'s hyperparameters give) overflows the dtype the sample is computed
+        in.
 
     Examples:
       >>> import jax, jinit
@@ -149,9 +202,20 @@ class Packed(Composed, name="packed"):
         law = self.init.law(one, dtype)
         if law is not None:  # independent elements: the whole weight from the law of one projection
             return engine.draw(law, key, shape, dtype, sharding)
-        keys = [None] * self.count if key is None else list(jax.random.split(key, self.count))
-        parts = [self.init.sample(k, one, dtype, None) for k in keys]
-        return engine.lay_out(lambda *xs: jnp.concatenate(xs, axis), sharding, *parts)
+        if key is None:  # a keyless initializer: one part, repeated
+            part = self.init.sample(None, one, dtype, None)
+            return engine.lay_out(lambda x: jnp.concatenate([x] * self.count, axis), sharding, part)
+        # every part at once (`vmap`): one program whatever `count`, which a config sets
+        parts = jax.vmap(lambda k: self.init.sample(k, one, dtype, None))(jax.random.split(key, self.count))
+        return engine.lay_out(lambda x: _side_by_side(x, axis), sharding, parts)
+
+
+def _side_by_side(parts: jax.Array, axis: int) -> jax.Array:
+    """Parts stacked on a leading axis, ``(count, *one)``, concatenated along `axis` of one part."""
+    moved = jnp.moveaxis(parts, 0, axis)  # (..., count, one[axis], ...)
+    shape = list(parts.shape[1:])
+    shape[axis] *= parts.shape[0]
+    return moved.reshape(shape)
 
 
 def packed(init: Initializer, count: int, axis: int = -1) -> Initializer:

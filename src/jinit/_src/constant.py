@@ -20,6 +20,9 @@ class Zeros(Initializer, name="zeros"):
     keyless = True
     bare = True
 
+    def magnitude(self):
+        return 0.0
+
     def sample(self, key, shape, dtype, sharding):
         return jnp.zeros(shape, dtype, device=sharding)
 
@@ -30,6 +33,9 @@ class Ones(Initializer, name="ones"):
 
     keyless = True
     bare = True
+
+    def magnitude(self):
+        return 1.0
 
     def sample(self, key, shape, dtype, sharding):
         return jnp.ones(shape, dtype, device=sharding)
@@ -80,6 +86,12 @@ def _freeze(value: Any) -> Any:
         raise TypeError(
             f"Argument `value` must be a number or an array-like of numbers. {checks.received('value', value)}"
         )
+    if array.ndim > checks.MAX_DEPTH - 2 or array.size > checks.MAX_ITEMS:
+        raise ValueError(
+            f"Argument `value` may have at most {checks.MAX_DEPTH - 2} axes and {checks.MAX_ITEMS} numbers, as a "
+            f"config can hold (an initializer serializes; for larger arrays, pass the array itself as the "
+            f"parameter). Received: value of shape {array.shape}"
+        )
     if array.dtype.kind == "V":  # ml_dtypes scalars (bfloat16, float8...) that NumPy sees as void
         array = array.astype(np.float32)
     if np.issubdtype(array.dtype, np.inexact) and np.isnan(array).any():
@@ -104,6 +116,9 @@ class Constant(Initializer, name="constant"):
 
     def __post_init__(self) -> None:
         self._set(value=_freeze(self.value), dtype=checks.dtype("dtype", self.dtype))
+
+    def magnitude(self):
+        return float(np.abs(np.asarray(self.value)).max(initial=0.0))
 
     def sample(self, key, shape, dtype, sharding):
         value = np.asarray(self.value)
@@ -165,6 +180,9 @@ class Identity(Initializer, name="identity"):
 
     def __post_init__(self) -> None:
         self._set(gain=checks.number("gain", self.gain, minimum="nonnegative"), dtype=checks.dtype("dtype", self.dtype))
+
+    def magnitude(self):
+        return self.gain
 
     def sample(self, key, shape, dtype, sharding):
         if len(shape) < 2:

@@ -178,6 +178,27 @@ def computable(name: str, dtype: np.dtype, **values: float) -> None:
 Moments = tuple[float, float, float, float]
 """A real distribution's mean and its central moments of orders 2, 4 and 6, as Python floats."""
 
+Support = tuple[Fraction | None, Fraction | None, bool]
+"""A real distribution's exact bounds ``(lower, upper, upper_open)``; None where it has none."""
+
+
+def _ncdf(z: float) -> float:
+    """The standard normal CDF, accurate in both tails (``erfc`` of the side the tail lies on)."""
+    return math.erfc(-z / math.sqrt(2)) / 2
+
+
+def _nsf(z: float) -> float:
+    """The standard normal survival function ``1 - Phi(z)``, accurate in the upper tail."""
+    return math.erfc(z / math.sqrt(2)) / 2
+
+
+def _truncated_cdf(z: float, lower: float, upper: float) -> float:
+    """The CDF at `z` of ``N(0, 1)`` truncated to ``[lower, upper]``, from the tail the interval lies in."""
+    z = min(max(z, lower), upper)
+    if lower > 0:  # the upper tail: differences of survival functions keep their digits
+        return (_nsf(lower) - _nsf(z)) / (_nsf(lower) - _nsf(upper))
+    return (_ncdf(z) - _ncdf(lower)) / (_ncdf(upper) - _ncdf(lower))
+
 
 def _density(x: float) -> float:
     """The standard normal density."""
@@ -202,14 +223,16 @@ def truncated_moments(lower: float, upper: float) -> Moments:
     the central moments follow from integrating by parts, ``M_k = (k - 1) M_{k-2} - c M_{k-1} + (a - c)^{k-1}
     r_a - (b - c)^{k-1} r_b`` with ``M_0 = 1, M_1 = 0``: moments about the mean, with no cancellation of raw
     moments. ``Z`` is computed from the tail it lies in (Mills's ratio), so that bounds far in a tail work too.
-    The recursion subtracts terms of size ``r * (b - a)^(k-1)``: over an interval narrow for the normal there
-    (e.g. ``[0.1, 0.2]`` or ``[8, 9]``) the fourth and sixth moments lose digits (1e-8 relative on ``mu4``);
-    over the intervals initializers use (a few standard deviations wide), all are exact to about 1e-12.
+    The recursion subtracts terms of size ``r * (b - a)^(k-1)``, which loses every digit over a narrow interval
+    (``[0.1, 0.100001]`` gave a negative variance): intervals at most `_NARROW` wide are integrated instead
+    (`_quadrature_moments`), which is exact to about 1e-12 relative however narrow they are.
     """
     a, b = float(lower), float(upper)
     if b <= 0:  # the mirror image of a distribution on [-b, -a]
         mean, mu2, mu4, mu6 = truncated_moments(-b, -a)
         return -mean, mu2, mu4, mu6
+    if b - a <= _NARROW:
+        return _quadrature_moments(a, b)
     if a >= 0:  # Z / phi(a) = R(a) - R(b) phi(b) / phi(a)
         ratio = math.exp(-(b - a) * (b + a) / 2)  # phi(b) / phi(a)
         r_a = 1 / (_mills(a) - _mills(b) * ratio)
@@ -228,10 +251,42 @@ def truncated_moments(lower: float, upper: float) -> Moments:
     return c, m[2], m[4], m[6]
 
 
+_NARROW = 4.0
+"""Truncations at most this wide (in standard deviations) get their moments by quadrature."""
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(64)
+
+
+def _quadrature_moments(a: float, b: float) -> Moments:
+    """`truncated_moments` over ``[a, b]``, ``b - a <= _NARROW``, by 64-point Gauss-Legendre quadrature of the
+    density relative to its largest value on the interval (so that no tail underflows), and of the powers of the
+    distance to the mean (so that nothing cancels). The integrands are entire and vary by at most ``exp(8)`` over
+    the interval: the rule is exact to double precision."""
+    half = (b - a) / 2
+    if half == 0:
+        return a, 0.0, 0.0, 0.0
+    x = (a + b) / 2 + half * _NODES
+    peak = min(max(0.0, a), b)  # where the density is largest
+    w = _WEIGHTS * np.exp(-(x - peak) * (x + peak) / 2)
+    w = w / w.sum()
+    offsets = half * _NODES  # x - midpoint, exact to the rounding of the nodes
+    shift = float(np.dot(w, offsets))
+    d = offsets - shift
+    mean = (a + b) / 2 + shift
+    return mean, float(np.dot(w, d**2)), float(np.dot(w, d**4)), float(np.dot(w, d**6))
+
+
 def _uniform_moments(low: float, high: float) -> Moments:
     """``U[low, high)``: central moments ``w**2 / 12``, ``w**4 / 80`` and ``w**6 / 448`` of the width ``w``."""
     w = float(high) - float(low)
     return (float(low) + float(high)) / 2, w**2 / 12, w**4 / 80, w**6 / 448
+
+
+def _uniform_cdf(x: float, low: float, high: float) -> float:
+    """The CDF of ``U[low, high)`` (a point mass at `low` when the interval is empty)."""
+    if high <= low:
+        return float(x >= low)
+    return min(max((x - low) / (high - low), 0.0), 1.0)
 
 
 def _normal_moments(stddev: float, mean: float = 0.0) -> Moments:
@@ -262,6 +317,25 @@ class Distribution:
         """The mean, the variance and the fourth central moment of an element, exact, as Python floats."""
         mean, variance, mu4, _ = self.central_moments()
         return mean, variance, mu4
+
+    def support(self, dtype: np.dtype) -> Support:
+        """Exact bounds of a real sample computed in `dtype` (a compute dtype, `compute_dtype`): ``(lower, upper,
+        upper_open)``, a bound None where there is none (the normal)."""
+        return None, None, False
+
+    def magnitude(self) -> float:
+        """How large the hyperparameters make an element: the largest magnitude of a bounded law, ``|mean| +
+        stddev`` of a normal. What a factor multiplying the sample (`jinit.scaled`) must not overflow."""
+        raise NotImplementedError
+
+    def cdf(self, x: float) -> float:
+        """``P(element <= x)`` of a real sample before rounding to the output dtype, exact to double precision."""
+        raise NotImplementedError
+
+    def resolution(self, dtype: np.dtype) -> float:
+        """How far the sampler's own discreteness in the compute dtype of `dtype` can move an element from the
+        distribution's (before rounding to `dtype`): 0 but for the truncated normal's inverse-CDF sampler."""
+        return 0.0
 
 
 def _distribution(cls: type) -> type:
@@ -302,6 +376,13 @@ class Normal(Distribution):
     def central_moments(self):
         return _normal_moments(self.stddev, 0.0 if self.mean is None else self.mean)
 
+    def magnitude(self):
+        return abs(float(self.mean or 0.0)) + float(self.stddev)
+
+    def cdf(self, x):
+        mean, stddev = float(self.mean or 0.0), float(self.stddev)
+        return float(x >= mean) if stddev == 0 else _ncdf((x - mean) / stddev)
+
 
 @_distribution
 class Uniform(Distribution):
@@ -318,6 +399,16 @@ class Uniform(Distribution):
 
     def central_moments(self):
         return _uniform_moments(0.0, self.scale)
+
+    def support(self, dtype):
+        scale = Fraction(float(self.scale))
+        return Fraction(0), scale, scale > 0
+
+    def magnitude(self):
+        return float(self.scale)
+
+    def cdf(self, x):
+        return _uniform_cdf(x, 0.0, float(self.scale))
 
 
 def erf_bounds(lower: float, upper: float, dtype: np.dtype) -> tuple[float, float]:
@@ -409,6 +500,20 @@ def truncated_normal(
     return TruncatedNormal(stddev, mean, lower, upper, low, high, a, b)
 
 
+def inverse_cdf_step(lower: float, upper: float, erf_lower: float, erf_upper: float, dtype: np.dtype) -> float:
+    """How far JAX's truncated normal sampler, ``sqrt(2) erfinv(u)`` with ``u`` uniform between the erf of the
+    bounds, can put a standard element from where exact arithmetic would: ``u`` moves by up to an ulp of the
+    compute dtype at the larger erf, which ``erfinv`` stretches by at most ``1 / erf'`` at the bound farthest
+    from 0, plus a few ulps of the result. Negligible for the usual bounds (1.5e-6 for ±2 in float32); large
+    where both bounds lie far in one tail, where the erf of the bounds is 1 to a few ulps (see the README's
+    differences)."""
+    ct = compute_dtype(dtype)
+    spacing = float(np.spacing(np.asarray(max(abs(erf_lower), abs(erf_upper)), ct)))
+    edge = max(abs(lower), abs(upper))
+    slope = 2 / math.sqrt(math.pi) * math.exp(-min(edge * edge / 2, 700.0))
+    return math.sqrt(2) * spacing / slope + 4 * float(np.spacing(np.asarray(edge, ct)))
+
+
 @_distribution
 class TruncatedNormal(Distribution):
     """``mean + stddev * z`` with ``z ~ N(0, 1)`` truncated to ``[lower, upper]``, as JAX's `truncated_normal`,
@@ -439,6 +544,25 @@ class TruncatedNormal(Distribution):
         s = float(self.stddev)
         return (0.0 if self.mean is None else float(self.mean)) + s * mean, s**2 * mu2, s**4 * mu4, s**6 * mu6
 
+    def resolution(self, dtype):
+        return float(self.stddev) * inverse_cdf_step(
+            float(self.lower), float(self.upper), float(self.erf_lower), float(self.erf_upper), dtype
+        )
+
+    def support(self, dtype):
+        mean, stddev = Fraction(float(self.mean or 0.0)), Fraction(float(self.stddev))
+        return mean + stddev * Fraction(float(self.lower)), mean + stddev * Fraction(float(self.upper)), False
+
+    def magnitude(self):
+        mean, stddev = abs(float(self.mean or 0.0)), float(self.stddev)
+        return mean + stddev * max(abs(float(self.lower)), abs(float(self.upper)))
+
+    def cdf(self, x):
+        mean, stddev = float(self.mean or 0.0), float(self.stddev)
+        if stddev == 0:
+            return float(x >= mean)
+        return _truncated_cdf((x - mean) / stddev, float(self.lower), float(self.upper))
+
 
 @_distribution
 class RandomUniform(Distribution):
@@ -459,6 +583,16 @@ class RandomUniform(Distribution):
 
     def central_moments(self):
         return _uniform_moments(self.minval, self.maxval)
+
+    def support(self, dtype):
+        low, high = Fraction(float(self.minval)), Fraction(float(self.maxval))
+        return low, high, high > low
+
+    def magnitude(self):
+        return max(abs(float(self.minval)), abs(float(self.maxval)))
+
+    def cdf(self, x):
+        return _uniform_cdf(x, float(self.minval), float(self.maxval))
 
 
 @_distribution
@@ -488,6 +622,18 @@ class ScaledTruncatedNormal(Distribution):
         s2 = float(self.variance) / TRUNCATED_STDDEV**2
         return 0.0, s2 * mu2, s2**2 * mu4, s2**3 * mu6
 
+    def support(self, dtype):  # |z| <= 2 times the scale as `sample` computes it: within 2 s (rounding is monotone)
+        scale = np.sqrt(np.asarray(self.variance, dtype)) / np.asarray(TRUNCATED_STDDEV, dtype)
+        bound = 2 * Fraction(float(scale))
+        return -bound, bound, False
+
+    def magnitude(self):
+        return 2 * math.sqrt(float(self.variance)) / TRUNCATED_STDDEV
+
+    def cdf(self, x):
+        stddev = math.sqrt(float(self.variance)) / TRUNCATED_STDDEV
+        return float(x >= 0) if stddev == 0 else _truncated_cdf(x / stddev, -2.0, 2.0)
+
 
 @_distribution
 class ScaledNormal(Distribution):
@@ -501,6 +647,13 @@ class ScaledNormal(Distribution):
 
     def central_moments(self):
         return _normal_moments(math.sqrt(float(self.variance)))
+
+    def magnitude(self):
+        return math.sqrt(float(self.variance))
+
+    def cdf(self, x):
+        stddev = math.sqrt(float(self.variance))
+        return float(x >= 0) if stddev == 0 else _ncdf(x / stddev)
 
 
 @_distribution
@@ -522,14 +675,28 @@ class ScaledUniform(Distribution):
         limit = math.sqrt(3 * float(self.variance))
         return _uniform_moments(-limit, limit)
 
+    def support(self, dtype):  # [-1, 1) times the limit as `sample` computes it, rounded: within it
+        limit = Fraction(float(np.sqrt(np.asarray(3, dtype) * np.asarray(self.variance, dtype))))
+        return -limit, limit, limit > 0
+
+    def magnitude(self):
+        return math.sqrt(3 * float(self.variance))
+
+    def cdf(self, x):
+        limit = math.sqrt(3 * float(self.variance))
+        return _uniform_cdf(x, -limit, limit)
+
 
 @_distribution
 class Multiplied(Distribution):
     """`inner`'s elements times `factor` (`jinit.scaled`): `inner` sampled in the compute dtype, multiplied there,
-    rounded once."""
+    rounded once (`times`), clamped into ``[low, high]`` (`inward_bounds` of `factor` times `inner`'s exact
+    support; None for an unbounded `inner` or a complex sample)."""
 
     inner: Distribution
     factor: Any
+    low: Any = None
+    high: Any = None
 
     @property
     def complex_op_by_op(self) -> bool:  # type: ignore[override]
@@ -537,13 +704,71 @@ class Multiplied(Distribution):
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
-        x = _materialized(self.inner.sample(key, shape, ct)) * jnp.asarray(self.factor, ct)
-        return saturate(x, dtype)
+        y = times(_materialized(self.inner.sample(key, shape, ct)), self.factor, dtype)
+        return y if self.low is None else clamp(y, self.low, self.high)
 
     def central_moments(self):
         mean, mu2, mu4, mu6 = self.inner.central_moments()
         f = float(self.factor)
         return f * mean, f**2 * mu2, f**4 * mu4, f**6 * mu6
+
+    def support(self, dtype):
+        lower, upper, upper_open = self.inner.support(dtype)
+        if lower is None or upper is None:
+            return None, None, False
+        f = Fraction(float(self.factor))
+        if f < 0:  # [a, b) times f < 0 is (f b, f a]: the open end is the lower one, clamped as closed
+            return f * upper, f * lower, False
+        return f * lower, f * upper, upper_open and f > 0
+
+    def magnitude(self):
+        return abs(float(self.factor)) * self.inner.magnitude()
+
+    def resolution(self, dtype):
+        return abs(float(self.factor)) * self.inner.resolution(dtype)
+
+    def cdf(self, x):
+        f = float(self.factor)
+        if f == 0:
+            return float(x >= 0)
+        return self.inner.cdf(x / f) if f > 0 else 1.0 - self.inner.cdf(x / f)
+
+
+_MASK = {np.dtype(np.float32): (np.uint32, 0xFFFFF000), np.dtype(np.float64): (np.uint64, 0xFFFFFFFFF8000000)}
+"""Per compute dtype, the bits that keep the upper half of a significand (12 of 24 bits, 27 of 53)."""
+
+
+def _halves(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`x` split exactly into ``hi + lo``, each with at most half the significand's bits (so that the product of
+    two halves is exact): the low bits masked off, no arithmetic that a compiler could contract."""
+    unsigned, mask = _MASK[np.dtype(x.dtype)]
+    bits = jax.lax.bitcast_convert_type(x, unsigned) & np.asarray(mask, unsigned)
+    hi = jax.lax.bitcast_convert_type(bits, x.dtype)
+    return hi, x - hi
+
+
+def times(x: jax.Array, factor: Any, dtype: np.dtype) -> jax.Array:
+    """`x`, computed in its compute dtype, times `factor` (in that dtype too), rounded once to `dtype`.
+
+    In the compute dtype itself this is the product JAX computes (``factor * x``). For a narrower float, rounding
+    the float32 product to `dtype` would round twice (805 of 3,072 bfloat16 elements of ``0.3 * q`` differ from
+    the exact product rounded once); so the product is rounded to odd instead, with its exact error from Dekker's
+    product of halves, and rounding a float32 rounded to odd to a dtype of at most 22 significant bits is
+    rounding the exact product once (Boldo and Melquiond, 2008). Values beyond `dtype`'s range saturate.
+    """
+    ct = x.dtype
+    f = _materialized(jnp.asarray(factor, ct))
+    p = x * f
+    narrow = jnp.issubdtype(dtype, jnp.floating) and np.dtype(dtype) != np.dtype(ct) and np.dtype(ct) in _MASK
+    if not narrow:
+        return saturate(p, dtype)
+    (xh, xl), (fh, fl) = _halves(x), _halves(f)
+    error = ((xh * fh - p) + xh * fl + xl * fh) + xl * fl  # x * f - p, exactly (Dekker)
+    unsigned, _ = _MASK[np.dtype(ct)]
+    even = (jax.lax.bitcast_convert_type(p, unsigned) & np.asarray(1, unsigned)) == 0
+    toward = jnp.where(error > 0, jnp.asarray(np.inf, ct), jnp.asarray(-np.inf, ct))
+    odd = jnp.where((error != 0) & even & jnp.isfinite(p), jax.lax.nextafter(p, toward), p)
+    return saturate(odd, dtype)
 
 
 def _complex_uniform(key: jax.Array, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from jinit._src import checks, tree
@@ -328,7 +329,7 @@ def _variance_ratio(path: str, spec: ParamSpec, base_shape: tuple[int, ...]) -> 
         raise type(err)(f"Parameter {checks.show(path)}: {err}") from None
     if base is not None and base == wide:
         return 1.0  # the same distribution at both widths: normal(0.02), uniform, ...
-    if base is not None and wide is not None and dtype.kind == "f":
+    if base is not None and wide is not None and jnp.issubdtype(dtype, jnp.floating):  # bfloat16's kind is "V"
         base_variance, variance = base.moments()[1], wide.moments()[1]  # exact: variance scaling's scale / n
         if base_variance > 0:
             return variance / base_variance

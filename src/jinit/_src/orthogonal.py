@@ -75,6 +75,9 @@ class _Orthogonal(Initializer):
             dtype=checks.dtype("dtype", self.dtype),
         )
 
+    def magnitude(self):  # the entries of an orthonormal matrix are at most 1
+        return self.scale
+
 
 @dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Orthogonal(_Orthogonal, name="orthogonal"):

@@ -243,7 +243,8 @@ def truncated_normal(
     As `jax.nn.initializers.truncated_normal`, `lower` and `upper` are in units of `stddev` and `stddev` is
     that of the normal before truncation (the samples' standard deviation is smaller: about ``0.88 * stddev``
     for the default bounds). Samples never leave ``[mean + lower * stddev, mean + upper * stddev]``, in any
-    dtype.
+    dtype. The sampler is JAX's (bitwise), with its precision: bounds both far in one tail (``lower >= 4`` in
+    float32) give samples visibly off the truncated distribution; see the differences in docs/naming.md.
 
     Args:
       stddev: the standard deviation of the untruncated normal, a finite number >= 0.

@@ -23,16 +23,21 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
-from jinit._src import base, checks, constant, engine
+from jinit._src import base, checks, compose, constant, engine
 from jinit._src import keras as keras_compat
 from jinit._src.base import Initializer
 
-MAX_DEPTH = 8
-"""How deeply lists and dicts may nest in a config."""
-MAX_ITEMS = 100_000
-"""How many values a config may hold in all (a `constant` value counts one per number)."""
+MAX_DEPTH = checks.MAX_DEPTH
+"""How deeply lists and dicts may nest in the config of one initializer (a nested initializer's config starts
+again from 0: composition has its own limit, `MAX_COMPOSITION`)."""
+MAX_COMPOSITION = compose.MAX_COMPOSITION
+"""How deeply initializers' configs may hold initializers' configs: as deep as `scaled` and `packed` may nest."""
+MAX_ITEMS = checks.MAX_ITEMS
+"""How many numbers a config's values may hold (a `constant` value counts one per number)."""
 MAX_STRING = 256
 """The longest string a config may hold."""
+_OVERHEAD = 64
+"""Values a config may hold besides its arguments' numbers, per initializer in it (its keys and small arguments)."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 _lock = threading.Lock()
@@ -236,11 +241,19 @@ def serialize(init: Initializer) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- deserialize
 
 
-def _check_plain(path: str, value: Any, depth: int, budget: list[int]) -> Any:
-    """`value` made only of plain JSON values, lists as tuples; checks depth, size, strings and numbers."""
+def _check_plain(path: str, value: Any, depth: int, budget: list[int], level: int = 0) -> Any:
+    """`value` made only of plain JSON values, lists as tuples; checks depth (per initializer's config, and of
+    initializers' configs in configs), size, strings and numbers."""
     budget[0] -= 1
     if budget[0] < 0:
         raise ValueError(f"A config may hold at most {MAX_ITEMS} values. Received more, at `{checks.label(path)}`")
+    if depth and isinstance(value, Mapping) and "class_name" in value:  # a composed initializer's own config
+        level, depth = level + 1, 0
+        if level > MAX_COMPOSITION:
+            raise ValueError(
+                f"A config may hold initializers' configs at most {MAX_COMPOSITION} deep (as `scaled` and `packed` "
+                f"may nest). Received deeper nesting at `{checks.label(path)}`"
+            )
     if depth > MAX_DEPTH:
         raise ValueError(
             f"A config may nest at most {MAX_DEPTH} levels deep. Received deeper nesting at `{checks.label(path)}`"
@@ -264,13 +277,13 @@ def _check_plain(path: str, value: Any, depth: int, budget: list[int]) -> Any:
             )
         return value
     if isinstance(value, list | tuple):
-        return tuple(_check_plain(f"{path}[{i}]", v, depth + 1, budget) for i, v in enumerate(value))
+        return tuple(_check_plain(f"{path}[{i}]", v, depth + 1, budget, level) for i, v in enumerate(value))
     if isinstance(value, Mapping):
         for k in value:
             if not isinstance(k, str):
                 where = checks.label(path)
                 raise TypeError(f"Config keys must be strings. Received: key {checks.show(k)} in `{where}`")
-        return {k: _check_plain(f"{path}.{k}", v, depth + 1, budget) for k, v in value.items()}
+        return {k: _check_plain(f"{path}.{k}", v, depth + 1, budget, level) for k, v in value.items()}
     raise TypeError(
         f"Config key `{checks.label(path)}` must hold JSON values (numbers, strings, booleans, None, lists, dicts). "
         f"{checks.received(path, value)}"
@@ -308,7 +321,8 @@ def deserialize(config: Any) -> Initializer:
     Safe on configs from files you did not write: it never imports a module, never evaluates code and never
     calls anything that is not a registered factory. Before a factory is called, the config must hold only
     dicts with string keys, lists, strings (at most 256 characters), finite numbers (integers below 2**63),
-    booleans and None, at most 8 levels deep and 100,000 values in all, with exactly the factory's argument
+    booleans and None, at most 8 levels deep (each nested initializer's config, at most 16 deep, counted on
+    its own) and 100,000 numbers in all, with exactly the factory's argument
     names (a Keras config may leave some to Keras's defaults). A factory's own exception becomes a
     `ValueError`, every failure names the offending key and value, and a failed load changes nothing.
 
@@ -331,7 +345,7 @@ def deserialize(config: Any) -> Initializer:
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"A config must be a dict. Received: config={checks.show(config)}")
-    config = _check_plain("config", config, 0, [MAX_ITEMS])
+    config = _check_plain("config", config, 0, [MAX_ITEMS + _OVERHEAD * (MAX_COMPOSITION + 1)])
     name = config.get("class_name")
     if not isinstance(name, str):
         raise TypeError(f"Config key `class_name` must be a string. {checks.received('class_name', name)}")
