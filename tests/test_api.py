@@ -18,7 +18,8 @@ EXPECTED = {
     "torch_bias", "torch_linear", "torch_conv",
     "ParamSpec", "init_tree", "init_like", "path_key", "Progress", "progress_bar", "scaled", "packed",
     "lora", "LoraInit",
-    "mup", "MuP",
+    "mup", "MuP", "mup_scale", "mu_adam", "mu_adamw", "mu_sgd", "mup_depth", "DepthMuP", "coord_check", "CoordCheck",
+    "resize_rows",
     "audit", "AuditReport", "AuditRow",
 }  # fmt: skip
 

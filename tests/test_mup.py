@@ -327,13 +327,15 @@ def test_the_coordinate_checks_assertion_can_fail():
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    steps = example.STEPS
+    steps, widths, names = example.STEPS, example.WIDTHS, tuple(example.CHECKED)
 
-    def scales(growth):  # scale proportional to width**growth, at every step, for both columns
-        return {w: np.full((steps, 2), (w / example.BASE) ** growth) for w in example.WIDTHS}
+    def made_up(growth):  # scale proportional to width**growth, at every step, for every activation
+        grid = np.array([(w / example.BASE) ** growth for w in widths], np.float64)
+        scales = np.broadcast_to(grid[:, None, None], (len(widths), steps + 1, len(names))).copy()
+        return jinit.CoordCheck(widths, names, scales, np.zeros((len(widths), steps + 1)))
 
     def both(sp, mup):
-        return {**{("SP", w): s for w, s in scales(sp).items()}, **{("muP", w): s for w, s in scales(mup).items()}}
+        return {"SP": made_up(sp), "muP": made_up(mup)}
 
     assert example.check(both(sp=1.0, mup=0.0))[1] == []  # SP x16, muP flat: passes
     assert len(example.check(both(sp=0.0, mup=0.0))[1]) == 2  # SP flat: fails for both columns

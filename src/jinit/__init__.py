@@ -14,11 +14,19 @@ from jinit._src.constant import ones as ones
 from jinit._src.constant import ones_init as ones_init
 from jinit._src.constant import zeros as zeros
 from jinit._src.constant import zeros_init as zeros_init
+from jinit._src.coord_check import CoordCheck as CoordCheck
+from jinit._src.coord_check import coord_check as coord_check
 from jinit._src.einsum import einsum_axes as einsum_axes
 from jinit._src.fans import compute_fans as compute_fans
 from jinit._src.keras import to_keras as to_keras
 from jinit._src.mup import MuP as MuP
 from jinit._src.mup import mup as mup
+from jinit._src.mup_depth import DepthMuP as DepthMuP
+from jinit._src.mup_depth import mup_depth as mup_depth
+from jinit._src.mup_optax import mu_adam as mu_adam
+from jinit._src.mup_optax import mu_adamw as mu_adamw
+from jinit._src.mup_optax import mu_sgd as mu_sgd
+from jinit._src.mup_optax import mup_scale as mup_scale
 from jinit._src.orthogonal import delta_orthogonal as delta_orthogonal
 from jinit._src.orthogonal import orthogonal as orthogonal
 from jinit._src.pytorch import calculate_gain as calculate_gain
@@ -39,6 +47,7 @@ from jinit._src.registry import get as get
 from jinit._src.registry import register as register
 from jinit._src.registry import registered_names as registered_names
 from jinit._src.registry import serialize as serialize
+from jinit._src.resize import resize_rows as resize_rows
 from jinit._src.stft import stft as stft
 from jinit._src.torch_layers import torch_bias as torch_bias
 from jinit._src.torch_layers import torch_conv as torch_conv
@@ -63,7 +72,7 @@ from jinit._src.variance_scaling import variance_scaling as variance_scaling
 from jinit._src.variance_scaling import xavier_normal as xavier_normal
 from jinit._src.variance_scaling import xavier_uniform as xavier_uniform
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 
 def __getattr__(name: str) -> object:
@@ -79,6 +88,8 @@ def __getattr__(name: str) -> object:
 __all__ = (
     "AuditReport",
     "AuditRow",
+    "CoordCheck",
+    "DepthMuP",
     "Initializer",
     "InitializerLike",
     "LoraInit",
@@ -89,6 +100,7 @@ __all__ = (
     "calculate_gain",
     "compute_fans",
     "constant",
+    "coord_check",
     "delta_orthogonal",
     "deserialize",
     "dirac",
@@ -107,7 +119,12 @@ __all__ = (
     "lecun_normal",
     "lecun_uniform",
     "lora",
+    "mu_adam",
+    "mu_adamw",
+    "mu_sgd",
     "mup",
+    "mup_depth",
+    "mup_scale",
     "normal",
     "ones",
     "ones_init",
@@ -119,6 +136,7 @@ __all__ = (
     "random_uniform",
     "register",
     "registered_names",
+    "resize_rows",
     "scaled",
     "serialize",
     "sparse",
