@@ -1,10 +1,16 @@
 # The two set-up commands: `make demo` and `make test`. Each creates .venv when it is missing and installs what
 # it needs from the package registries (`make test` also installs the frameworks its tests compare against);
 # only Python >= 3.11 and make are required.
+#
+# The tools of tests, lint and docs are PEP 735 dependency groups of pyproject.toml (`pip install --group test`),
+# which need pip >= 25.1: every install below first brings the environment's pip to that (a no-op when it is).
+# The frameworks are the user-facing extras (`.[keras,flax,...]`).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP_MIN := pip>=25.1
+FRAMEWORKS := keras,flax,haiku,equinox,plot,optax
 
 .PHONY: demo test test-oldest test-versions lint bench docs clean
 
@@ -21,6 +27,7 @@ test-oldest: .venv-oldest/.installed
 
 test-versions: test test-oldest
 
+# pyright checks the integrations against the frameworks themselves, so lint installs them too (not torch).
 lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -44,23 +51,26 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,keras,flax,haiku,equinox,plot,docs,torch]'
+	$(BIN)/python -m pip install --quiet '$(PIP_MIN)'
+	$(BIN)/python -m pip install --quiet -e '.[$(FRAMEWORKS)]' --group test --group docs
 	@touch $@ $(VENV)/.installed $(VENV)/.installed-docs
 
 $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[docs,plot]'
+	$(BIN)/python -m pip install --quiet '$(PIP_MIN)'
+	$(BIN)/python -m pip install --quiet -e '.[plot]' --group docs
+	@touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-lint: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet '$(PIP_MIN)'
+	$(BIN)/python -m pip install --quiet -e '.[$(FRAMEWORKS)]' --group lint
 	@touch $@ $(VENV)/.installed
 
 .venv-oldest/.installed: pyproject.toml .ci/oldest.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jinit needs Python >= 3.11")'
 	$(PYTHON) -m venv .venv-oldest
 	.venv-oldest/bin/python -m pip install --quiet --upgrade pip
-	.venv-oldest/bin/python -m pip install --quiet -c .ci/oldest.txt -e '.[test,keras,flax,haiku,equinox,plot,docs,torch]'
+	.venv-oldest/bin/python -m pip install --quiet -c .ci/oldest.txt -e '.[$(FRAMEWORKS)]' --group test --group docs
 	@touch $@
 
-$(VENV)/.installed-lint: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[lint]'
-	@touch $@ $(VENV)/.installed
-
 clean:
-	rm -rf $(VENV) .venv-oldest .pytest_cache .ruff_cache .hypothesis site docs/img
+	rm -rf $(VENV) .venv-oldest .pytest_cache .ruff_cache .hypothesis site docs/img dist

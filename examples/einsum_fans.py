@@ -16,7 +16,7 @@ key and value projections side by side, so the raw shape's Glorot gives it ``2 /
 of a ``(d, d)`` projection; ``jinit.packed(jinit.glorot_uniform(), 3)`` gives each projection its own fans. The
 script exits with an error unless the packed kernel's variance is within 2% of Glorot's ``1 / d``.
 
-Run: ``.venv/bin/python examples/einsum_fans.py`` (a few seconds; needs ``pip install jinit[flax]``).
+Run: ``.venv/bin/python examples/einsum_fans.py`` (a few seconds; needs ``pip install -e '.[flax]'``).
 """
 
 import flax.linen as nn

@@ -12,7 +12,7 @@ same weights however deep or wide the model is. The script checks that every wei
 matrix over its shorter side is the identity: Equinox weights are (out, in)), that every bias is zero and that
 the model still runs, and exits with an error otherwise.
 
-Run: ``.venv/bin/python examples/equinox_reinit.py`` (a few seconds; needs ``pip install jinit[equinox]``).
+Run: ``.venv/bin/python examples/equinox_reinit.py`` (a few seconds; needs ``pip install -e '.[equinox]'``).
 """
 
 import equinox as eqx

@@ -10,7 +10,7 @@ model is trained for 100 steps of full-batch gradient descent written with `jax.
 The script prints the loss as it goes down and exits with an error unless the final loss is below a quarter of
 the initial one.
 
-Run: ``.venv/bin/python examples/flax_mlp.py`` (a few seconds; needs ``pip install jinit[flax]``).
+Run: ``.venv/bin/python examples/flax_mlp.py`` (a few seconds; needs ``pip install -e '.[flax]'``).
 """
 
 import flax.linen as nn

@@ -9,7 +9,7 @@ pass's arithmetic never runs. The NNX version is built twice, eagerly and by `ji
 `nnx.eval_shape`, then draw), with bitwise the same parameters. The script exits with an error unless the values
 agree. (benchmarks/frameworks.py measures the speed, each method in a fresh process.)
 
-Run: ``.venv/bin/python examples/flax_model_init.py`` (a few seconds; needs ``pip install jinit[flax]``).
+Run: ``.venv/bin/python examples/flax_model_init.py`` (a few seconds; needs ``pip install -e '.[flax]'``).
 """
 
 import math

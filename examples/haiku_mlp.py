@@ -10,7 +10,7 @@ The data and the training are those of flax_mlp.py: ``y = sin(x @ a) + 0.1 * noi
 of full-batch gradient descent written with `jax.grad` and `jax.jit` (no optax). The script prints the loss as it
 goes down and exits with an error unless the final loss is below a quarter of the initial one.
 
-Run: ``.venv/bin/python examples/haiku_mlp.py`` (a few seconds; needs ``pip install jinit[haiku]``).
+Run: ``.venv/bin/python examples/haiku_mlp.py`` (a few seconds; needs ``pip install -e '.[haiku]'``).
 """
 
 import haiku as hk

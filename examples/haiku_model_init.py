@@ -7,7 +7,7 @@ a batch-norm-like state (`hk.transform_with_state`). `jinit.haiku.init(f, key, x
 parameter's key is instead `jinit.path_key(key, "module/name")`, so adding a layer leaves the others unchanged;
 the script checks that too, and exits with an error unless every check holds.
 
-Run: ``.venv/bin/python examples/haiku_model_init.py`` (a few seconds; needs ``pip install jinit[haiku]``).
+Run: ``.venv/bin/python examples/haiku_model_init.py`` (a few seconds; needs ``pip install -e '.[haiku]'``).
 """
 
 import haiku as hk

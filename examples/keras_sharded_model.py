@@ -7,7 +7,7 @@ only its own shard (Keras's own initializers create the whole value, then reshar
 script builds the model without and with the distribution, checks that every variable has the same values
 bitwise and the layout asked for, prints where the shards live, and exits with an error otherwise.
 
-Run: ``.venv/bin/python examples/keras_sharded_model.py`` (a few seconds; needs ``pip install jinit[keras]``).
+Run: ``.venv/bin/python examples/keras_sharded_model.py`` (a few seconds; needs ``pip install -e '.[keras]'``).
 On a machine with 8 accelerators, drop the XLA_FLAGS line.
 """
 

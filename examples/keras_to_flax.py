@@ -16,7 +16,7 @@ squares is exact), so the difference of two has at most std/sqrt(n), and that of
 two-sample Kolmogorov-Smirnov test compares the whole distributions. The script exits with an error if any
 initializer was not converted, any difference exceeds 6 of those standard errors or a KS p-value is below 1e-4.
 
-Run: ``.venv/bin/python examples/keras_to_flax.py`` (a few seconds; needs ``pip install jinit[keras,flax]``).
+Run: ``.venv/bin/python examples/keras_to_flax.py`` (a few seconds; needs ``pip install -e '.[keras,flax]'``).
 """
 
 import json

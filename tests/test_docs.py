@@ -27,7 +27,7 @@ DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 FENCE = re.compile(r"^\s*```+\s*python\b", re.MULTILINE)  # any fence that opens a python block
-IMPORT = re.compile(r"^\s*(?:import|from)\s+(?:jinit\.)?(flax|haiku|equinox|keras)\b", re.MULTILINE)
+IMPORT = re.compile(r"^\s*(?:import|from)\s+(?:jinit\.)?(flax|haiku|equinox|keras|optax)\b", re.MULTILINE)
 
 
 def blocks(page: Path) -> list[tuple[int, str]]:
@@ -81,7 +81,7 @@ def test_site_builds(tmp_path):
     """`make docs`, in a temporary copy of the pages: the figure and the site are written there, never here."""
     for module, package in SITE_NEEDS.items():
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"building the site needs {package}: pip install 'jinit[docs,plot]'")
+            pytest.skip(f"building the site needs {package}: pip install -e '.[plot]' --group docs")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # mkdocs-material's banner about its successor
     shutil.copy(ROOT / "mkdocs.yml", tmp_path)
     shutil.copytree(DOCS, tmp_path / "docs", ignore=shutil.ignore_patterns("img"))

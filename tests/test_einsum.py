@@ -140,7 +140,7 @@ def test_axes_are_variance_scaling_arguments_of_jinit_and_jax(equation):
 def _keras():
     os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported
     return pytest.importorskip(
-        "keras", minversion="3.15", reason="keras is an optional extra: pip install jinit[keras]"
+        "keras", minversion="3.15", reason="keras is an optional extra: pip install -e '.[keras]'"
     )
 
 
@@ -214,7 +214,7 @@ def test_normal_variance_scaling_of_a_projection_has_variance_one_over_d():
 
 
 def test_the_docstrings_flax_example_runs():
-    pytest.importorskip("flax", reason="flax is an optional extra: pip install jinit[flax]")
+    pytest.importorskip("flax", reason="flax is an optional extra: pip install -e '.[flax]'")
     doc = jinit.einsum_axes.__doc__ or ""
     (block,) = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
     namespace = {}

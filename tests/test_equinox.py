@@ -2,7 +2,7 @@
 
 import pytest
 
-eqx = pytest.importorskip("equinox", reason="equinox is an optional extra: pip install jinit[equinox]")
+eqx = pytest.importorskip("equinox", reason="equinox is an optional extra: pip install -e '.[equinox]'")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

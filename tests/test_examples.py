@@ -19,6 +19,7 @@ EXTRAS = {  # module -> (distribution, jinit extra)
     "equinox": ("equinox", "equinox"),
     "keras": ("keras", "keras"),
     "matplotlib": ("matplotlib", "plot"),
+    "optax": ("optax", "optax"),
 }
 
 
@@ -27,7 +28,7 @@ def require(*modules):
     for module in modules:
         if importlib.util.find_spec(module) is None:
             distribution, extra = EXTRAS[module]
-            pytest.skip(f"{distribution} is an optional extra: pip install jinit[{extra}]")
+            pytest.skip(f"{distribution} is an optional extra: pip install -e '.[{extra}]'")
 
 
 def run(script, *args):
@@ -53,6 +54,7 @@ EXAMPLE_RUNS = [  # (script, the start of its last printed line, the optional mo
     ("torch_defaults.py", "PyTorch defaults:", ()),
     ("lora_adapters.py", "LoRA: 4 schemes x 2 kernels rebuild their weights", ()),
     ("audit_gpt2.py", "Audit: flagged exactly the 24 residual projections", ()),
+    ("fine_tuning.py", "Fine-tuning: the new head is fresh, 12 kept parameters match the checkpoint", ()),
 ]
 
 
@@ -70,7 +72,7 @@ def test_plot_distributions_writes_a_png(tmp_path):
 
 
 def test_mup_coordinate_check_runs_and_plots_a_png(tmp_path):
-    require("matplotlib")  # the check itself runs without it, only `--plot` needs it
+    require("optax", "matplotlib")  # the check itself runs without matplotlib, only `--plot` needs it
     out = tmp_path / "coordinate_check.png"
     assert run("mup_coordinate_check.py", "--plot", str(out)).startswith("muP coordinate check:")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

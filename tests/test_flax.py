@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-pytest.importorskip("flax", reason="flax is an optional extra: pip install jinit[flax]")
+pytest.importorskip("flax", reason="flax is an optional extra: pip install -e '.[flax]'")
 
 import jax
 import jax.numpy as jnp

@@ -11,7 +11,7 @@ import inspect
 
 import pytest
 
-pytest.importorskip("flax", reason="flax is an optional extra: pip install jinit[flax]")
+pytest.importorskip("flax", reason="flax is an optional extra: pip install -e '.[flax]'")
 
 import jax
 import jax.numpy as jnp

@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-hk = pytest.importorskip("haiku", reason="dm-haiku is an optional extra: pip install jinit[haiku]")
+hk = pytest.importorskip("haiku", reason="dm-haiku is an optional extra: pip install -e '.[haiku]'")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

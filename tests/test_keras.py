@@ -7,7 +7,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported
 
 import pytest
 
-keras = pytest.importorskip("keras", reason="keras is an optional extra: pip install jinit[keras]")
+keras = pytest.importorskip("keras", reason="keras is an optional extra: pip install -e '.[keras]'")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

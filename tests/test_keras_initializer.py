@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-keras = pytest.importorskip("keras", reason="keras is an optional extra: pip install jinit[keras]")
+keras = pytest.importorskip("keras", reason="keras is an optional extra: pip install -e '.[keras]'")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -8,7 +8,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
 def test_readme_examples_run():
-    assert len(BLOCKS) >= 3, "the README has Python examples"
+    assert BLOCKS, "the README has its quickstart (the other examples are on the documentation's pages)"
     namespaces = []
     for block in BLOCKS:
         namespaces.append({})

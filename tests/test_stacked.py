@@ -4,9 +4,9 @@ implementation JAX ships; compilation flat in depth; reusable plans."""
 
 import pytest
 
-pytest.importorskip("flax", reason="flax is an optional extra: pip install jinit[flax]")
-pytest.importorskip("haiku", reason="haiku is an optional extra: pip install jinit[haiku]")
-eqx = pytest.importorskip("equinox", reason="equinox is an optional extra: pip install jinit[equinox]")
+pytest.importorskip("flax", reason="flax is an optional extra: pip install -e '.[flax]'")
+pytest.importorskip("haiku", reason="haiku is an optional extra: pip install -e '.[haiku]'")
+eqx = pytest.importorskip("equinox", reason="equinox is an optional extra: pip install -e '.[equinox]'")
 
 import flax.linen as nn  # noqa: E402
 import haiku as hk  # noqa: E402

@@ -4,7 +4,7 @@
 ``"jinit>KerasInitializer"``, so models that use it save and load through ``model.save(...)`` and
 ``keras.models.load_model(...)``: its config holds the jinit initializer's own config (`jinit.serialize`),
 loaded back with the same safety checks as `jinit.deserialize`. Importing this module imports Keras
-(``pip install jinit[keras]``); ``import jinit`` never does. The samples are JAX arrays, so it is meant for
+(``pip install 'jinit[keras]'``); ``import jinit`` never does. The samples are JAX arrays, so it is meant for
 Keras's JAX backend, which it selects (``KERAS_BACKEND=jax``) when Keras is not imported yet and
 ``KERAS_BACKEND`` is not set.
 """
@@ -18,7 +18,11 @@ if "keras" not in sys.modules:
     os.environ.setdefault("KERAS_BACKEND", "jax")  # jinit's samples are JAX arrays
 
 import jax
-import keras
+
+try:
+    import keras
+except ImportError as err:  # the framework is an optional extra
+    raise ImportError("jinit.keras needs Keras 3 (>= 3.15): pip install 'jinit[keras]'") from err
 
 from jinit._src import checks, registry, variance_scaling
 from jinit._src.base import Initializer

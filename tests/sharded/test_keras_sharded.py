@@ -8,7 +8,7 @@ import pytest
 
 if "keras" not in __import__("sys").modules:
     os.environ.setdefault("KERAS_BACKEND", "jax")
-keras = pytest.importorskip("keras", reason="keras is an optional extra: pip install jinit[keras]")
+keras = pytest.importorskip("keras", reason="keras is an optional extra: pip install -e '.[keras]'")
 if keras.backend.backend() != "jax":
     pytest.skip("jinit.keras needs Keras's JAX backend", allow_module_level=True)
 

@@ -4,8 +4,8 @@ for every PRNG implementation, sharded values equal to the unsharded ones (docs/
 
 import pytest
 
-pytest.importorskip("flax", reason="flax is an optional extra: pip install jinit[flax]")
-eqx = pytest.importorskip("equinox", reason="equinox is an optional extra: pip install jinit[equinox]")
+pytest.importorskip("flax", reason="flax is an optional extra: pip install -e '.[flax]'")
+eqx = pytest.importorskip("equinox", reason="equinox is an optional extra: pip install -e '.[equinox]'")
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402

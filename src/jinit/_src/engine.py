@@ -8,7 +8,8 @@
   sample of at most `CHUNK` elements is drawn by one kernel of the next `BUCKETS` size and its first elements
   are handed out as the result, without a copy; a larger one is drawn `CHUNK` elements at a time into one host
   buffer that the result aliases, at most `IN_FLIGHT` pieces alive at once. Kernels are compiled once per
-  distribution, dtype and size, never per shape, so a new shape rarely compiles anything.
+  distribution, dtype and size, never per shape: a new shape
+  compiles a kernel only when its size bucket is new to the process (100-200 ms), where JAX compiles per shape.
 - **Exact.** One kernel per shape (like JAX): for samples of `WHOLE` elements or more (whose kernel runs
   faster than the stream by more than its compilation costs), when asked (`init_tree`, for a group of
   parameters that large), under a trace (a user's `jit`, `vmap`, `eval_shape`), with a sharding (each device
@@ -36,13 +37,17 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax._src import core as jax_core  # see `adopt`
-from jax._src.interpreters import pxla  # see `adopt`
 from jax.core import Tracer
 from jax.sharding import Sharding
 
 from jinit._src import threefry
 from jinit._src.distributions import Distribution
+
+try:  # JAX internals, for `adopt`'s fast path only: a JAX that moved them gets the public `jax.device_put`
+    from jax._src import core as jax_core
+    from jax._src.interpreters import pxla
+except ImportError:  # pragma: no cover - tests/test_packaging.py simulates it
+    jax_core = pxla = None
 
 CHUNK = 2**18
 """The largest sample drawn by one kernel on the eager CPU path; larger ones are pieces of this size."""
@@ -190,7 +195,7 @@ def adopt(host: np.ndarray, like: jax.Array) -> jax.Array:
     it gives what `device_put` gives.
     """
     device = next(iter(like.devices()))
-    if _fast_adopt():
+    if pxla is not None and jax_core is not None and _fast_adopt():
         sharding = jax.sharding.SingleDeviceSharding(device)
         return pxla.batched_device_put(
             jax_core.ShapedArray(host.shape, host.dtype), sharding, [host], [device], like.committed
@@ -201,6 +206,8 @@ def adopt(host: np.ndarray, like: jax.Array) -> jax.Array:
 @functools.cache
 def _fast_adopt() -> bool:
     """Whether `pxla.batched_device_put` adopts host memory as the public `jax.device_put` does (checked once)."""
+    if pxla is None or jax_core is None:  # a JAX that moved them
+        return False
     try:
         host = _aligned_empty(6, np.dtype(np.float32)).reshape(2, 3)
         host[...] = np.arange(6, dtype=np.float32).reshape(2, 3)
