@@ -172,10 +172,12 @@ def child(method, size):
     print(json.dumps(result))
 
 
-def measure(method, size):
+def measure(method, size, script=__file__):
+    """Runs `script` (this one, or another benchmark that shares its models) as a fresh child process for
+    `method` at `size`; returns the JSON line it prints last."""
     env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE="false")
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", method, "--size", size],
+        [sys.executable, script, "--child", method, "--size", size],
         capture_output=True,
         text=True,
         env=env,

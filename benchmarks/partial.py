@@ -27,13 +27,12 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
 
+import init_tree
 from init_tree import SIZES, VOCAB, gpt2, is_entry, rss
 
 METHODS = ("init then overlay", "init what is missing")
@@ -104,17 +103,7 @@ def child(method, size):
 
 
 def measure(method, size):
-    env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE="false")
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", method, "--size", size],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if proc.returncode:
-        sys.exit(f"{method} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return init_tree.measure(method, size, script=__file__)
 
 
 def main():

@@ -84,6 +84,14 @@ def test_scaled_saturates_in_narrow_dtypes_or_refuses_an_interval_beyond_them(dt
         assert bool(jnp.isfinite(init(KEY, (1000,), dtype).astype(np.float32)).all())
 
 
+@pytest.mark.parametrize("dtype", ["float8_e4m3fn", "float16"])
+def test_scaled_constants_that_overflow_the_output_dtype_are_refused(dtype):
+    largest = float(jnp.finfo(dtype).max)
+    with pytest.raises(ValueError, match="overflows"):
+        jinit.scaled(jinit.constant(largest), 2.0)(None, (3,), dtype)
+    assert float(jinit.scaled(jinit.constant(largest), 0.5)(None, (3,), dtype)[0]) == largest / 2
+
+
 def test_signed_zero_factors_and_constants_are_distinct_values():
     for a, b in [
         (jinit.scaled(jinit.normal(1.0), 0.0), jinit.scaled(jinit.normal(1.0), -0.0)),

@@ -3,8 +3,6 @@ processes of 2 devices each, each generating only its addressable shards, which 
 one-process run, bitwise; with the default threefry and with rbg (docs/guides/sharding.md's table)."""
 
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -17,37 +15,15 @@ import jinit
 
 HERE = Path(__file__).parent / "multiprocess"
 sys.path.insert(0, str(HERE))
+from launch import run_workers  # noqa: E402
 from specs import specs  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("processes, impl", [(2, "threefry2x32"), (4, "threefry2x32"), (2, "rbg")])
 def test_every_process_generates_its_own_shards_with_the_one_process_values(processes, impl):
     expected = jinit.init_tree(jax.random.key(0, impl=impl), specs(lambda *axes: None))  # unsharded, one process
-    port = free_port()
     with tempfile.TemporaryDirectory() as output:
-        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-        workers = [
-            subprocess.Popen(
-                [sys.executable, str(HERE / "worker.py"), str(port), str(processes), str(i), "2", output, impl],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )
-            for i in range(processes)
-        ]  # fmt: skip
-        logs = []
-        try:
-            for worker in workers:
-                logs.append(worker.communicate(timeout=240)[0])
-        finally:
-            for worker in workers:
-                worker.kill()
-        for worker, log in zip(workers, logs, strict=True):
-            assert worker.returncode == 0, log[-3000:]
+        run_workers("worker.py", processes, "2", output, impl)
         seen = set()
         for i in range(processes):
             with np.load(os.path.join(output, f"{i}.npz")) as shards:

@@ -4,8 +4,6 @@ positive rates, bounded exactly and measured over many keys."""
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +17,8 @@ import jinit
 from jinit._src import provenance
 
 KEY = jax.random.key(3)
-HERE = Path(__file__).parent / "multiprocess"
+sys.path.insert(0, str(Path(__file__).parent / "multiprocess"))
+from launch import run_workers  # noqa: E402
 
 
 def model(width=64, layers=6):
@@ -143,32 +142,10 @@ def test_checksums_see_every_bit():
         assert int(provenance.checksum(changed)) != base
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def test_replicas_that_differ_across_processes_are_flagged():
-    port, processes = free_port(), 2
+    processes = 2
     with tempfile.TemporaryDirectory() as output:
-        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-        workers = [
-            subprocess.Popen(
-                [sys.executable, str(HERE / "audit_worker.py"), str(port), str(processes), str(i), output],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )
-            for i in range(processes)
-        ]  # fmt: skip
-        logs = []
-        try:
-            for worker in workers:
-                logs.append(worker.communicate(timeout=240)[0])
-        finally:
-            for worker in workers:
-                worker.kill()
-        for worker, log in zip(workers, logs, strict=True):
-            assert worker.returncode == 0, log[-3000:]
+        run_workers("audit_worker.py", processes, output)
         for i in range(processes):
             with open(os.path.join(output, f"{i}.json")) as f:
                 result = json.load(f)

@@ -15,7 +15,7 @@ from typing import Any
 
 from jax.sharding import Mesh
 
-from jinit._src import checks, partial, plan
+from jinit._src import checks, plan
 from jinit._src.tree import Progress
 
 
@@ -61,12 +61,7 @@ class ModuleBuild:
     ) -> Any:
         import equinox as eqx
 
-        planned = self.planned.plan(args, kwargs)
-        progress = checks.callback("progress", progress)
-        if existing is None:
-            params = planned(args, kwargs, progress=progress)
-        else:  # only what `existing` lacks (`jinit._src.partial`)
-            params = partial.call(planned, self.planned.boxed, args, kwargs, existing, progress=progress)
+        planned, params = self.planned.run(args, kwargs, progress=progress, existing=existing)
         return eqx.combine(params, planned.side)
 
     def drawn(self, *args: Any, **kwargs: Any) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, PartitionSpec
 
-from jinit._src import checks, partial, plan
+from jinit._src import checks, plan
 from jinit._src.tree import Progress
 
 
@@ -202,12 +202,7 @@ class ModelBuild:
     ) -> Any:
         from flax import nnx
 
-        planned = self.planned.plan(args, kwargs)
-        progress = checks.callback("progress", progress)
-        if existing is None:
-            variables = planned(args, kwargs, progress=progress)
-        else:  # only what `existing` lacks (`jinit._src.partial`)
-            variables = partial.call(planned, self.planned.boxed, args, kwargs, existing, progress=progress)
+        planned, variables = self.planned.run(args, kwargs, progress=progress, existing=existing)
         return nnx.merge(planned.side, variables)
 
     def drawn(self, *args: Any, **kwargs: Any) -> list[str]:

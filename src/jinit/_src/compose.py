@@ -118,7 +118,10 @@ class Scaled(Composed, name="scaled"):
         law = self.law(shape, dtype)
         if law is not None:
             return engine.draw(law, key, shape, dtype, sharding)
-        self._computable(dtype, self.init.magnitude())
+        magnitude = self.init.magnitude()
+        self._computable(dtype, magnitude)
+        if self.init.keyless and magnitude is not None:  # a constant that overflows the output dtype: refused
+            checks.representable(self.name, "factor times `init`'s value", abs(self.factor) * magnitude, dtype)
         x = self.init.sample(key, shape, distributions.compute_dtype(dtype), sharding)
         return engine.lay_out(lambda x: distributions.times(x, self.factor, dtype), sharding, x)
 

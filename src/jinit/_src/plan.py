@@ -270,12 +270,18 @@ class Planned:
     def __call__(
         self, args: tuple, kwargs: dict, *, root: Any = None, progress: Any = None, existing: Any = None
     ) -> Any:
+        return self.run(args, kwargs, root=root, progress=progress, existing=existing)[1]
+
+    def run(
+        self, args: tuple, kwargs: dict, *, root: Any = None, progress: Any = None, existing: Any = None
+    ) -> tuple[Plan, Any]:
+        """The plan for `args` and `kwargs` and its output (all of it, or what `existing` lacks: see
+        `jinit._src.partial`); the plan too, for what it traced besides the leaves (`Plan.side`)."""
         progress = checks.callback("progress", progress)
-        if existing is not None:  # only what `existing` lacks: see `jinit._src.partial`
-            return partial.call(
-                self.plan(args, kwargs), self.boxed, args, kwargs, existing, root=root, progress=progress
-            )
-        return self.plan(args, kwargs)(args, kwargs, root=root, progress=progress)
+        plan = self.plan(args, kwargs)
+        if existing is not None:
+            return plan, partial.call(plan, self.boxed, args, kwargs, existing, root=root, progress=progress)
+        return plan, plan(args, kwargs, root=root, progress=progress)
 
 
 def _signature(args: tuple, kwargs: dict, mesh: Any) -> Any:
