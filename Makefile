@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python examples/gpt2_small.py
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --durations=15
 
 # The oldest supported versions (.ci/oldest.txt), in a virtual environment of their own; with `make test`, the
 # newest that this Python installs.

@@ -297,16 +297,17 @@ AUDITED = [
 @pytest.mark.parametrize("dtype", ["float32", *NARROW[:5]])
 @pytest.mark.parametrize("init, shape", AUDITED, ids=[repr(i).split("(")[0] + str(s[0]) for i, s in AUDITED])
 def test_audit_false_positive_rate_is_at_most_alpha(init, shape, dtype):
-    # 8 keys at alpha = 0.05: a correct audit flags at most Binomial(8, 0.05) of them; 5 or more has probability
-    # below 0.01 / 48 (this test's 48 cases, Bonferroni), while a biased reference flags all 8
-    keys, alpha = 8, 0.05
-    assert stats.binom.sf(4, keys, alpha) < 0.01 / 48
+    # 5 keys at alpha = 0.05: a correct audit flags at most Binomial(5, 0.05) of them; 4 or more has probability
+    # below 0.01 / 48 (this test's 48 cases, Bonferroni), while a biased reference flags all 5
+    # (benchmarks/audit_rates.py measures the rates over 60 keys)
+    keys, alpha = 5, 0.05
+    assert stats.binom.sf(3, keys, alpha) < 0.01 / 48
     try:
         flagged = _false_positives(init, shape, dtype, keys, alpha)
     except ValueError as err:  # an interval that holds no value of the dtype: refused, not audited
         assert "holds no" in str(err)
         return
-    assert flagged <= 4
+    assert flagged <= 3
 
 
 def test_audit_catches_normal_parameters_audited_as_scaled_or_packed_orthogonal():
