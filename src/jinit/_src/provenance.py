@@ -191,22 +191,25 @@ def replicas(params: Sequence[tuple[str, Any]]) -> dict[str, list[str]]:
     reasons: dict[str, list[str]] = {}
     table: list[tuple[int, int]] = []  # per (parameter, block): this process's checksum, and whether it has one
     layout: list[tuple[str, tuple]] = []
-    sums: list[tuple[str, tuple, Any, Any]] = []
+    sums: list[tuple[str, tuple, Any]] = []
+    several = jax.process_count() > 1
     for path, x in params:
         if not isinstance(x, jax.Array) or x.is_deleted():
             continue
+        blocks = _blocks(x)
+        if not several and len(x.sharding.device_set) == len(blocks):
+            continue  # one copy of each block: nothing to compare (an unsharded parameter, say)
         for shard in x.addressable_shards:
-            block = tuple((s.start, s.stop) for s in shard.index)
-            sums.append((path, block, shard.device, checksum(shard.data)))
-        layout.extend((path, block) for block in _blocks(x))
-    values = jax.device_get([s[3] for s in sums])
+            sums.append((path, tuple((s.start, s.stop) for s in shard.index), checksum(shard.data)))
+        layout.extend((path, block) for block in blocks)
+    values = jax.device_get([s[2] for s in sums])
     local: dict[tuple[str, tuple], set[int]] = {}
-    for (path, block, _, _), value in zip(sums, values, strict=True):
+    for (path, block, _), value in zip(sums, values, strict=True):
         local.setdefault((path, block), set()).add(int(value))
     for (path, block), seen in local.items():
         if len(seen) > 1:
             reasons.setdefault(path, []).append(f"its replicas of block {_show(block)} differ across devices")
-    if jax.process_count() == 1:
+    if not several:
         return reasons
     from jax.experimental import multihost_utils
 
