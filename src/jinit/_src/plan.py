@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
-from jinit._src import base, checks, engine, partial, sites, tree
+from jinit._src import base, checks, engine, host_keys, partial, sites, tree
 from jinit._src import program as program_module
 from jinit._src.program import Program, evaluator
 
@@ -255,6 +255,7 @@ class Planned:
         found = self.plans.get(signature) if signature is not None else None
         if found is not None:
             return found
+        host_keys.prepare()  # (checked outside the trace to come, where checking compiles faster)
         traced = program_module.trace(
             self.fn, args, kwargs, mesh=self.mesh, boxed=self.boxed, spec_of=self.spec_of, what=self.what,
             strip=self.strip, spec_at=self.spec_at,

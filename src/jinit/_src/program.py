@@ -30,7 +30,7 @@ from jax.core import Tracer
 from jax.extend import core as jex_core
 from jax.sharding import Mesh
 
-from jinit._src import base, checks, engine, tree
+from jinit._src import base, checks, engine, host_keys, tree
 
 
 @dataclasses.dataclass
@@ -229,10 +229,43 @@ def evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], li
     as one program, XLA fuses, simplifies and folds it, and rounds it its own way (a Haiku batch norm's moving
     averages came out 1 ulp off). Keys of other implementations are evaluated eagerly too: jax 0.10.2's compiled
     ``threefry4x32`` ``fold_in`` of a batch of keys never returns on CPU."""
+    on_jax = _jax_evaluator(jaxpr, consts)
+    host = host_keys.compile(jaxpr, consts)
+    if host is not None:
+        return lambda args: on_jax(args) if any(isinstance(a, Tracer) for a in args) else host(args)
+    keys = [i for i, v in enumerate(jaxpr.outvars) if _is_key(v)]
+    if not keys or len(keys) == len(jaxpr.outvars):
+        return on_jax
+    # the keys on the host, the rest (a framework's own initializers, its state) by JAX
+    rest = [i for i in range(len(jaxpr.outvars)) if i not in set(keys)]
+    host = host_keys.compile(jaxpr.replace(outvars=[jaxpr.outvars[i] for i in keys]), consts)
+    if host is None:
+        return on_jax
+    others = _jax_evaluator(jaxpr.replace(outvars=[jaxpr.outvars[i] for i in rest]), consts)
+
+    def split(args: Sequence[Any]) -> list:
+        if any(isinstance(a, Tracer) for a in args):
+            return on_jax(args)
+        out: list[Any] = [None] * len(jaxpr.outvars)
+        for positions, values in ((keys, host(args)), (rest, others(args))):
+            for i, value in zip(positions, values, strict=True):
+                out[i] = value
+        return out
+
+    return split
+
+
+def _jax_evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list]:
     if len(jaxpr.eqns) <= WHOLE and _default_keys(jaxpr) and _exact(jaxpr):  # (no `evaluation_works` to check)
         run = jax.jit(jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(jaxpr, list(consts))))
         return lambda args: list(run(*args))
     return lambda args: evaluate(jaxpr, consts, args)
+
+
+def _is_key(v: Any) -> bool:
+    """Whether a program's output is a key (typed, or a legacy ``uint32`` key's data)."""
+    dtype = getattr(getattr(v, "aval", None), "dtype", None)
+    return dtype is not None and (jax.numpy.issubdtype(dtype, jax.dtypes.prng_key) or dtype == np.uint32)
 
 
 def _exact(jaxpr: Any) -> bool:

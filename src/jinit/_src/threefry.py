@@ -133,7 +133,13 @@ def reference_bits(key_data: np.ndarray, start: int, n: int) -> np.ndarray:
     """
     k1, k2 = (np.full(n, w, np.uint32) for w in np.asarray(key_data, np.uint32))
     positions = np.arange(start, start + n, dtype=np.uint64)
-    x0, x1 = (positions >> np.uint64(32)).astype(np.uint32), positions.astype(np.uint32)
+    x0, x1 = hash_host(k1, k2, (positions >> np.uint64(32)).astype(np.uint32), positions.astype(np.uint32))
+    return x0 ^ x1
+
+
+def hash_host(k1: np.ndarray, k2: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`hash_unrolled` in NumPy, on ``uint32`` arrays of one shape: the specification of JAX's ``threefry2x32``."""
+    k1, k2, x0, x1 = (np.asarray(a, np.uint32) for a in (k1, k2, x0, x1))
     ks = (k1, k2, k1 ^ k2 ^ PARITY)
     x0, x1 = x0 + ks[0], x1 + ks[1]
     for group in range(5):
@@ -142,7 +148,7 @@ def reference_bits(key_data: np.ndarray, start: int, n: int) -> np.ndarray:
             x1 = ((x1 << np.uint32(d)) | (x1 >> np.uint32(32 - d))) ^ x0
         x0 = x0 + ks[(group + 1) % 3]
         x1 = x1 + ks[(group + 2) % 3] + np.uint32(group + 1)
-    return x0 ^ x1
+    return x0, x1
 
 
 @functools.cache
@@ -152,13 +158,11 @@ def verified() -> bool:
     `positioned_bits` implements JAX's partitionable threefry as specified by `reference_bits` (the tests check
     it bitwise against `jax.random`); here JAX's own bits for a small sample are checked against that
     specification, so that a JAX whose stream has changed makes jinit fall back to JAX's own code, never differ.
+    The sample is drawn by the program that checks `jinit._src.host_keys` (one compilation for both checks).
     """
-    data = np.array([20260101, 1], np.uint32)
-    with jax.ensure_compile_time_eval():  # concrete even when first asked under a user's trace
-        bits = np.asarray(_jax_bits(data))
+    from jinit._src import host_keys  # (it builds on this module)
+
+    impl = jex_random.threefry_prng_impl
+    data = host_keys.example_words(impl)
+    bits = host_keys.reference(impl, True)[-1]
     return bool(np.array_equal(bits.reshape(-1), reference_bits(data, 0, 8)))
-
-
-@functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})  # integers: exact at any level
-def _jax_bits(data: jax.Array) -> jax.Array:
-    return jax.random.bits(jax.random.wrap_key_data(data, impl="threefry2x32"), (2, 4))

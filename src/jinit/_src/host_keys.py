@@ -1,0 +1,442 @@
+"""A model's key program run on the host, in NumPy: its keys without compiling anything.
+
+What a plan's program computes (`jinit._src.plan`) is, for a model whose initializers are all jinit's, only keys:
+a ``fold_in`` per parameter and a ``split`` per stack of layers, perhaps inside a ``scan`` of a ``remat``. Compiled
+by XLA on CPU, that program takes longer to compile (a third of a second for a scanned ViT) than the rest of the
+initialization's own work, although it hashes a few hundred words. `compile` turns such a program into a Python
+function of NumPy arrays: integer operations only, each written with XLA's semantics (wrapping arithmetic, shifts
+past the width giving zero), the threefry hash (`jinit._src.threefry.hash_host`), and the key operations
+(``random_seed``, ``random_split``, ``random_fold_in``, ``random_wrap``, ``random_unwrap``, ``random_clone``)
+expanded through the key's own implementation, traced once per operation into the same integer operations. It
+works for every implementation whose functions are built of those operations: ``threefry2x32`` (partitionable
+or not) and ``rbg`` (whose key derivation is threefry's); any other (``unsafe_rbg`` derives keys with XLA's bit
+generator) and any program with another operation (a float, a random draw) is left to `jinit._src.program`.
+
+JAX internals relied on, and how a change is survived: a key array's ``dtype._impl`` (the implementation's
+``seed``, ``split`` and ``fold_in`` on raw key data, which JAX's own key primitives apply) and the parameters of
+the primitives listed in `_OPS`. `verified` checks once per process and per implementation, on a program shaped
+like a model's (seeds, splits and fold-ins, batched and in a scan), that `compile`'s function gives what JAX's
+compiled program gives; where it does not, or where anything is missing or raises, `compile` returns None and
+the program is run by JAX as before: slower, the same values.
+"""
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
+from jax.extend import core as jex_core
+
+from jinit._src import checks, threefry
+
+Env = dict[Any, np.ndarray]
+
+
+class Unsupported(Exception):
+    """An operation `compile` does not run on the host (the program is then JAX's to run)."""
+
+
+def _int(dtype: Any) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "uib":
+        raise Unsupported(dtype)
+    return dtype
+
+
+def _shift(x: np.ndarray, s: np.ndarray, op: Callable) -> np.ndarray:
+    """A shift with XLA's semantics: by the width or more (or a negative amount), logical shifts give zero."""
+    bits = x.dtype.itemsize * 8
+    s = np.asarray(s).astype(np.int64)
+    inside = (s >= 0) & (s < bits)
+    return np.where(inside, op(x, np.where(inside, s, 0).astype(x.dtype)), np.zeros((), x.dtype))
+
+
+def _shift_arithmetic(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """XLA's arithmetic shift: the word as signed (unsigned ones too), the sign filling it past the width."""
+    bits = x.dtype.itemsize * 8
+    signed = np.dtype(f"int{bits}")
+    s = np.asarray(s).astype(np.int64)
+    s = np.where((s < 0) | (s >= bits), bits - 1, s)
+    return np.right_shift(x.view(signed), s.astype(signed)).view(x.dtype)
+
+
+_ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "and": np.bitwise_and, "or": np.bitwise_or,
+    "xor": np.bitwise_xor, "not": np.invert, "max": np.maximum, "min": np.minimum, "neg": np.negative,
+    "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+    "ge": np.greater_equal,
+    "shift_left": lambda x, s: _shift(x, s, np.left_shift),
+    "shift_right_logical": lambda x, s: _shift(x.view(_unsigned(x.dtype)), s, np.right_shift).view(x.dtype),
+    "shift_right_arithmetic": _shift_arithmetic,
+    "select_n": lambda which, *cases: np.choose(which.astype(np.int64), cases),
+}  # fmt: skip
+
+
+def _unsigned(dtype: np.dtype) -> np.dtype:
+    return np.dtype(f"uint{dtype.itemsize * 8}") if dtype.kind == "i" else dtype
+
+
+def _iota(*, dtype: Any, shape: tuple, dimension: int, **_: Any) -> np.ndarray:
+    index = np.arange(shape[dimension], dtype=_int(dtype))
+    index = index.reshape([-1 if d == dimension else 1 for d in range(len(shape))])
+    return np.broadcast_to(index, shape).copy()
+
+
+def _iota_2x32(*, shape: tuple) -> list[np.ndarray]:
+    """The row-major index of each element of `shape`, as 64 bits: its high and its low 32-bit words."""
+    flat = np.arange(math.prod(shape), dtype=np.uint64).reshape(shape)
+    return [(flat >> np.uint64(32)).astype(np.uint32), flat.astype(np.uint32)]
+
+
+def _broadcast_in_dim(x: np.ndarray, *, shape: tuple, broadcast_dimensions: tuple, **_: Any) -> np.ndarray:
+    expanded = np.reshape(x, [x.shape[broadcast_dimensions.index(d)] if d in broadcast_dimensions else 1
+                              for d in range(len(shape))])  # fmt: skip
+    return np.broadcast_to(expanded, shape).copy()
+
+
+def _slice(x: np.ndarray, *, start_indices: tuple, limit_indices: tuple, strides: tuple | None) -> np.ndarray:
+    strides = strides or (1,) * x.ndim
+    return x[tuple(slice(a, b, s) for a, b, s in zip(start_indices, limit_indices, strides, strict=True))]
+
+
+def _split(x: np.ndarray, *, sizes: tuple, axis: int) -> list[np.ndarray]:
+    return np.split(x, np.cumsum([int(s) for s in sizes])[:-1], axis=axis)
+
+
+def _convert(x: np.ndarray, *, new_dtype: Any, **_: Any) -> np.ndarray:
+    _int(x.dtype)
+    return x.astype(_int(new_dtype))
+
+
+def _threefry(k1: np.ndarray, k2: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> list[np.ndarray]:
+    shape = np.broadcast_shapes(k1.shape, k2.shape, x0.shape, x1.shape)
+    return list(threefry.hash_host(*(np.broadcast_to(a, shape) for a in (k1, k2, x0, x1))))
+
+
+_OPS: dict[str, Callable[..., Any]] = {
+    "iota": lambda **p: _iota(**p),
+    "iota_2x32_shape": lambda **p: _iota_2x32(**p),
+    "broadcast_in_dim": _broadcast_in_dim,
+    "reshape": lambda x, *, new_sizes, dimensions=None, **_: np.reshape(x, new_sizes).copy(),
+    "squeeze": lambda x, *, dimensions: np.squeeze(x, axis=tuple(dimensions)),
+    "transpose": lambda x, *, permutation: np.transpose(x, permutation).copy(),
+    "concatenate": lambda *xs, dimension: np.concatenate(xs, axis=dimension),
+    "stack": lambda *xs, axis: np.stack(xs, axis=axis),
+    "slice": _slice,
+    "split": _split,
+    "convert_element_type": _convert,
+    "copy": lambda x: x.copy(),
+    "copy_p": lambda x: x.copy(),
+    "sharding_constraint": lambda x, **_: x,
+    "optimization_barrier": lambda *xs: list(xs),
+    "threefry2x32": _threefry,
+}
+"""The operations other than calls and keys, by primitive name: each a function of NumPy arrays and parameters."""
+
+_MULTIPLE = frozenset({"iota_2x32_shape", "split", "optimization_barrier", "threefry2x32"})
+_IDENTITY_KEYS = frozenset({"random_wrap", "random_unwrap", "random_clone"})
+
+
+def compile(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list] | None:
+    """`jaxpr`'s outputs as a function of its inputs, run in NumPy (module docstring); None if it cannot be.
+
+    The function takes and returns what JAX's evaluation of the program would (typed or raw key arrays, integer
+    arrays); its inputs must be concrete.
+    """
+    try:
+        impls = _impls(jaxpr)
+        if not all(verified(impl) for impl in impls):
+            return None
+        run = _Compiled(jaxpr)
+        host_consts = [_host(c) for c in consts]
+    except (Unsupported, AttributeError, KeyError, TypeError, ValueError):
+        return None
+    key_outputs = [_key_impl(getattr(v, "aval", None)) for v in jaxpr.outvars]
+
+    def evaluate(args: Sequence[Any]) -> list:
+        with np.errstate(over="ignore"):
+            out = run(host_consts, [_host(a) for a in args])
+        return [
+            jnp.asarray(x) if impl is None else jax.random.wrap_key_data(jnp.asarray(x), impl=impl)
+            for x, impl in zip(out, key_outputs, strict=True)
+        ]
+
+    return evaluate
+
+
+def _host(x: Any) -> np.ndarray:
+    if jnp.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    return np.asarray(x)
+
+
+def _key_impl(aval: Any) -> Any:
+    dtype = getattr(aval, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        return dtype._impl
+    return None
+
+
+def _impls(jaxpr: Any) -> set[Any]:
+    """The key implementations `jaxpr` uses (its bodies included)."""
+    found = set()
+    for v in (*jaxpr.invars, *jaxpr.outvars, *jaxpr.constvars):
+        impl = _key_impl(getattr(v, "aval", None))
+        if impl is not None:
+            found.add(impl)
+    for eqn in jaxpr.eqns:
+        for v in (*eqn.invars, *eqn.outvars):
+            impl = _key_impl(getattr(v, "aval", None))
+            if impl is not None:
+                found.add(impl)
+        for body in _bodies(eqn):
+            found |= _impls(body)
+    return found
+
+
+def _bodies(eqn: Any) -> list[Any]:
+    out = []
+    for value in eqn.params.values():
+        if isinstance(value, jex_core.ClosedJaxpr):
+            out.append(value.jaxpr)
+        elif isinstance(value, jex_core.Jaxpr):
+            out.append(value)
+    return out
+
+
+class _Compiled:
+    """A jaxpr prepared for the host: each equation a step over an environment of NumPy arrays."""
+
+    def __init__(self, jaxpr: Any) -> None:
+        self.jaxpr = jaxpr
+        self.steps = [self._step(eqn) for eqn in _needed(jaxpr)]
+
+    def __call__(self, consts: Sequence[np.ndarray], args: Sequence[np.ndarray]) -> list[np.ndarray]:
+        jaxpr = self.jaxpr
+        env: Env = dict(zip(jaxpr.constvars, consts, strict=True))
+        env.update(zip(jaxpr.invars, args, strict=True))
+        for step in self.steps:
+            step(env)
+        return [_read(env, v) for v in jaxpr.outvars]
+
+    def _step(self, eqn: Any) -> Callable[[Env], None]:
+        name, params = eqn.primitive.name, eqn.params
+        if eqn.effects:
+            raise Unsupported(name)
+        for v in (*eqn.invars, *eqn.outvars):
+            aval = getattr(v, "aval", None)
+            if _key_impl(aval) is None and aval is not None and hasattr(aval, "dtype"):
+                _int(aval.dtype)  # keys and integers only: a float is JAX's to compute
+        if name in ("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call"):
+            closed = params.get("jaxpr", params.get("call_jaxpr", params.get("fun_jaxpr")))
+            body = closed.jaxpr if isinstance(closed, jex_core.ClosedJaxpr) else closed
+            consts = [_host(c) for c in getattr(closed, "consts", ())]
+            return self._call(eqn, _Compiled(body), consts)
+        if name in ("checkpoint", "remat", "remat2"):
+            return self._call(eqn, _Compiled(params["jaxpr"]), [])
+        if name == "scan":
+            return self._scan(eqn)
+        if name in _IDENTITY_KEYS:
+            return self._apply(eqn, lambda x: x)
+        if name in ("random_seed", "random_split", "random_fold_in"):
+            return self._key_op(eqn)
+        if name in _ELEMENTWISE:
+            f = _ELEMENTWISE[name]
+            return self._apply(eqn, lambda *xs: np.asarray(f(*xs)))
+        if name not in _OPS:
+            raise Unsupported(name)
+        op, multiple = _OPS[name], name in _MULTIPLE
+        return self._apply(eqn, lambda *xs: op(*xs, **params), multiple)
+
+    @staticmethod
+    def _apply(eqn: Any, f: Callable[..., Any], multiple: bool = False) -> Callable[[Env], None]:
+        invars, outvars = eqn.invars, eqn.outvars
+        dtypes = [np.dtype(v.aval.dtype) if _key_impl(v.aval) is None else np.dtype(np.uint32) for v in outvars]
+
+        def step(env: Env) -> None:
+            out = f(*(_read(env, v) for v in invars))
+            for v, x, dtype in zip(outvars, out if multiple else [out], dtypes, strict=True):
+                env[v] = np.asarray(x, dtype)
+
+        return step
+
+    @staticmethod
+    def _call(eqn: Any, body: "_Compiled", consts: list[np.ndarray]) -> Callable[[Env], None]:
+        def step(env: Env) -> None:
+            out = body(consts, [_read(env, v) for v in eqn.invars])
+            env.update(zip(eqn.outvars, out, strict=True))
+
+        return step
+
+    def _scan(self, eqn: Any) -> Callable[[Env], None]:
+        p = eqn.params
+        closed = p["jaxpr"]
+        body, consts = _Compiled(closed.jaxpr), [_host(c) for c in closed.consts]
+        n_consts, n_carry, length, reverse = p["num_consts"], p["num_carry"], p["length"], p["reverse"]
+        n_ys = len(eqn.outvars) - n_carry
+
+        def step(env: Env) -> None:
+            values = [_read(env, v) for v in eqn.invars]
+            fixed, carry, xs = values[:n_consts], values[n_consts : n_consts + n_carry], values[n_consts + n_carry :]
+            ys: list[list[np.ndarray]] = [[] for _ in range(n_ys)]
+            for i in reversed(range(length)) if reverse else range(length):
+                out = body(consts, [*fixed, *carry, *(x[i] for x in xs)])
+                carry = out[:n_carry]
+                for store, y in zip(ys, out[n_carry:], strict=True):
+                    store.append(y)
+            if reverse:
+                for store in ys:
+                    store.reverse()
+            stacked = [np.stack(store) for store in ys]
+            env.update(zip(eqn.outvars, [*carry, *stacked], strict=True))
+
+        return step
+
+    @staticmethod
+    def _key_op(eqn: Any) -> Callable[[Env], None]:
+        """A key primitive, as its implementation's function of raw key data, batched over the keys' shape."""
+        name, out = eqn.primitive.name, eqn.outvars[0]
+        impl = _key_impl(out.aval) if name == "random_seed" else _key_impl(eqn.invars[0].aval)
+        if impl is None:
+            raise Unsupported(name)
+        if name == "random_fold_in":
+            batch = np.broadcast_shapes(eqn.invars[0].aval.shape, eqn.invars[1].aval.shape)
+            f = _batched(impl.fold_in, len(batch))
+            word = jax.ShapeDtypeStruct(batch, eqn.invars[1].aval.dtype)
+            program = _expand(f, jax.ShapeDtypeStruct((*batch, *impl.key_shape), np.uint32), word)
+
+            def fold_in(env: Env) -> None:
+                keys, words = _read(env, eqn.invars[0]), _read(env, eqn.invars[1])
+                keys = np.broadcast_to(keys, (*batch, *impl.key_shape))
+                env[out] = program([], [keys, np.broadcast_to(words, batch)])[0]
+
+            return fold_in
+        batch = eqn.invars[0].aval.shape
+        if name == "random_split":
+            shape = tuple(eqn.params["shape"])
+            f = _batched(lambda k: impl.split(k, shape), len(batch))
+            program = _expand(f, jax.ShapeDtypeStruct((*batch, *impl.key_shape), np.uint32))
+        else:
+            f = _batched(impl.seed, len(batch))
+            program = _expand(f, jax.ShapeDtypeStruct(batch, eqn.invars[0].aval.dtype))
+
+        def apply(env: Env) -> None:
+            env[out] = program([], [_read(env, eqn.invars[0])])[0]
+
+        return apply
+
+
+def _batched(f: Callable, depth: int) -> Callable:
+    for _ in range(depth):
+        f = jax.vmap(f)
+    return f
+
+
+def _expand(f: Callable, *avals: Any) -> "_Compiled":
+    closed = jax.make_jaxpr(f)(*avals)
+    compiled = _Compiled(closed.jaxpr)
+    consts = [_host(c) for c in closed.consts]
+    return lambda _, args: compiled(consts, args)  # type: ignore[return-value]
+
+
+def _needed(jaxpr: Any) -> list[Any]:
+    """The equations `jaxpr`'s outputs need, in order."""
+    needed = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
+    kept = []
+    for eqn in reversed(jaxpr.eqns):
+        if any(v in needed for v in eqn.outvars):
+            kept.append(eqn)
+            needed.update(v for v in eqn.invars if isinstance(v, jex_core.Var))
+    kept.reverse()
+    return kept
+
+
+def _read(env: Env, v: Any) -> np.ndarray:
+    if isinstance(v, jex_core.Literal):
+        aval: Any = v.aval
+        return np.asarray(v.val, np.uint32 if _key_impl(aval) is not None else _int(aval.dtype))
+    return env[v]
+
+
+def example(key: Any) -> list:
+    """A program shaped like a model's key program: a seed, fold-ins, splits, and a scan of fold-ins over split
+    keys. With a threefry key it gives the first bits of the key's stream too, for `jinit._src.threefry.verified`:
+    the two checks are one compilation."""
+    seeded = jax.random.key(jnp.uint32(7), impl=jax.random.key_impl(key))
+    layers = jax.random.split(jax.random.clone(key), 3)
+
+    def layer(carry: Any, k: Any) -> tuple[Any, Any]:
+        return carry, jax.random.fold_in(k, 1292172466)
+
+    _, folded = jax.lax.scan(layer, 0, layers)
+    keys = [seeded, jax.random.fold_in(key, 4047682477), layers, folded]
+    out = [jax.random.key_data(k) for k in keys]
+    return [*out, jax.random.bits(key, (2, 4))] if key.dtype._impl.name == "threefry2x32" else out
+
+
+def default_impl() -> Any:
+    """The default PRNG implementation (``jax_default_prng_impl``), as key arrays carry it."""
+    return jax.eval_shape(lambda: jax.random.key(0)).dtype._impl
+
+
+def prepare() -> None:
+    """Checks the default implementation (`verified`), and threefry's stream (`jinit._src.threefry.verified`)
+    with it, ahead of a model's trace: checked under a trace, JAX evaluates the check's inner functions one by
+    one (several compilations)."""
+    try:
+        impl = default_impl()
+    except Exception:  # (a JAX without key types' implementations: `compile` will say no)
+        return
+    verified(impl)
+    if impl.name == "threefry2x32" and checks.flag("jax_threefry_partitionable"):
+        threefry.verified()
+
+
+def verified(impl: Any) -> bool:
+    """Whether `compile` gives JAX's own keys for implementation `impl` (checked once per process, per
+    implementation and ``jax_threefry_partitionable``, which changes threefry's split)."""
+    return _verified(impl, bool(checks.flag("jax_threefry_partitionable")))
+
+
+@functools.cache
+def _verified(impl: Any, partitionable: bool) -> bool:
+    try:
+        words = example_words(impl)
+        closed = jax.make_jaxpr(lambda w: example(jax.random.wrap_key_data(w, impl=impl)))(words)
+        n_keys = len(closed.jaxpr.outvars) - (impl.name == "threefry2x32")
+        run = _Compiled(closed.jaxpr.replace(outvars=closed.jaxpr.outvars[:n_keys]))
+        with np.errstate(over="ignore"):
+            ours = run([_host(c) for c in closed.consts], [words])
+        theirs = reference(impl, partitionable)[:n_keys]
+        return len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    except Exception:  # anything this module does not understand: JAX computes the keys
+        return False
+
+
+def example_words(impl: Any) -> np.ndarray:
+    """The data of the key `example` is checked with, for implementation `impl`."""
+    return np.array([20260101, 1, 7, 3][: math.prod(impl.key_shape)], np.uint32).reshape(impl.key_shape)
+
+
+@functools.cache
+def reference(impl: Any, partitionable: bool) -> list[np.ndarray]:
+    """JAX's own values of `example` for `impl`'s example key, compiled (once per process and flag)."""
+    del partitionable  # (a key of the cache)
+    words = example_words(impl)
+    try:
+        out = _jax_example(words, impl)
+    except ValueError:  # (under a trace, JAX refuses a nested jit's compiler options)
+        out = None
+    if out is None or any(isinstance(x, Tracer) for x in out):  # first asked under a user's trace: made concrete
+        with jax.ensure_compile_time_eval():
+            out = _jax_example(words, impl)
+    return [np.asarray(x) for x in out]
+
+
+@functools.partial(jax.jit, static_argnames="impl", compiler_options={"xla_backend_optimization_level": 0})
+def _jax_example(words: Any, impl: Any) -> Any:  # (integers: exact at any optimization level)
+    return example(jax.random.wrap_key_data(words, impl=impl))

@@ -1,0 +1,180 @@
+"""Key programs run on the host (`jinit._src.host_keys`): JAX's keys, bitwise, for every implementation it runs,
+XLA's integer semantics, and JAX's own evaluation wherever it cannot."""
+
+import pytest
+
+pytest.importorskip("flax", reason="flax is an optional extra: pip install -e '.[flax]'")
+pytest.importorskip("haiku", reason="haiku is an optional extra: pip install -e '.[haiku]'")
+
+import flax.linen as nn
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.extend import core as jex_core
+
+import jinit
+import jinit.flax
+import jinit.haiku
+from jinit._src import host_keys, program
+from jinit.haiku import to_haiku
+
+X = jnp.linspace(-1, 1, 16).reshape(2, 8)
+HOST = ["threefry2x32", "rbg"]  # whose key derivation is threefry's: run on the host
+OTHERS = ["unsafe_rbg", "philox4x32", "threefry4x32"]  # their own hashes or XLA's bit generator: JAX's
+
+
+class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x, _=None):
+        x = nn.Dense(8, kernel_init=jinit.normal(0.02), bias_init=jinit.zeros)(x)
+        return nn.LayerNorm(scale_init=jinit.ones, bias_init=jinit.zeros)(x), None
+
+
+def linen_scan():
+    inner = nn.scan(nn.remat(Block), variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Dense(8, kernel_init=jinit.he_normal())(x)
+            return inner(name="stack")(x, None)[0]
+
+    return Model()
+
+
+def nnx_vmap(key):
+    @nnx.split_rngs(splits=4)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def stack(rngs):
+        return nnx.Linear(8, 8, kernel_init=jinit.normal(0.02), bias_init=jinit.zeros, rngs=rngs)
+
+    return stack(nnx.Rngs(key))
+
+
+def haiku_stack(x):
+    @hk.experimental.layer_stack(3)
+    def layer(x):
+        return hk.Linear(8, w_init=to_haiku(jinit.normal(0.02)), b_init=to_haiku(jinit.zeros))(x)
+
+    return layer(x)
+
+
+def plans(key):
+    """The plans of a scanned linen model, a vmapped NNX stack and a Haiku layer stack, for `key`."""
+    linen = jinit.flax.initializer(linen_scan()).planned.plan((key, X), {})
+    nnx_plan = jinit.flax.builder(nnx_vmap).planned.plan((key,), {})
+    haiku = jinit.haiku.initializer(hk.transform(haiku_stack)).planned.plan((key, X), {})
+    return {"linen": linen, "nnx": nnx_plan, "haiku": haiku}
+
+
+def keys_of(jaxpr):
+    return jaxpr.replace(outvars=[v for v in jaxpr.outvars if program._is_key(v)])
+
+
+def plain(x):
+    return np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+
+
+@pytest.mark.parametrize("partitionable", [True, False], ids=["partitionable", "not partitionable"])
+@pytest.mark.parametrize("impl", HOST)
+def test_models_key_programs_on_the_host_are_jaxs(impl, partitionable):
+    if not partitionable and impl != "threefry2x32":
+        pytest.skip("jax_threefry_partitionable changes threefry2x32 only")
+    with jax.threefry_partitionable(partitionable):
+        key = jax.random.key(11, impl=impl)
+        for name, p in plans(key).items():
+            jaxpr = keys_of(p.found.jaxpr)  # (a framework's own zeros are JAX's to compute)
+            host = host_keys.compile(jaxpr, p.found.consts)
+            assert host is not None, name
+            nnx_args = (key,) if name == "nnx" else (key, X)
+            used = [x for x, u in zip(p.program.arguments(nnx_args, {}), p.found.used, strict=True) if u]
+            ours = host(used)
+            closed = jex_core.ClosedJaxpr(jaxpr, list(p.found.consts))
+            compiled = jax.jit(jex_core.jaxpr_as_fun(closed))(*used)
+            eager = program._bind_each(jaxpr, p.found.consts, used)
+            assert len(ours) == len(compiled) == len(eager) > 0, name
+            for a, b, c in zip(ours, compiled, eager, strict=True):
+                assert a.dtype == b.dtype and a.shape == b.shape, name
+                np.testing.assert_array_equal(plain(a), plain(b))
+                np.testing.assert_array_equal(plain(a), plain(c))
+
+
+@pytest.mark.parametrize("impl", OTHERS)
+def test_other_implementations_are_left_to_jax(impl):
+    key = jax.random.key(11, impl=impl)
+    for name, p in plans(key).items():
+        assert host_keys.compile(keys_of(p.found.jaxpr), p.found.consts) is None, name
+
+
+def test_a_plan_runs_its_keys_on_the_host_and_gives_the_frameworks_values(monkeypatch):
+    calls = []
+    compile_ = host_keys.compile
+
+    def counted(jaxpr, consts):
+        run = compile_(jaxpr, consts)
+        return None if run is None else lambda args: calls.append(1) or run(args)
+
+    monkeypatch.setattr(host_keys, "compile", counted)
+    module, key = linen_scan(), jax.random.key(4)
+    init = jinit.flax.initializer(module)
+    ours, theirs = init(key, X), module.init(key, X)
+    assert calls == [1]
+    assert jax.tree.all(jax.tree.map(lambda a, b: np.asarray(a).tobytes() == np.asarray(b).tobytes(), ours, theirs))
+    # under a user's trace (`vmap` over keys), JAX evaluates the program
+    keys = jax.random.split(key, 2)
+    batched = jax.vmap(lambda k: init(k, X))(keys)
+    assert calls == [1]
+    for i in range(2):
+        expected = module.init(keys[i], X)
+        assert jax.tree.all(jax.tree.map(lambda a, b, i=i: np.array_equal(a[i], b), batched, expected))
+
+
+def test_a_failed_check_leaves_the_program_to_jax(monkeypatch):
+    p = plans(jax.random.key(2))["linen"]
+    jaxpr = keys_of(p.found.jaxpr)
+    assert host_keys.compile(jaxpr, p.found.consts) is not None
+    host_keys._verified.cache_clear()
+    try:
+        monkeypatch.setitem(host_keys._OPS, "threefry2x32", lambda *a: [np.zeros_like(a[2]), np.zeros_like(a[3])])
+        assert host_keys.compile(jaxpr, p.found.consts) is None  # a JAX whose keys differ: never used
+    finally:
+        host_keys._verified.cache_clear()
+
+
+def test_floats_are_left_to_jax():
+    closed = jax.make_jaxpr(lambda k, x: (jax.random.fold_in(k, 3), x * 2.0))(jax.random.key(0), 1.0)
+    assert host_keys.compile(closed.jaxpr, closed.consts) is None
+    closed = jax.make_jaxpr(lambda k: jax.random.normal(k, (3,)))(jax.random.key(0))
+    assert host_keys.compile(closed.jaxpr, closed.consts) is None
+
+
+WORDS = np.array([0, 1, 31, 32, 33, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF], np.uint32)
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int32, np.uint8, np.int64])
+def test_integer_operations_have_xlas_semantics(dtype):
+    """Shifts by the width or more, wrapping arithmetic, conversions, selections, as XLA computes them."""
+    if np.dtype(dtype).itemsize == 8 and not jax.config.jax_enable_x64:
+        pytest.skip("64-bit integers need jax_enable_x64")
+    x = WORDS.astype(dtype)
+    s = np.array([0, 1, 7, 8, 31, 32, 0xFFFFFFFF, 200], np.uint32).astype(dtype)  # (-1 when signed)
+
+    def ops(x, s):
+        lax = jax.lax
+        return [
+            lax.shift_left(x, s), lax.shift_right_logical(x, s), lax.shift_right_arithmetic(x, s),
+            x + s * x - s, x ^ s, x & ~s, x | s, jnp.maximum(x, s), jnp.minimum(x, s), -x,
+            lax.convert_element_type(x, np.uint8), lax.convert_element_type(x, np.int32),
+            jnp.where(x < s, x, s), jnp.where(x == s, x, s), x != s, x >= s,
+            lax.iota(np.uint32, 5), jnp.concatenate([x, s])[::3], x.reshape(2, 4).T, jnp.stack([x, s], 1),
+            jnp.broadcast_to(x[:, None], (8, 3)),
+        ]  # fmt: skip
+
+    closed = jax.make_jaxpr(ops)(x, s)
+    run = host_keys.compile(closed.jaxpr, closed.consts)
+    assert run is not None
+    for ours, theirs in zip(run([x, s]), jax.jit(ops)(x, s), strict=True):
+        assert ours.dtype == theirs.dtype
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
