@@ -56,7 +56,8 @@ def nnx_vmap(key):
 def haiku_stack(x):
     @hk.experimental.layer_stack(3)
     def layer(x):
-        return hk.Linear(8, w_init=to_haiku(jinit.normal(0.02)), b_init=to_haiku(jinit.zeros))(x)
+        x = hk.Linear(8, w_init=to_haiku(jinit.normal(0.02)), b_init=to_haiku(jinit.zeros))(x)
+        return hk.Linear(8, w_init=to_haiku(jinit.he_normal()))(x)  # Haiku's own zeros in the body: not the host's
 
     return layer(x)
 

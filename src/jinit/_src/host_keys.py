@@ -209,48 +209,66 @@ def _bodies(eqn: Any) -> list[Any]:
 
 
 class _Compiled:
-    """A jaxpr prepared for the host: each equation a step over an environment of NumPy arrays."""
+    """A jaxpr prepared for the host: each equation it needs a step over an environment of NumPy arrays.
 
-    def __init__(self, jaxpr: Any) -> None:
+    Only what the wanted outputs need is prepared, down into calls' and scans' bodies: a float that nothing
+    wanted reads (a framework's own zeros beside the keys, in a layer stack's body) is never computed.
+    """
+
+    def __init__(self, jaxpr: Any, wanted: Sequence[bool] | None = None) -> None:
         self.jaxpr = jaxpr
-        self.steps = [self._step(eqn) for eqn in _needed(jaxpr)]
+        self.outvars = [v for i, v in enumerate(jaxpr.outvars) if wanted is None or wanted[i]]
+        live = {v for v in self.outvars if isinstance(v, jex_core.Var)}
+        steps = []
+        for eqn in reversed(jaxpr.eqns):
+            wanted_out = [v in live for v in eqn.outvars]
+            if not any(wanted_out):
+                continue
+            step, used = self._step(eqn, wanted_out)
+            steps.append(step)
+            live.update(v for v, u in zip(eqn.invars, used, strict=True) if u and isinstance(v, jex_core.Var))
+        steps.reverse()
+        self.steps = steps
+        self.used = [v in live for v in jaxpr.invars]  # the inputs read
 
-    def __call__(self, consts: Sequence[np.ndarray], args: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def __call__(self, consts: Sequence[np.ndarray], args: Sequence[Any]) -> list[np.ndarray]:
         jaxpr = self.jaxpr
         env: Env = dict(zip(jaxpr.constvars, consts, strict=True))
         env.update(zip(jaxpr.invars, args, strict=True))
         for step in self.steps:
             step(env)
-        return [_read(env, v) for v in jaxpr.outvars]
+        return [_read(env, v) for v in self.outvars]
 
-    def _step(self, eqn: Any) -> Callable[[Env], None]:
+    def _step(self, eqn: Any, wanted: list[bool]) -> tuple[Callable[[Env], None], list[bool]]:
+        """The step of `eqn` computing its `wanted` outputs, and which of its inputs it reads."""
         name, params = eqn.primitive.name, eqn.params
         if eqn.effects:
             raise Unsupported(name)
-        for v in (*eqn.invars, *eqn.outvars):
-            aval = getattr(v, "aval", None)
-            if _key_impl(aval) is None and aval is not None and hasattr(aval, "dtype"):
-                _int(aval.dtype)  # keys and integers only: a float is JAX's to compute
         if name in ("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call"):
             closed = params.get("jaxpr", params.get("call_jaxpr", params.get("fun_jaxpr")))
             body = closed.jaxpr if isinstance(closed, jex_core.ClosedJaxpr) else closed
             consts = [_host(c) for c in getattr(closed, "consts", ())]
-            return self._call(eqn, _Compiled(body), consts)
+            return self._call(eqn, _Compiled(body, wanted), consts, wanted)
         if name in ("checkpoint", "remat", "remat2"):
-            return self._call(eqn, _Compiled(params["jaxpr"]), [])
+            return self._call(eqn, _Compiled(params["jaxpr"], wanted), [], wanted)
         if name == "scan":
-            return self._scan(eqn)
+            return self._scan(eqn, wanted)
+        for v in (*eqn.invars, *eqn.outvars):
+            aval = getattr(v, "aval", None)
+            if _key_impl(aval) is None and aval is not None and hasattr(aval, "dtype"):
+                _int(aval.dtype)  # keys and integers only: a float is JAX's to compute
+        every = [True] * len(eqn.invars)
         if name in _IDENTITY_KEYS:
-            return self._apply(eqn, lambda x: x)
+            return self._apply(eqn, lambda x: x), every
         if name in ("random_seed", "random_split", "random_fold_in"):
-            return self._key_op(eqn)
+            return self._key_op(eqn), every
         if name in _ELEMENTWISE:
             f = _ELEMENTWISE[name]
-            return self._apply(eqn, lambda *xs: np.asarray(f(*xs)))
+            return self._apply(eqn, lambda *xs: np.asarray(f(*xs))), every
         if name not in _OPS:
             raise Unsupported(name)
         op, multiple = _OPS[name], name in _MULTIPLE
-        return self._apply(eqn, lambda *xs: op(*xs, **params), multiple)
+        return self._apply(eqn, lambda *xs: op(*xs, **params), multiple), every
 
     @staticmethod
     def _apply(eqn: Any, f: Callable[..., Any], multiple: bool = False) -> Callable[[Env], None]:
@@ -265,26 +283,36 @@ class _Compiled:
         return step
 
     @staticmethod
-    def _call(eqn: Any, body: "_Compiled", consts: list[np.ndarray]) -> Callable[[Env], None]:
+    def _call(
+        eqn: Any, body: "_Compiled", consts: list[np.ndarray], wanted: list[bool]
+    ) -> tuple[Callable[[Env], None], list[bool]]:
+        outvars = [v for v, w in zip(eqn.outvars, wanted, strict=True) if w]
+        reads = list(zip(eqn.invars, body.used, strict=True))
+
         def step(env: Env) -> None:
-            out = body(consts, [_read(env, v) for v in eqn.invars])
-            env.update(zip(eqn.outvars, out, strict=True))
+            out = body(consts, [_read(env, v) if used else None for v, used in reads])
+            env.update(zip(outvars, out, strict=True))
 
-        return step
+        return step, body.used
 
-    def _scan(self, eqn: Any) -> Callable[[Env], None]:
+    def _scan(self, eqn: Any, wanted: list[bool]) -> tuple[Callable[[Env], None], list[bool]]:
         p = eqn.params
         closed = p["jaxpr"]
-        body, consts = _Compiled(closed.jaxpr), [_host(c) for c in closed.consts]
         n_consts, n_carry, length, reverse = p["num_consts"], p["num_carry"], p["length"], p["reverse"]
-        n_ys = len(eqn.outvars) - n_carry
+        wanted_ys = wanted[n_carry:]
+        body = _Compiled(closed.jaxpr, [True] * n_carry + wanted_ys)  # (every carry: the loop needs it)
+        consts = [_host(c) for c in closed.consts]
+        used = [*body.used[:n_consts], *[True] * n_carry, *body.used[n_consts + n_carry :]]
+        reads = list(zip(eqn.invars, used, strict=True))
+        outvars = [*eqn.outvars[:n_carry], *(v for v, w in zip(eqn.outvars[n_carry:], wanted_ys, strict=True) if w)]
+        n_ys = len(outvars) - n_carry
 
         def step(env: Env) -> None:
-            values = [_read(env, v) for v in eqn.invars]
+            values = [_read(env, v) if u else None for v, u in reads]
             fixed, carry, xs = values[:n_consts], values[n_consts : n_consts + n_carry], values[n_consts + n_carry :]
             ys: list[list[np.ndarray]] = [[] for _ in range(n_ys)]
             for i in reversed(range(length)) if reverse else range(length):
-                out = body(consts, [*fixed, *carry, *(x[i] for x in xs)])
+                out = body(consts, [*fixed, *carry, *(None if x is None else x[i] for x in xs)])
                 carry = out[:n_carry]
                 for store, y in zip(ys, out[n_carry:], strict=True):
                     store.append(y)
@@ -292,9 +320,9 @@ class _Compiled:
                 for store in ys:
                     store.reverse()
             stacked = [np.stack(store) for store in ys]
-            env.update(zip(eqn.outvars, [*carry, *stacked], strict=True))
+            env.update(zip(outvars, [*carry, *stacked], strict=True))
 
-        return step
+        return step, used
 
     @staticmethod
     def _key_op(eqn: Any) -> Callable[[Env], None]:
@@ -341,18 +369,6 @@ def _expand(f: Callable, *avals: Any) -> "_Compiled":
     compiled = _Compiled(closed.jaxpr)
     consts = [_host(c) for c in closed.consts]
     return lambda _, args: compiled(consts, args)  # type: ignore[return-value]
-
-
-def _needed(jaxpr: Any) -> list[Any]:
-    """The equations `jaxpr`'s outputs need, in order."""
-    needed = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
-    kept = []
-    for eqn in reversed(jaxpr.eqns):
-        if any(v in needed for v in eqn.outvars):
-            kept.append(eqn)
-            needed.update(v for v in eqn.invars if isinstance(v, jex_core.Var))
-    kept.reverse()
-    return kept
 
 
 def _read(env: Env, v: Any) -> np.ndarray:
