@@ -308,7 +308,7 @@ class _Compiled:
         n_ys = len(outvars) - n_carry
 
         def step(env: Env) -> None:
-            values = [_read(env, v) if u else None for v, u in reads]
+            values: list[Any] = [_read(env, v) if u else None for v, u in reads]
             fixed, carry, xs = values[:n_consts], values[n_consts : n_consts + n_carry], values[n_consts + n_carry :]
             ys: list[list[np.ndarray]] = [[] for _ in range(n_ys)]
             for i in reversed(range(length)) if reverse else range(length):
