@@ -101,6 +101,23 @@ def test_linen_scan_with_path_keys_folds_the_layer_index():
         np.testing.assert_array_equal(kernel[i], STD(jax.random.fold_in(root, i), (8, 16)))
 
 
+def test_a_stacked_models_top_parameters_share_its_kernel():
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Dense(8, kernel_init=jinit.he_normal(), bias_init=jinit.zeros)(x)
+            return scanned()(name="stack")(x, None)[0]
+
+    module = Model()
+    init = jinit.flax.initializer(module)
+    found = init.planned.plan((KEY, X), {})
+    assert found.top == [] and len(found.others) == n_leaves(module.init(KEY, X)) <= plan.TOP_IN_KERNEL + 12
+    assert same(init(KEY, X), module.init(KEY, X))
+    ours = jinit.flax.init(module, KEY, X, path_keys=True)  # an unstacked leaf's key is its path key, unfolded
+    expected = jinit.he_normal()(jinit.path_key(KEY, "params/Dense_0/kernel"), (8, 8))
+    np.testing.assert_array_equal(ours["params"]["Dense_0"]["kernel"], expected)
+
+
 # ------------------------------------------------------------------------------------------------------ NNX
 
 

@@ -96,9 +96,17 @@ def _side_by_side(f: Callable, keys: Any) -> Any:
     return jax.lax.fori_loop(0, -(-n // count), body, out)
 
 
+TOP_IN_KERNEL = 32
+"""A plan with stacked sites draws its top ones in the same kernel when they are this many or fewer (a scanned
+model's embeddings, head and final norm): one compilation rather than the tree engine's kernels of their own
+beside the stacked kernel (0.2 s of a scanned ViT's 1.6 s first call). Many top sites (an unrolled model with a
+stacked part) are drawn by the tree engine, whose kernels are shared by parameters of the same shape."""
+
+
 @functools.partial(jax.jit, static_argnames=("plan",))
 def _kernel(keys: tuple, *, plan: "Plan") -> list:
-    """Every site of `plan` but the top ones, in one program: compiled once per plan, whatever the depth."""
+    """Every site of `plan` but those the tree engine draws (`Plan.top`), in one program: compiled once per plan,
+    whatever the depth."""
     return plan._drawn(plan.others, list(keys))
 
 
@@ -113,6 +121,8 @@ class Plan:
         self.mesh = _explicit_mesh(program.shardings)  # its program is compiled inside it (`_inside`)
         self.top = [s for s in found.sites if s.top and _constraints_only(s.steps)]
         self.others = [s for s in found.sites if not (s.top and _constraints_only(s.steps))]
+        if self.others and len(self.top) <= TOP_IN_KERNEL:  # one compilation for all: see `TOP_IN_KERNEL`
+            self.top, self.others = [], [*self.top, *self.others]
         self.partial: dict[frozenset[int], Plan] = {}  # this plan without given leaves (`partial.pruned`)
 
     def _drawn(self, others: list[sites.Site], site_keys: list) -> list:
@@ -329,12 +339,14 @@ def _constraints_only(steps: tuple) -> bool:
 
 
 def _path_keys(root: Any, path: str, aval: Any) -> Any:
-    """The keys of a stacked leaf at `path` with `root`'s path keys: ``path_key(root, path)`` folded with each
-    layer's index (row-major over the stacked key array's shape `aval`), so adding layers at the end changes no
-    other layer."""
+    """The keys of a leaf at `path` with `root`'s path keys: ``path_key(root, path)``, for a stacked leaf folded
+    with each layer's index (row-major over the stacked key array's shape `aval`), so adding layers at the end
+    changes no other layer."""
     base_key = tree.path_key(root, path)
     legacy = not jnp.issubdtype(aval.dtype, jax.dtypes.prng_key)
     shape = aval.shape[:-1] if legacy else aval.shape
+    if not shape:  # a leaf of one draw (not stacked): its path key, as `jinit.init_tree` gives it
+        return base_key
     flat = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(math.prod(shape), dtype=jnp.uint32))
     return flat.reshape((*shape, *flat.shape[1:]))
 
