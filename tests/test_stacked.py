@@ -118,6 +118,14 @@ def test_a_stacked_models_top_parameters_share_its_kernel():
     np.testing.assert_array_equal(ours["params"]["Dense_0"]["kernel"], expected)
 
 
+def test_a_reshaped_unstacked_parameter_gets_its_path_key():
+    """DenseGeneral draws its kernel flat and reshapes it: its key is still its path key, unfolded."""
+    module = nn.DenseGeneral((2, 4), kernel_init=jinit.lecun_normal(), bias_init=jinit.zeros)
+    ours = jinit.flax.init(module, KEY, X, path_keys=True)["params"]["kernel"]
+    expected = jinit.lecun_normal()(jinit.path_key(KEY, "params/kernel"), (8, 8)).reshape(8, 2, 4)
+    np.testing.assert_array_equal(ours, expected)
+
+
 # ------------------------------------------------------------------------------------------------------ NNX
 
 
