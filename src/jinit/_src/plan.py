@@ -2,8 +2,9 @@
 
 A `Plan` is a model's initialization traced once (`jinit._src.program.trace`) with its sites found
 (`jinit._src.sites.find`): calling it evaluates the rewritten program, which computes the sites' keys (a
-``fold_in`` or ``split`` per layer, and a scan of them for stacked layers) and the leaves no jinit call makes
-(other libraries' initializers, state), and draws each site by the engine:
+``fold_in`` or ``split`` per layer, and a scan of them for stacked layers; in NumPy where
+`jinit._src.host_keys` can, with nothing to compile) and the leaves no jinit call makes (other libraries'
+initializers, state), and draws each site by the engine:
 
 - a parameter made at the top of the program, unbatched, is drawn as `jinit.init_tree` draws a tree: grouped by
   (initializer, shape, dtype, sharding), small ones from the engine's stream, a large group by its shape's own
@@ -12,7 +13,7 @@ A `Plan` is a model's initialization traced once (`jinit._src.program.trace`) wi
   ``remat``), or one the program reshapes or transposes, by one compiled kernel per distinct site: the draws of
   its keys, batched and moved as the program does it (`jinit._src.sites.Step`), written in place, laid out as its
   sharding says, each device generating only its own shard. Compilation is that of the distinct sites, whatever
-  the depth.
+  the depth. A stacked model's few top parameters (`TOP_IN_KERNEL`) are drawn in that kernel too.
 
 A plan is reusable: a second call (another key, new inputs of the same shapes) traces nothing and compiles
 nothing new; it is what the integrations' ``initializer`` objects hold (`jinit.flax.initializer`). It works under

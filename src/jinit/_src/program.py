@@ -221,9 +221,10 @@ MOVES = frozenset({
 
 
 def evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list]:
-    """A function of the inputs of `jaxpr` (open, its constants `consts`) that returns its outputs: one jitted
-    program for a small jaxpr (`WHOLE`) of the default PRNG's keys that computes no floating-point value
-    (`_exact`), else `evaluate`. Made once per plan, so that its compilation is kept.
+    """A function of the inputs of `jaxpr` (open, its constants `consts`) that returns its outputs: its keys in
+    NumPy where `jinit._src.host_keys` runs them (concrete inputs), the rest one jitted program for a small jaxpr
+    (`WHOLE`) of the default PRNG's keys that computes no floating-point value (`_exact`), else `evaluate`. Made
+    once per plan, so that its compilation is kept.
 
     Floating-point arithmetic is evaluated as the framework evaluates it eagerly, operation by operation: compiled
     as one program, XLA fuses, simplifies and folds it, and rounds it its own way (a Haiku batch norm's moving
