@@ -148,10 +148,9 @@ def compile(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list
     arrays); its inputs must be concrete.
     """
     try:
-        impls = _impls(jaxpr)
-        if not all(verified(impl) for impl in impls):
-            return None
         run = _Compiled(jaxpr)
+        if not all(verified(impl) for impl in run.impls):
+            return None
         host_consts = [_host(c) for c in consts]
     except Exception:  # `Unsupported`, or parameters of a JAX this module does not know: JAX runs the program
         return None
@@ -181,33 +180,6 @@ def _key_impl(aval: Any) -> Any:
     return None
 
 
-def _impls(jaxpr: Any) -> set[Any]:
-    """The key implementations `jaxpr` uses (its bodies included)."""
-    found = set()
-    for v in (*jaxpr.invars, *jaxpr.outvars, *jaxpr.constvars):
-        impl = _key_impl(getattr(v, "aval", None))
-        if impl is not None:
-            found.add(impl)
-    for eqn in jaxpr.eqns:
-        for v in (*eqn.invars, *eqn.outvars):
-            impl = _key_impl(getattr(v, "aval", None))
-            if impl is not None:
-                found.add(impl)
-        for body in _bodies(eqn):
-            found |= _impls(body)
-    return found
-
-
-def _bodies(eqn: Any) -> list[Any]:
-    out = []
-    for value in eqn.params.values():
-        if isinstance(value, jex_core.ClosedJaxpr):
-            out.append(value.jaxpr)
-        elif isinstance(value, jex_core.Jaxpr):
-            out.append(value)
-    return out
-
-
 class _Compiled:
     """A jaxpr prepared for the host: each equation it needs a step over an environment of NumPy arrays.
 
@@ -218,6 +190,7 @@ class _Compiled:
     def __init__(self, jaxpr: Any, wanted: Sequence[bool] | None = None) -> None:
         self.jaxpr = jaxpr
         self.outvars = [v for i, v in enumerate(jaxpr.outvars) if wanted is None or wanted[i]]
+        self.impls: set[Any] = set()  # the key implementations whose operations it runs (`verified` by `compile`)
         live = {v for v in self.outvars if isinstance(v, jex_core.Var)}
         steps = []
         for eqn in reversed(jaxpr.eqns):
@@ -248,9 +221,9 @@ class _Compiled:
             closed = params.get("jaxpr", params.get("call_jaxpr", params.get("fun_jaxpr")))
             body = closed.jaxpr if isinstance(closed, jex_core.ClosedJaxpr) else closed
             consts = [_host(c) for c in getattr(closed, "consts", ())]
-            return self._call(eqn, _Compiled(body, wanted), consts, wanted)
+            return self._call(eqn, self._body(body, wanted), consts, wanted)
         if name in ("checkpoint", "remat", "remat2"):
-            return self._call(eqn, _Compiled(params["jaxpr"], wanted), [], wanted)
+            return self._call(eqn, self._body(params["jaxpr"], wanted), [], wanted)
         if name == "scan":
             return self._scan(eqn, wanted)
         for v in (*eqn.invars, *eqn.outvars):
@@ -261,7 +234,9 @@ class _Compiled:
         if name in _IDENTITY_KEYS:
             return self._apply(eqn, lambda x: x), every
         if name in ("random_seed", "random_split", "random_fold_in"):
-            return self._key_op(eqn), every
+            step = self._key_op(eqn)
+            self.impls.add(_key_impl((eqn.outvars if name == "random_seed" else eqn.invars)[0].aval))
+            return step, every
         if name in _ELEMENTWISE:
             f = _ELEMENTWISE[name]
             return self._apply(eqn, lambda *xs: np.asarray(f(*xs))), every
@@ -269,6 +244,11 @@ class _Compiled:
             raise Unsupported(name)
         op, multiple = _OPS[name], name in _MULTIPLE
         return self._apply(eqn, lambda *xs: op(*xs, **params), multiple), every
+
+    def _body(self, jaxpr: Any, wanted: Sequence[bool]) -> "_Compiled":
+        body = _Compiled(jaxpr, wanted)
+        self.impls |= body.impls
+        return body
 
     @staticmethod
     def _apply(eqn: Any, f: Callable[..., Any], multiple: bool = False) -> Callable[[Env], None]:
@@ -300,7 +280,7 @@ class _Compiled:
         closed = p["jaxpr"]
         n_consts, n_carry, length, reverse = p["num_consts"], p["num_carry"], p["length"], p["reverse"]
         wanted_ys = wanted[n_carry:]
-        body = _Compiled(closed.jaxpr, [True] * n_carry + wanted_ys)  # (every carry: the loop needs it)
+        body = self._body(closed.jaxpr, [True] * n_carry + wanted_ys)  # (every carry: the loop needs it)
         consts = [_host(c) for c in closed.consts]
         used = [*body.used[:n_consts], *[True] * n_carry, *body.used[n_consts + n_carry :]]
         reads = list(zip(eqn.invars, used, strict=True))
