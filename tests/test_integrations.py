@@ -251,6 +251,31 @@ def test_nnx_build_gives_eager_construction_bitwise(drawn):
     assert "stack/attention/query/kernel" in stacked and len(stacked) == 2 + 8 + 2 and "head/kernel" not in drawn
 
 
+def test_nnx_build_probes_of_sharding_do_not_walk_the_trace(monkeypatch):
+    # NNX's Variable.set_value probes `getattr(value, "sharding", None)` for every key an Rngs gives; before JAX
+    # 0.12 the probe's message walked every traced operation (quadratic tracing), which the trace must not do
+    from jax._src.interpreters import partial_eval
+
+    frame = getattr(partial_eval, "JaxprStackFrame", None)
+    if not hasattr(frame, "find_progenitors"):
+        pytest.skip("this JAX traces without JaxprStackFrame.find_progenitors")
+    walks = []
+    find = frame.find_progenitors
+    monkeypatch.setattr(frame, "find_progenitors", lambda self, t: walks.append(1) or find(self, t))
+    saved = {name: jax.core.Tracer.__dict__[name] for name in ("sharding", "device")}
+    probed = []
+
+    def make(key):
+        model = NNXBlock(nnx.Rngs(params=key))
+        x = model.attention.query.kernel[...]
+        probed.append((hasattr(x, "sharding"), getattr(x, "device", "none")))
+        return model
+
+    ours = jinit.flax.build(make, jax.random.key(5))
+    assert same(nnx.state(ours), nnx.state(make(jax.random.key(5))))
+    assert walks == [] and probed[0] == (False, "none")  # the traced value has neither, as before
+    assert {name: jax.core.Tracer.__dict__[name] for name in saved} == saved  # restored after the trace
+
 def test_nnx_build_under_jit_and_with_arguments():
     ours = jinit.flax.build(NNXBlock, rngs=nnx.Rngs(params=5))
     assert same(nnx.state(ours), nnx.state(NNXBlock(nnx.Rngs(params=5))))

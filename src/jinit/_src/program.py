@@ -16,6 +16,9 @@ JAX internals relied on, and how a change is survived: ``eqn.primitive.bind`` wi
 way JAX's own ``eval_jaxpr`` evaluates); `evaluation_works` checks once per process, on a program shaped like an
 initialization, that `evaluate` gives what the program gives eagerly, and if not (or if anything raises) the
 program is run by `jax.extend.core.jaxpr_as_fun`, eagerly: every operation computed, the same values.
+The ``sharding`` and ``device`` properties of ``jax.core.Tracer``, replaced while tracing on a JAX before 0.12
+(`cheap_attribute_probes`): only where they are properties whose code calls ``_origin_msg``, by properties that
+raise the same AttributeError; on any other JAX they are left alone, and tracing is as fast or as slow as JAX's.
 """
 
 import contextlib
@@ -124,7 +127,7 @@ def trace(
         ]
 
     abstract = [_abstract(leaves[i]) for i in dynamic]
-    with concrete_shapes(what):
+    with concrete_shapes(what), cheap_attribute_probes():
         closed = jax.make_jaxpr(program)(abstract)
     return Program(closed, survey["treedef"], survey["paths"], survey["shapes"], survey["shardings"], calls,
                    leaves, structure, dynamic)  # fmt: skip
@@ -169,6 +172,45 @@ def _survey(
             shapes.append(shape)
             shardings.append(None if unsharded else tree.resolve(leaf_path, sharding, shape, mesh))
     return {"treedef": jax.tree.structure(out), "paths": paths, "shapes": shapes, "shardings": shardings}
+
+
+_PROBED = ("sharding", "device")  # the attributes of a concrete array that code probes with `getattr`/`hasattr`
+
+
+@contextlib.contextmanager
+def cheap_attribute_probes() -> Iterator[None]:
+    """While tracing, a traced value's ``sharding`` and ``device`` raise their AttributeError at once.
+
+    Before JAX 0.12, the message of that AttributeError describes where the value came from, by walking every
+    operation traced so far; code that probes the attribute once per operation (``getattr(value, "sharding",
+    None)`` in Flax NNX's `Variable.set_value`, for every key an `nnx.Rngs` gives) then traces in quadratic time:
+    about 3 s of a GPT-2-medium NNX constructor's trace. JAX 0.12 dropped that part of the message; here the two
+    properties do as JAX 0.12's do, for the duration of the trace and only on a JAX whose properties call
+    ``_origin_msg``, and are restored after it. The same AttributeError is raised, so ``hasattr`` and ``getattr``
+    answer as before; only its message is shorter (for any thread tracing meanwhile too).
+    """
+    saved = {name: Tracer.__dict__.get(name) for name in _PROBED}
+    walks = all(
+        isinstance(prop, property)
+        and prop.fget is not None
+        and {"_origin_msg", "_error_repr"} <= set(prop.fget.__code__.co_names)
+        for prop in saved.values()
+    )
+    if not walks:
+        yield
+        return
+    for name in _PROBED:
+        setattr(Tracer, name, property(functools.partial(_unavailable, name=name)))
+    try:
+        yield
+    finally:
+        for name, prop in saved.items():
+            setattr(Tracer, name, prop)
+
+
+def _unavailable(tracer: Any, name: str) -> Any:
+    """A traced value's concrete-array attribute `name`: unavailable, as JAX 0.12 says it."""
+    raise AttributeError(f"The '{name}' attribute is not available on {tracer._error_repr()}.")
 
 
 @contextlib.contextmanager
