@@ -167,10 +167,62 @@ def test_non_partitionable_threefry_is_respected():
             assert not np.array_equal(x.reshape(-1), longer)  # the stream is not prefix-stable here
 
 
-def test_other_prng_implementations():
-    for impl in ("rbg", "unsafe_rbg"):
-        key = jax.random.key(3, impl=impl)
-        np.testing.assert_array_equal(jinit.normal()(key, (40, 3)), jnn.normal()(key, (40, 3)))
+OWN_STREAM_CASES = [
+    (jinit.normal(0.7), jnn.normal(0.7)),
+    (jinit.uniform(2.0), jnn.uniform(2.0)),
+    (jinit.truncated_normal(0.3), jnn.truncated_normal(0.3)),
+    (jinit.lecun_normal(), jnn.lecun_normal()),
+    (jinit.glorot_uniform(), jnn.glorot_uniform()),
+    (jinit.he_normal(), jnn.he_normal()),
+]
+
+
+@pytest.mark.parametrize("impl", ["rbg", "unsafe_rbg"])
+def test_other_prng_implementations_draw_staged_bits_with_jaxs_values(impl, monkeypatch):
+    """Their bits come from XLA's RngBitGenerator: drawn in a loop of their own (`engine.stages`), with JAX's
+    values in float32, and in narrower floats (computed in float32, `distributions.compute_dtype`) the values
+    drawn without staging."""
+    key = jax.random.key(3, impl=impl)
+    assert engine.stages(key)
+    cases = [(ours, theirs, shape) for ours, theirs in OWN_STREAM_CASES for shape in [(7, 5, 6)]]
+    narrow = [(jnp.bfloat16, jnp.float16), ()]
+    for ours, theirs, shape in cases:
+        np.testing.assert_array_equal(ours(key, shape), theirs(key, shape))
+        narrow[1] += tuple(ours(key, shape, dtype) for dtype in narrow[0])
+    monkeypatch.setattr(engine, "stages", lambda key: False)
+    unstaged = [ours(key, shape, dtype) for ours, _, shape in cases for dtype in narrow[0]]
+    for a, b in zip(narrow[1], unstaged, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+    monkeypatch.undo()
+    hlo = engine._exact.lower(
+        key, distributions.Normal(1.0), shape=(8, 4), dtype=np.dtype(np.float32), sharding=None,
+        positioned=False, staged=True,
+    ).as_text()  # fmt: skip
+    assert "case" in hlo or "conditional" in hlo or "stablehlo.if" in hlo  # the bits' own loop
+
+
+def test_threefry_bits_are_not_staged():
+    assert not engine.stages(KEY) and not engine.stages(jax.random.key_data(KEY))  # typed and raw keys
+    assert not engine.stages(jax.random.key_data(jax.random.key(0, impl="rbg")))  # raw, not the default's shape
+    with jax.threefry_partitionable(False):
+        assert not engine.stages(KEY)
+
+
+def test_staging_is_refused_when_its_bits_differ(monkeypatch):
+    impl = jax.random.key(0, impl="rbg").dtype._impl
+    engine._staged_impl.cache_clear()
+
+    def different(words, impl, staged):
+        plain, ours = engine._staging_example(words, impl, staged)
+        return plain, [x + 1 for x in ours]
+
+    monkeypatch.setattr(engine, "_staging_example", different)
+    try:
+        assert engine._staged_impl(impl) is None
+        key = jax.random.key(3, impl="rbg")
+        np.testing.assert_array_equal(jinit.normal()(key, (40, 3)), jnn.normal()(key, (40, 3)))  # JAX's way
+    finally:
+        engine._staged_impl.cache_clear()
 
 
 def test_new_hyperparameters_do_not_retrace(monkeypatch):

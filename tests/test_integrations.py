@@ -276,6 +276,7 @@ def test_nnx_build_probes_of_sharding_do_not_walk_the_trace(monkeypatch):
     assert walks == [] and probed[0] == (False, "none")  # the traced value has neither, as before
     assert {name: jax.core.Tracer.__dict__[name] for name in saved} == saved  # restored after the trace
 
+
 def test_nnx_build_under_jit_and_with_arguments():
     ours = jinit.flax.build(NNXBlock, rngs=nnx.Rngs(params=5))
     assert same(nnx.state(ours), nnx.state(NNXBlock(nnx.Rngs(params=5))))

@@ -188,6 +188,25 @@ def test_compilations_grow_with_groups_not_layers(monkeypatch):
     assert count[0] <= first + 1
 
 
+def test_zeros_and_ones_of_new_shapes_compile_nothing(monkeypatch):
+    shapes = [(17, 3), (23,), (2, 0, 5), ()]  # shapes used by no other test
+    dtypes = ["float32", "bfloat16", "int8", "complex64"]
+    specs = {f"{name}{i}": jinit.ParamSpec(shape, init, dtype)
+             for name, init in (("z", jinit.zeros), ("o", jinit.ones))
+             for i, (shape, dtype) in enumerate(zip(shapes, dtypes, strict=True))}  # fmt: skip
+    jinit.init_tree(KEY, {"warm": jinit.ParamSpec((4,), jinit.zeros)})  # the process's checks
+    count = compiles(monkeypatch)
+    params = jinit.init_tree(KEY, specs)
+    assert count[0] <= 1  # the keys of the paths, at most; no kernel per shape
+    for path, spec in specs.items():
+        theirs = (jnp.zeros if spec.init is jinit.zeros else jnp.ones)(spec.shape, spec.dtype)
+        ours = params[path]
+        assert (ours.dtype, ours.shape, ours.weak_type, ours.committed) == (
+            theirs.dtype, theirs.shape, theirs.weak_type, theirs.committed,
+        )  # fmt: skip
+        assert np.array_equal(ours, theirs)
+
+
 def test_under_jit_the_program_grows_with_groups_not_layers():
     def operations(layers):
         """The number of each operation in the lowered program (its shapes aside)."""

@@ -31,7 +31,7 @@ import numpy as np
 from jax.core import Tracer
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 
-from jinit._src import checks, engine
+from jinit._src import checks, constant, engine
 from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike, InitializerLike, KeyArray, Shape
 
@@ -197,6 +197,18 @@ class _Leaf:
         if self.sharding is None:
             return spec.init(key, spec.shape, spec.dtype)
         return spec.init(key, spec.shape, spec.dtype, out_sharding=self.sharding)
+
+    def host_constant(self) -> jax.Array | None:
+        """This parameter, if it is jinit's `zeros` or `ones` unsharded and no mesh is set, made on the host
+        (eagerly only): a kernel compiled per shape, as ``jnp.zeros`` has, costs 10-20 ms."""
+        init, spec = self.spec.init, self.spec
+        if self.sharding is not None or type(init) not in (constant.Zeros, constant.Ones):
+            return None
+        if not (checks.current_mesh().empty and jax.sharding.get_abstract_mesh().empty):  # jnp's would follow it
+            return None
+        dtype = checks.resolve_dtype(init, spec.dtype)
+        host = (np.zeros if type(init) is constant.Zeros else np.ones)(spec.shape, dtype)
+        return jax.device_put(host, may_alias=True)
 
     def own_stream(self, key: Any) -> Any:
         """The law of this parameter where the engine would draw it from JAX's own stream, eagerly and unsharded (a
@@ -509,8 +521,8 @@ def draw(
     """Each parameter from its key (an iterable of concrete keys, one per parameter), eagerly.
 
     A group of parameters of `engine.WHOLE` elements or more in all is drawn by its shape's own kernel, which
-    its parameters share: its compilation is repaid by its speed. Progress goes to `report` if given (one that
-    counts more parameters than these), else to `progress`.
+    its parameters share: its compilation is repaid by its speed. jinit's zeros and ones are made on the host.
+    Progress goes to `report` if given (one that counts more parameters than these), else to `progress`.
     """
     sizes: collections.Counter[tuple] = collections.Counter()
     for leaf in leaves:
@@ -531,14 +543,15 @@ def draw(
                 report(leaves[i].path, *size(leaves[i]), value)
 
     for i, (leaf, leaf_key) in enumerate(zip(leaves, keys, strict=True)):
-        law = leaf.own_stream(leaf_key) if engine.SIDE_BY_SIDE > 1 else None
-        if law is not None:
+        made = leaf.host_constant()
+        law = leaf.own_stream(leaf_key) if made is None and engine.SIDE_BY_SIDE > 1 else None
+        if law is not None and not engine.stages(leaf_key):  # (staged bits run as fast one by one)
             waiting.setdefault(leaf.group, []).append((i, leaf_key, law))
             if len(waiting[leaf.group]) == engine.SIDE_BY_SIDE:
                 flush(leaf.group)
             continue
         large = sizes[leaf.group] >= engine.WHOLE and math.prod(leaf.spec.shape) > engine.CHUNK
-        arrays[i] = leaf.per_shape(leaf_key) if large else leaf(leaf_key)
+        arrays[i] = made if made is not None else leaf.per_shape(leaf_key) if large else leaf(leaf_key)
         if report is not None:
             report(leaf.path, *size(leaf), arrays[i])
     for group in list(waiting):
