@@ -214,7 +214,7 @@ def test_staging_is_refused_when_its_bits_differ(monkeypatch):
 
     def different(words, impl, staged):
         plain, ours = engine._staging_example(words, impl, staged)
-        return plain, [x + 1 for x in ours]
+        return [plain, ours + 1]
 
     monkeypatch.setattr(engine, "_staging_example", different)
     try:

@@ -308,13 +308,15 @@ def stages(key: jax.Array) -> bool:
     """Whether a sample from concrete `key`, of JAX's own stream, is drawn with its bits staged (`_staged_impl`)."""
     try:
         impl = _impl(key)
-    except TypeError:  # raw key data not of the default implementation's shape: JAX's own error, later
+    except (TypeError, AttributeError):  # raw data not of the default's shape (JAX's error, later); a new JAX
         return False
     return _staged_impl(impl) is not None
 
 
 def _impl(key: Any) -> Any:
-    """The PRNG implementation of `key`, typed or raw (then the default one, as `jax.random` takes raw keys)."""
+    """The PRNG implementation of `key`, typed or raw (then the default one, as `jax.random` takes raw keys).
+
+    JAX internal: a key type's ``_impl`` (whose fields are those `jax.extend.random.define_prng_impl` takes)."""
     typed = key if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(key)
     return typed.dtype._impl
 
@@ -360,16 +362,12 @@ def _staged_impl(impl: Any) -> Any:
         )
         words = np.arange(1, 1 + math.prod(impl.key_shape), dtype=np.uint32).reshape(impl.key_shape)
         plain, ours = _staging_example(words, impl, staged)
-        return staged if all(np.array_equal(a, b) for a, b in zip(plain, ours, strict=True)) else None
+        return staged if np.array_equal(plain, ours) else None
     except Exception:  # an implementation or a JAX this does not understand: JAX's own draws
         return None
 
 
 @functools.partial(jax.jit, static_argnames=("impl", "staged"))
-def _staging_example(words: Any, impl: Any, staged: Any) -> tuple[list, list]:
+def _staging_example(words: Any, impl: Any, staged: Any) -> list:
     """Bits from one key's data, of `impl` and of its `staged` twin."""
-
-    def samples(key: jax.Array) -> list:
-        return [jax.random.bits(key, (5,))]
-
-    return samples(jax.random.wrap_key_data(words, impl=impl)), samples(jax.random.wrap_key_data(words, impl=staged))
+    return [jax.random.bits(jax.random.wrap_key_data(words, impl=i), (5,)) for i in (impl, staged)]
