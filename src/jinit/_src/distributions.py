@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
+from jinit._src import kernel
+
 TRUNCATED_STDDEV = 0.87962566103423978
 """Standard deviation of N(0, 1) truncated to [-2, 2]: variance scaling divides by it (as JAX and Keras)."""
 COMPLEX_TRUNCATED_STDDEV = 0.95311164380491208
@@ -425,7 +427,7 @@ def _erf_bounds(lower: float, upper: float, lower_sign: float, upper_sign: float
     return float(a), float(b)
 
 
-@functools.partial(jax.jit, static_argnames=("dtype",))
+@kernel.jit(static_argnames=("dtype",))
 def _erf_kernel(lower, upper, *, dtype):
     sqrt2 = np.array(np.sqrt(2), dtype)
     lower, upper = jax.lax.convert_element_type(lower, dtype), jax.lax.convert_element_type(upper, dtype)

@@ -24,7 +24,8 @@
   `distributions.ScaledTruncatedNormal`).
 
 Nothing happens behind a call: no threads, no background compilation; what is compiled is JAX's own bounded
-cache of jitted functions.
+cache of jitted functions. Every kernel is compiled by `jinit._src.kernel.jit`: `jax.jit`, with an XLA:CPU
+option that compiles faster where tests show that it gives the same values.
 """
 
 import collections
@@ -43,7 +44,7 @@ from jax.core import Tracer
 from jax.extend import random as jex_random
 from jax.sharding import Sharding
 
-from jinit._src import threefry
+from jinit._src import kernel, threefry
 from jinit._src.distributions import Distribution
 
 try:  # JAX internals, for `adopt`'s fast path only: a JAX that moved them gets the public `jax.device_put`
@@ -109,7 +110,7 @@ def draw_many(distribution: Distribution, keys: list, shape: tuple[int, ...], dt
     return list(_exact_many(tuple(keys), distribution, shape=shape, dtype=dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+@kernel.jit(static_argnames=("shape", "dtype"), older=lambda keys, *_, **__: bit_generated(keys[0]))
 def _exact_many(keys, distribution, *, shape, dtype):
     distribution = opaque(distribution)
     return [distribution.sample(key, shape, dtype) for key in keys]
@@ -257,7 +258,10 @@ def lay_out(sample: Callable[..., jax.Array], sharding: Sharding | None, *args: 
     return jax.lax.with_sharding_constraint(sample(*args), sharding)
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "dtype", "sharding", "positioned", "staged"))
+@kernel.jit(
+    static_argnames=("shape", "dtype", "sharding", "positioned", "staged"),
+    older=lambda key, *_, **__: bit_generated(key),
+)
 def _exact(key, distribution, *, shape, dtype, sharding, positioned, staged=False):
     """A sample of exactly `shape`, each device generating its own shard of `sharding`.
 
@@ -313,12 +317,33 @@ def stages(key: jax.Array) -> bool:
     return _staged_impl(impl) is not None
 
 
+def bit_generated(key: Any) -> bool:
+    """Whether the bits of concrete `key` come from XLA's RngBitGenerator (``rbg``, ``unsafe_rbg``): its kernels
+    then compile with XLA:CPU's older emitters, which run those bits faster (`jinit._src.kernel`)."""
+    try:
+        return _bit_generator(_impl(key))
+    except (TypeError, AttributeError):  # raw data not of the default's shape (JAX's error, later); a new JAX
+        return False
+
+
+@functools.cache
+def _bit_generator(impl: Any) -> bool:
+    """Whether implementation `impl` makes its bits with XLA's RngBitGenerator (checked once, on its jaxpr)."""
+    try:
+        words = np.zeros(impl.key_shape, np.uint32)
+        bits = jax.make_jaxpr(lambda data: impl.random_bits(data, 32, (2,)))(words)
+    except Exception:  # an implementation this does not understand
+        return False
+    return any(eqn.primitive.name == "rng_bit_generator" for eqn in bits.jaxpr.eqns)
+
+
 def _impl(key: Any) -> Any:
     """The PRNG implementation of `key`, typed or raw (then the default one, as `jax.random` takes raw keys).
 
     JAX internal: a key type's ``_impl`` (whose fields are those `jax.extend.random.define_prng_impl` takes)."""
-    typed = key if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(key)
-    return typed.dtype._impl
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key.dtype._impl
+    return jax.eval_shape(jax.random.wrap_key_data, key).dtype._impl  # (traced only: nothing to compile)
 
 
 def _staged_key(key: Any) -> jax.Array:
@@ -342,9 +367,7 @@ def _staged_impl(impl: Any) -> Any:
     both; the tests check every family and dtype bitwise against `jax.random`.
     """
     try:
-        words = np.zeros(impl.key_shape, np.uint32)
-        bits = jax.make_jaxpr(lambda data: impl.random_bits(data, 32, (2,)))(words)
-        if not any(eqn.primitive.name == "rng_bit_generator" for eqn in bits.jaxpr.eqns):
+        if not _bit_generator(impl):
             return None
 
         def random_bits(data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
@@ -367,7 +390,7 @@ def _staged_impl(impl: Any) -> Any:
         return None
 
 
-@functools.partial(jax.jit, static_argnames=("impl", "staged"))
+@kernel.jit(static_argnames=("impl", "staged"))
 def _staging_example(words: Any, impl: Any, staged: Any) -> list:
     """Bits from one key's data, of `impl` and of its `staged` twin."""
     return [jax.random.bits(jax.random.wrap_key_data(words, impl=i), (5,)) for i in (impl, staged)]

@@ -31,7 +31,7 @@ import numpy as np
 from jax.core import Tracer
 from jax.extend import core as jex_core
 
-from jinit._src import checks, threefry
+from jinit._src import checks, kernel, threefry
 
 Env = dict[Any, np.ndarray]
 
@@ -433,6 +433,6 @@ def reference(impl: Any, partitionable: bool) -> list[np.ndarray]:
     return [np.asarray(x) for x in out]
 
 
-@functools.partial(jax.jit, static_argnames="impl", compiler_options={"xla_backend_optimization_level": 0})
+@kernel.jit(static_argnames="impl", compiler_options={"xla_backend_optimization_level": 0})
 def _jax_example(words: Any, impl: Any) -> Any:  # (integers: exact at any optimization level)
     return example(jax.random.wrap_key_data(words, impl=impl))

@@ -1,14 +1,13 @@
 """Orthogonal initializers: orthogonal matrices, and delta-orthogonal convolution kernels."""
 
 import dataclasses
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jinit._src import checks, engine
+from jinit._src import checks, engine, kernel
 from jinit._src.base import Initializer
 from jinit._src.distributions import compute_dtype
 from jinit._src.typing import DTypeLike
@@ -40,7 +39,10 @@ def _orthogonal(key, scale, shape, column_axis, dtype, positioned):
     return (jnp.asarray(scale, ct) * q).astype(dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "column_axis", "dtype", "sharding", "positioned"))
+_STATIC = ("shape", "column_axis", "dtype", "sharding", "positioned")
+
+
+@kernel.jit(static_argnames=_STATIC, older=lambda key, *_, **__: engine.bit_generated(key))
 def _orthogonal_kernel(key, scale, *, shape, column_axis, dtype, sharding, positioned):
     def draw(k, s):
         return _orthogonal(k, s, shape, column_axis, dtype, positioned)
@@ -48,7 +50,7 @@ def _orthogonal_kernel(key, scale, *, shape, column_axis, dtype, sharding, posit
     return engine.lay_out(draw, sharding, key, scale)
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "column_axis", "dtype", "sharding", "positioned"))
+@kernel.jit(static_argnames=_STATIC, older=lambda key, *_, **__: engine.bit_generated(key))
 def _delta_orthogonal_kernel(key, scale, *, shape, column_axis, dtype, sharding, positioned):
     """An orthogonal matrix at the centre of a convolution kernel, zeros elsewhere."""
 

@@ -25,7 +25,6 @@ program computes every leaf, as the framework does: slower, the same values.
 
 import contextlib
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
-from jinit._src import base, checks, engine, host_keys, partial, sites, tree
+from jinit._src import base, checks, engine, host_keys, kernel, partial, sites, tree
 from jinit._src import program as program_module
 from jinit._src.program import Program, evaluator
 
@@ -104,7 +103,9 @@ beside the stacked kernel (0.2 s of a scanned ViT's 1.6 s first call). Many top 
 stacked part) are drawn by the tree engine, whose kernels are shared by parameters of the same shape."""
 
 
-@functools.partial(jax.jit, static_argnames=("plan",))
+@kernel.jit(
+    static_argnames=("plan",), older=lambda keys, **_: any(k is not None and engine.bit_generated(k) for k in keys)
+)
 def _kernel(keys: tuple, *, plan: "Plan") -> list:
     """Every site of `plan` but those the tree engine draws (`Plan.top`), in one program: compiled once per plan,
     whatever the depth."""

@@ -6,7 +6,6 @@ PyTorch lays weights out as ``(out, in, *kernel)``; the `torch_*` factories use 
 """
 
 import dataclasses
-import functools
 import math
 from fractions import Fraction
 
@@ -14,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jinit._src import checks, distributions, engine, variance_scaling
+from jinit._src import checks, distributions, engine, kernel, variance_scaling
 from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike
 
@@ -245,7 +244,7 @@ def trunc_normal(
 # ----------------------------------------------------------------------------------------------- sparse
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "dtype", "zeros"))
+@kernel.jit(static_argnames=("shape", "dtype", "zeros"), older=lambda key, *_, **__: engine.bit_generated(key))
 def _sparse_kernel(key, values, *, shape, dtype, zeros):
     """Zeros `zeros` entries of each column of `values`, at rows drawn uniformly without replacement."""
     ranks = jnp.argsort(jnp.argsort(jax.random.uniform(key, shape), axis=0), axis=0)

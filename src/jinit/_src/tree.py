@@ -31,7 +31,7 @@ import numpy as np
 from jax.core import Tracer
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 
-from jinit._src import checks, constant, engine
+from jinit._src import checks, constant, engine, kernel
 from jinit._src.base import Initializer
 from jinit._src.typing import DTypeLike, InitializerLike, KeyArray, Shape
 
@@ -147,8 +147,8 @@ def path_key(key: KeyArray, path: str) -> KeyArray:
     return _fold(key, _words(checks.path(path)))
 
 
-_derive_padded = jax.jit(jax.vmap(_fold, in_axes=(None, 0)))
-_derive_mapped = jax.jit(lambda key, words: jax.lax.map(lambda w: _fold(key, w), words))
+_derive_padded = kernel.jit(jax.vmap(_fold, in_axes=(None, 0)))
+_derive_mapped = kernel.jit(lambda key, words: jax.lax.map(lambda w: _fold(key, w), words))
 
 
 def _derive(key: Any, words: np.ndarray) -> Any:

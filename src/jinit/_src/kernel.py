@@ -1,0 +1,106 @@
+"""How jinit compiles its own kernels: `jit`, which is `jax.jit`, with an XLA:CPU option where that is faster.
+
+XLA:CPU has two code generators for elementwise loops: its fusion emitters, the default, and its older
+elemental emitters, which it still ships behind the option ``xla_cpu_use_fusion_emitters=False`` (`OPTIONS`).
+Measured on a 2-core Xeon with jaxlib 0.10.2, the older ones:
+- compile a random draw's loop about a third faster (a scanned ViT-L's kernel: 0.23 s rather than 0.35 s);
+- run XLA's RngBitGenerator (the ``rbg`` and ``unsafe_rbg`` implementations) about 20% faster: a GPT-2-medium's
+  parameters in 2.0 s rather than 2.5 s;
+- but run threefry's normal samples up to 20% slower (``erf_inv``).
+So a kernel asks for them where it is faster under them (the `older` predicate of `jit`): the draws whose bits
+come from RngBitGenerator, and small kernels whose compilation is all their cost (keys, checks, bounds).
+Threefry's draws compile as JAX's default, which runs them faster on every later call.
+
+The two generators do not agree everywhere: ``tan`` and ``cbrt`` differ in the last place. For what jinit's
+kernels compute, they give the same bits. That covers integer arithmetic, threefry, IEEE arithmetic and
+conversions, ``erf``, ``erf_inv``, ``exp``, ``log``, ``sqrt``, XLA's RngBitGenerator and LAPACK's QR.
+tests/test_kernel.py checks this under the installed jaxlib:
+- every float32 input of the normal and truncated normal transforms;
+- the kernels of every family, in every dtype, under each PRNG implementation;
+- JAX's own key derivation and bits.
+
+So the option is used only where that check has passed and the values cannot differ:
+- only for jinit's kernels, never for a user's or a framework's computation (a plan's program runs as JAX's);
+- only under a jaxlib listed in `CHECKED`, each of which passed tests/test_kernel.py. A newer one compiles
+  as JAX does by default until it is checked and listed;
+- only at top level: a kernel called under a user's trace is part of the user's program, and compiles with it;
+- where XLA refuses the option (a jaxlib that dropped the older emitters), that kernel and every later one
+  compile as JAX's default (`refused`, the one piece of state, a flag that is never set back).
+The option only reaches XLA:CPU; other platforms ignore it.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from jax.core import Tracer
+
+OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+"""The XLA compile options of jinit's own kernels, where `enabled`."""
+
+CHECKED = frozenset({"0.10.1", "0.10.2"})
+"""The jaxlib releases under which tests/test_kernel.py passed: `OPTIONS` gives JAX's values there. It fails
+under 0.9.0 to 0.10.0, whose fusion emitters round ``erf`` of large arguments to 0.99999982 where the older ones
+give 1.0 (a truncated normal's bounds beyond 5.4 standard deviations): those compile as JAX does."""
+
+refused = False
+"""Whether XLA refused `OPTIONS` once in this process (then no kernel asks for them again)."""
+
+
+@functools.cache
+def _checked_jaxlib() -> bool:
+    try:
+        from jaxlib import version
+    except ImportError:  # pragma: no cover - every jaxlib has it; a layout that moved it gets JAX's default
+        return False
+    return version.__version__ in CHECKED
+
+
+def enabled() -> bool:
+    """Whether jinit's kernels are compiled with `OPTIONS` now (a checked jaxlib that has not refused them)."""
+    return not refused and _checked_jaxlib()
+
+
+class Kernel:
+    """A function jitted twice: with `OPTIONS` for calls at top level where `enabled` and `older` says so
+    (always, if None), and as `jax.jit` does.
+
+    Both give the same values (module docstring). Attributes other than a call (``lower``, ``trace``, the
+    cache's size) are those of the plain `jax.jit`, the one a user's trace sees.
+    """
+
+    def __init__(self, fun: Callable[..., Any], older: Callable[..., bool] | None = None, **jit_kwargs: Any) -> None:
+        self.older = older
+        options = jit_kwargs.pop("compiler_options", None) or {}
+        self.plain = jax.jit(fun, compiler_options=options or None, **jit_kwargs)
+        self.fast = jax.jit(fun, compiler_options={**options, **OPTIONS}, **jit_kwargs)
+        functools.update_wrapper(self, fun)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        global refused
+        if (
+            enabled()
+            and not any(isinstance(x, Tracer) for x in jax.tree.leaves((args, kwargs)))
+            and (self.older is None or self.older(*args, **kwargs))
+        ):
+            try:
+                return self.fast(*args, **kwargs)
+            except ValueError:  # under a trace after all (concrete arguments closed over by a user's `jit`)
+                pass
+            except jax.errors.JaxRuntimeError as error:
+                if "compile option" not in str(error):  # (an error of the computation: the plain call raises it)
+                    raise
+                refused = True
+        return self.plain(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.plain, name)
+
+
+def jit(fun: Callable[..., Any] | None = None, *, older: Callable[..., bool] | None = None, **jit_kwargs: Any) -> Any:
+    """`Kernel` of `fun`, compiled with the older emitters where ``older(*args, **kwargs)`` (always if None):
+    ``jit(f, static_argnames=...)``, or as a decorator, ``@jit(static_argnames=..., older=...)``."""
+    if fun is None:
+        return lambda f: Kernel(f, older, **jit_kwargs)
+    return Kernel(fun, older, **jit_kwargs)
