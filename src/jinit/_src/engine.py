@@ -343,7 +343,14 @@ def _impl(key: Any) -> Any:
     JAX internal: a key type's ``_impl`` (whose fields are those `jax.extend.random.define_prng_impl` takes)."""
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key.dtype._impl
-    return jax.eval_shape(jax.random.wrap_key_data, key).dtype._impl  # (traced only: nothing to compile)
+    return _raw_impl(str(jax.config.jax_default_prng_impl), tuple(np.shape(key)[-1:]), np.dtype(key.dtype))
+
+
+@functools.cache
+def _raw_impl(default: str, trailing: tuple[int, ...], dtype: np.dtype) -> Any:
+    """The implementation `jax.random` takes raw key data of `trailing` last dimension for, under the default
+    implementation `default` (traced once per such triple: nothing is compiled)."""
+    return jax.eval_shape(jax.random.wrap_key_data, jax.ShapeDtypeStruct(trailing, dtype)).dtype._impl
 
 
 def _staged_key(key: Any) -> jax.Array:
