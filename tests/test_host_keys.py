@@ -179,3 +179,43 @@ def test_integer_operations_have_xlas_semantics(dtype):
     for ours, theirs in zip(run([x, s]), jax.jit(ops)(x, s), strict=True):
         assert ours.dtype == theirs.dtype
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def key_program(impl, folds):
+    """A key program as an unrolled model's: `folds` fold-ins of one key, a split and a draw of bits."""
+
+    def f(key):
+        folded = [jax.random.key_data(jax.random.fold_in(key, 1000 + i)) for i in range(folds)]
+        return [*folded, jax.random.key_data(jax.random.split(key, 3)), jax.random.bits(key, (4,))]
+
+    key = jax.random.key(5, impl=impl)
+    return jax.make_jaxpr(f)(key), key
+
+
+@pytest.mark.parametrize("impl", OTHERS)
+def test_only_rngbitgenerator_key_operations_are_compiled_and_they_give_the_eager_values(impl, monkeypatch):
+    closed, key = key_program(impl, program.WHOLE + 6)  # too long to compile whole: bound one by one
+    generated = impl == "unsafe_rbg"
+    key_ops = [e for e in closed.jaxpr.eqns if e.primitive.name in program.KEY_OPS]
+    assert key_ops and all(program._generated_keys(e) == generated for e in key_ops)
+    before = program._key_op.fast._cache_size() + program._key_op.plain._cache_size()
+    ours = program._bind_each(closed.jaxpr, closed.consts, [key])
+    compiled = program._key_op.fast._cache_size() + program._key_op.plain._cache_size() - before
+    assert (compiled > 0) == generated
+    monkeypatch.setattr(program, "_generated_keys", lambda eqn: False)  # every operation bound eagerly
+    eager = program._bind_each(closed.jaxpr, closed.consts, [key])
+    assert len(ours) == len(eager) == program.WHOLE + 8
+    for a, b in zip(ours, eager, strict=True):
+        np.testing.assert_array_equal(plain(a), plain(b))
+
+
+def test_a_short_unsafe_rbg_key_program_is_compiled_whole_with_the_eager_values(monkeypatch):
+    closed, key = key_program("unsafe_rbg", 5)
+    assert program._compilable_keys(closed.jaxpr) and program._exact(closed.jaxpr)
+    ours = program.evaluator(closed.jaxpr, closed.consts)([key])
+    monkeypatch.setattr(program, "_generated_keys", lambda eqn: False)  # every operation bound eagerly
+    eager = program._bind_each(closed.jaxpr, closed.consts, [key])
+    assert len(ours) == len(eager) == 7
+    for a, b in zip(ours, eager, strict=True):
+        np.testing.assert_array_equal(plain(a), plain(b))
+    assert not program._compilable_keys(key_program("threefry4x32", 2)[0].jaxpr)

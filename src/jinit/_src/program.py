@@ -10,7 +10,11 @@ leaves those calls make; `jinit._src.plan` draws them and evaluates the rest wit
 `evaluate` runs a jaxpr operation by operation, only the operations its outputs need, each as JAX runs it eagerly
 (its own cached primitives and jitted functions), and drops each value after its last use, so the framework's own
 parameters and state cost their own memory and no more. Their values are the eager initialization's: a program
-is compiled whole only where compiling cannot change a value (`evaluator`: keys, integers, constants).
+is compiled whole only where compiling cannot change a value (`evaluator`: keys, integers, constants). The key
+operations of an implementation whose bits come from XLA's RngBitGenerator (``unsafe_rbg``) are compiled one by
+one (`_key_op`): bound eagerly, JAX runs their dozen integer operations one at a time, each compiled on first
+use (0.4 s for ``unsafe_rbg``'s ``fold_in``), where compiled together they cost one compilation and give the
+same integers.
 
 JAX internals relied on, and how a change is survived: ``eqn.primitive.bind`` with ``get_bind_params`` (the
 way JAX's own ``eval_jaxpr`` evaluates); `evaluation_works` checks once per process, on a program shaped like an
@@ -33,7 +37,7 @@ from jax.core import Tracer
 from jax.extend import core as jex_core
 from jax.sharding import Mesh
 
-from jinit._src import base, checks, engine, host_keys, tree
+from jinit._src import base, checks, engine, host_keys, kernel, tree
 
 
 @dataclasses.dataclass
@@ -265,8 +269,8 @@ MOVES = frozenset({
 def evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list]:
     """A function of the inputs of `jaxpr` (open, its constants `consts`) that returns its outputs: its keys in
     NumPy where `jinit._src.host_keys` runs them (concrete inputs), the rest one jitted program for a small jaxpr
-    (`WHOLE`) of the default PRNG's keys that computes no floating-point value (`_exact`), else `evaluate`. Made
-    once per plan, so that its compilation is kept.
+    (`WHOLE`) of threefry2x32's keys or RngBitGenerator's (`_compilable_keys`) that computes no floating-point
+    value (`_exact`), else `evaluate`. Made once per plan, so that its compilation is kept.
 
     Floating-point arithmetic is evaluated as the framework evaluates it eagerly, operation by operation: compiled
     as one program, XLA fuses, simplifies and folds it, and rounds it its own way (a Haiku batch norm's moving
@@ -299,8 +303,8 @@ def evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], li
 
 
 def _jax_evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list]:
-    if len(jaxpr.eqns) <= WHOLE and _default_keys(jaxpr) and _exact(jaxpr):  # (no `evaluation_works` to check)
-        run = jax.jit(jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(jaxpr, list(consts))))
+    if len(jaxpr.eqns) <= WHOLE and _compilable_keys(jaxpr) and _exact(jaxpr):  # (no `evaluation_works` to check)
+        run = kernel.jit(jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(jaxpr, list(consts))))  # integers only
         return lambda args: list(run(*args))
     return lambda args: evaluate(jaxpr, consts, args)
 
@@ -341,14 +345,40 @@ def bodies(eqn: Any) -> list[Any]:
     return out
 
 
-def _default_keys(jaxpr: Any) -> bool:
-    """Whether every key in `jaxpr`'s equations is of the default threefry implementation."""
+def _compilable_keys(jaxpr: Any) -> bool:
+    """Whether every key in `jaxpr`'s equations is of the default threefry implementation, or of one whose bits
+    come from XLA's RngBitGenerator (`_generated_keys`): compiled, their operations give what they give eagerly."""
     for eqn in jaxpr.eqns:
         for v in (*eqn.invars, *eqn.outvars):
-            dtype = getattr(getattr(v, "aval", None), "dtype", None)
-            if dtype is not None and jax.numpy.issubdtype(dtype, jax.dtypes.prng_key) and str(dtype) != "key<fry>":
+            impl = _key_impl(v)
+            if impl is not None and impl.name != "threefry2x32" and not engine._bit_generator(impl):
                 return False
     return True
+
+
+def _key_impl(v: Any) -> Any:
+    """The PRNG implementation of a typed key variable, else None."""
+    dtype = getattr(getattr(v, "aval", None), "dtype", None)
+    return dtype._impl if dtype is not None and jax.numpy.issubdtype(dtype, jax.dtypes.prng_key) else None
+
+
+KEY_OPS = frozenset({"random_seed", "random_split", "random_fold_in", "random_bits", "random_wrap", "random_unwrap"})
+
+
+def _generated_keys(eqn: Any) -> bool:
+    """Whether `eqn` is a key operation of implementations whose bits come from XLA's RngBitGenerator only: compiled
+    by `_key_op` rather than bound (not threefry's: jax 0.10.2's compiled ``threefry4x32`` ``fold_in`` of a batch
+    of keys never returns on CPU)."""
+    if eqn.primitive.name not in KEY_OPS:
+        return False
+    impls = [impl for impl in map(_key_impl, (*eqn.invars, *eqn.outvars)) if impl is not None]
+    return bool(impls) and all(engine._bit_generator(impl) for impl in impls)
+
+
+@kernel.jit(static_argnames=("primitive", "params"))
+def _key_op(*args: Any, primitive: Any, params: tuple) -> Any:
+    """A key operation, compiled (once per operation, parameters and shapes): integers, as eager."""
+    return primitive.bind(*args, **dict(params))
 
 
 def evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
@@ -382,7 +412,10 @@ def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
     for i, eqn in enumerate(kept):
         bound = eqn.primitive.get_bind_params(eqn.params)  # (subfuns, params) before JAX 0.7, params since
         subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
-        out = eqn.primitive.bind(*subfuns, *map(read, eqn.invars), **params)
+        if not subfuns and _generated_keys(eqn):
+            out = _key_op(*map(read, eqn.invars), primitive=eqn.primitive, params=tuple(sorted(params.items())))
+        else:
+            out = eqn.primitive.bind(*subfuns, *map(read, eqn.invars), **params)
         env.update(zip(eqn.outvars, out if eqn.primitive.multiple_results else [out], strict=True))
         for v in eqn.invars:  # freed as soon as nothing reads it again: memory at the size of what is kept
             if isinstance(v, jex_core.Var) and last.get(v) == i and v not in outputs:
@@ -395,13 +428,15 @@ def evaluation_works() -> bool:
     """Whether `_bind_each` gives the eager results of a program like a model's initialization (checked once per
     process: a JAX that changes its jaxprs makes jinit slower, never different)."""
 
-    def program(key: Any, x: Any) -> Any:
-        unused = jax.numpy.sin(x)
+    def program(data: Any, x: Any) -> Any:
+        unused = x * 3  # (not needed: never computed)
         del unused
-        keys = [jax.random.fold_in(key, i) for i in (3, 7)]
-        return [jax.random.key_data(k) for k in keys], jax.random.split(keys[0])[1], x * 2
+        keys = jax.random.wrap_key_data(data, impl="threefry2x32")
+        return [jax.random.key_data(keys), jax.random.key_data(keys[1])], x * 2
 
-    args = (jax.random.key(1), jax.numpy.arange(6.0).reshape(2, 3))
+    # keys wrapped, sliced and unwrapped, a float computed, one not: every operation a parameterized bind, and
+    # cheap to run eagerly (0.1 s of first compilations, where hashing keys would compile threefry: 0.3 s)
+    args = (np.array([[1, 2], [3, 4]], np.uint32), jax.numpy.arange(6.0).reshape(2, 3))
     try:
         closed = jax.make_jaxpr(program)(*args)
         ours = _bind_each(closed.jaxpr, closed.consts, jax.tree.leaves(args))
