@@ -14,7 +14,7 @@ Threefry's draws compile as JAX's default, which runs them faster on every later
 The two generators do not agree everywhere: ``tan`` and ``cbrt`` differ in the last place. For what jinit's
 kernels compute, they give the same bits. That covers integer arithmetic, threefry, IEEE arithmetic and
 conversions, ``erf``, ``erf_inv``, ``exp``, ``log``, ``sqrt``, XLA's RngBitGenerator and LAPACK's QR.
-tests/test_kernel.py checks this under the installed jaxlib:
+tests/test_kernel.py checks this under a listed jaxlib (under any, with ``JINIT_CHECK_KERNEL_OPTIONS=1``):
 - every float32 input of the normal and truncated normal transforms;
 - the kernels of every family, in every dtype, under each PRNG implementation;
 - JAX's own key derivation and bits.
