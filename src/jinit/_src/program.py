@@ -346,8 +346,8 @@ def bodies(eqn: Any) -> list[Any]:
 
 
 def _compilable_keys(jaxpr: Any) -> bool:
-    """Whether every key in `jaxpr`'s equations is of the default threefry implementation, or of one whose bits
-    come from XLA's RngBitGenerator (`_generated_keys`): compiled, their operations give what they give eagerly."""
+    """Whether every key in `jaxpr`'s equations is threefry2x32's, or of an implementation whose bits come from
+    XLA's RngBitGenerator (`_generated_keys`): compiled, their operations give what they give eagerly."""
     for eqn in jaxpr.eqns:
         for v in (*eqn.invars, *eqn.outvars):
             impl = _key_impl(v)
@@ -381,6 +381,14 @@ def _key_op(*args: Any, primitive: Any, params: tuple) -> Any:
     return primitive.bind(*args, **dict(params))
 
 
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
     """The outputs of `jaxpr` (open, its constants `consts`) for `args`, from the operations they need only, bound
     one by one as JAX evaluates eagerly, each value dropped after its last use (see the module docstring)."""
@@ -412,8 +420,9 @@ def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
     for i, eqn in enumerate(kept):
         bound = eqn.primitive.get_bind_params(eqn.params)  # (subfuns, params) before JAX 0.7, params since
         subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
-        if not subfuns and _generated_keys(eqn):
-            out = _key_op(*map(read, eqn.invars), primitive=eqn.primitive, params=tuple(sorted(params.items())))
+        static = tuple(sorted(params.items())) if not subfuns and _generated_keys(eqn) else None
+        if static is not None and _hashable(static):
+            out = _key_op(*map(read, eqn.invars), primitive=eqn.primitive, params=static)
         else:
             out = eqn.primitive.bind(*subfuns, *map(read, eqn.invars), **params)
         env.update(zip(eqn.outvars, out if eqn.primitive.multiple_results else [out], strict=True))
