@@ -30,6 +30,22 @@ def no_arrays(monkeypatch):
         monkeypatch.setattr(module, name, allocated)
 
 
+@pytest.fixture
+def key_of():
+    """``jax.random.key(seed, impl=impl)``, or a skip where this JAX does not ship implementation `impl` (jax 0.9
+    has no philox or threefry4x32)."""
+
+    def make(seed, impl):
+        try:
+            return jax.random.key(seed, impl=impl)
+        except ValueError as error:
+            if "unrecognized PRNG implementation" not in str(error):
+                raise
+            pytest.skip(f"this JAX does not ship the {impl} implementation")
+
+    return make
+
+
 def pytest_ignore_collect(collection_path, config):
     """tests/sharded needs 8 simulated devices: test_sharded.py runs it in a process of its own. tests/multiprocess
     holds the processes that test_multiprocess.py launches, not tests."""

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.extend import core as jex_core
+from jax.extend import random as jex_random
 
 import jinit
 import jinit.flax
@@ -103,8 +104,8 @@ def test_models_key_programs_on_the_host_are_jaxs(impl, partitionable):
 
 
 @pytest.mark.parametrize("impl", OTHERS)
-def test_other_implementations_are_left_to_jax(impl):
-    key = jax.random.key(11, impl=impl)
+def test_other_implementations_are_left_to_jax(impl, key_of):
+    key = key_of(11, impl)
     p = jinit.flax.initializer(linen_scan()).planned.plan((key, X), {})
     assert host_keys.compile(keys_of(p.found.jaxpr), p.found.consts) is None
 
@@ -181,20 +182,20 @@ def test_integer_operations_have_xlas_semantics(dtype):
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
 
 
-def key_program(impl, folds):
-    """A key program as an unrolled model's: `folds` fold-ins of one key, a split and a draw of bits."""
+def key_program(key, folds):
+    """A key program as an unrolled model's: `folds` fold-ins of `key`, a split and a draw of bits."""
 
     def f(key):
         folded = [jax.random.key_data(jax.random.fold_in(key, 1000 + i)) for i in range(folds)]
         return [*folded, jax.random.key_data(jax.random.split(key, 3)), jax.random.bits(key, (4,))]
 
-    key = jax.random.key(5, impl=impl)
-    return jax.make_jaxpr(f)(key), key
+    return jax.make_jaxpr(f)(key)
 
 
 @pytest.mark.parametrize("impl", OTHERS)
-def test_only_rngbitgenerator_key_operations_are_compiled_and_they_give_the_eager_values(impl, monkeypatch):
-    closed, key = key_program(impl, program.WHOLE + 6)  # too long to compile whole: bound one by one
+def test_only_rngbitgenerator_key_operations_are_compiled_and_they_give_the_eager_values(impl, monkeypatch, key_of):
+    key = key_of(5, impl)
+    closed = key_program(key, program.WHOLE + 6)  # too long to compile whole: bound one by one
     generated = impl == "unsafe_rbg"
     key_ops = [e for e in closed.jaxpr.eqns if e.primitive.name in program.KEY_OPS]
     assert key_ops and all(program._generated_keys(e) == generated for e in key_ops)
@@ -210,7 +211,8 @@ def test_only_rngbitgenerator_key_operations_are_compiled_and_they_give_the_eage
 
 
 def test_a_short_unsafe_rbg_key_program_is_compiled_whole_with_the_eager_values(monkeypatch):
-    closed, key = key_program("unsafe_rbg", 5)
+    key = jax.random.key(5, impl="unsafe_rbg")
+    closed = key_program(key, 5)
     assert program._compilable_keys(closed.jaxpr) and program._exact(closed.jaxpr)
     ours = program.evaluator(closed.jaxpr, closed.consts)([key])
     monkeypatch.setattr(program, "_generated_keys", lambda eqn: False)  # every operation bound eagerly
@@ -218,4 +220,13 @@ def test_a_short_unsafe_rbg_key_program_is_compiled_whole_with_the_eager_values(
     assert len(ours) == len(eager) == 7
     for a, b in zip(ours, eager, strict=True):
         np.testing.assert_array_equal(plain(a), plain(b))
-    assert not program._compilable_keys(key_program("threefry4x32", 2)[0].jaxpr)
+    other = jex_random.define_prng_impl(  # an implementation of its own (not RngBitGenerator's): bound, not compiled
+        key_shape=(2,),
+        seed=lambda s: jnp.stack([s.astype(jnp.uint32), jnp.uint32(1)]),
+        split=lambda k, shape: jnp.zeros((*shape, 2), jnp.uint32),
+        random_bits=lambda k, width, shape: jnp.zeros(shape, jnp.uint32),
+        fold_in=lambda k, d: k ^ d,
+        name="jinit_test_other",
+        tag="jto",
+    )
+    assert not program._compilable_keys(key_program(jax.random.key(5, impl=other), 2).jaxpr)

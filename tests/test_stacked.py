@@ -231,12 +231,12 @@ IMPLS = ["threefry2x32", "rbg", "unsafe_rbg", "philox2x32", "philox4x32", "three
 
 @pytest.mark.parametrize("partitionable", [True, False], ids=["partitionable", "not partitionable"])
 @pytest.mark.parametrize("impl", IMPLS)
-def test_every_prng_implementation(impl, partitionable):
+def test_every_prng_implementation(impl, partitionable, key_of):
     """A scanned linen model and a vmapped NNX one under each implementation: the framework's values (for rbg and
     unsafe_rbg, whose vmap is not their per-key draw, the scan's layers are drawn one by one)."""
     if not partitionable and impl != "threefry2x32":
         pytest.skip("jax_threefry_partitionable changes threefry2x32 only")
-    key = jax.random.key(3, impl=impl)
+    key = key_of(3, impl)
     with jax.threefry_partitionable(partitionable):
         module = scanned()()
         assert same(jinit.flax.init(module, key, X, None), module.init(key, X, None))
