@@ -44,7 +44,7 @@ from jax.core import Tracer
 from jax.extend import random as jex_random
 from jax.sharding import Sharding
 
-from jinit._src import kernel, threefry
+from jinit._src import checks, kernel, threefry
 from jinit._src.distributions import Distribution
 
 try:  # JAX internals, for `adopt`'s fast path only: a JAX that moved them gets the public `jax.device_put`
@@ -343,7 +343,7 @@ def _impl(key: Any) -> Any:
     JAX internal: a key type's ``_impl`` (whose fields are those `jax.extend.random.define_prng_impl` takes)."""
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key.dtype._impl
-    return _raw_impl(str(jax.config.jax_default_prng_impl), tuple(np.shape(key)[-1:]), np.dtype(key.dtype))
+    return _raw_impl(str(checks.flag("jax_default_prng_impl")), tuple(np.shape(key)[-1:]), np.dtype(key.dtype))
 
 
 @functools.cache
