@@ -350,16 +350,10 @@ def _compilable_keys(jaxpr: Any) -> bool:
     XLA's RngBitGenerator (`_generated_keys`): compiled, their operations give what they give eagerly."""
     for eqn in jaxpr.eqns:
         for v in (*eqn.invars, *eqn.outvars):
-            impl = _key_impl(v)
+            impl = host_keys._key_impl(getattr(v, "aval", None))
             if impl is not None and impl.name != "threefry2x32" and not engine._bit_generator(impl):
                 return False
     return True
-
-
-def _key_impl(v: Any) -> Any:
-    """The PRNG implementation of a typed key variable, else None."""
-    dtype = getattr(getattr(v, "aval", None), "dtype", None)
-    return dtype._impl if dtype is not None and jax.numpy.issubdtype(dtype, jax.dtypes.prng_key) else None
 
 
 KEY_OPS = frozenset({"random_seed", "random_split", "random_fold_in", "random_bits", "random_wrap", "random_unwrap"})
@@ -371,7 +365,8 @@ def _generated_keys(eqn: Any) -> bool:
     of keys never returns on CPU)."""
     if eqn.primitive.name not in KEY_OPS:
         return False
-    impls = [impl for impl in map(_key_impl, (*eqn.invars, *eqn.outvars)) if impl is not None]
+    avals = [getattr(v, "aval", None) for v in (*eqn.invars, *eqn.outvars)]
+    impls = [impl for impl in map(host_keys._key_impl, avals) if impl is not None]
     return bool(impls) and all(engine._bit_generator(impl) for impl in impls)
 
 
