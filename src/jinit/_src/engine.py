@@ -110,7 +110,7 @@ def draw_many(distribution: Distribution, keys: list, shape: tuple[int, ...], dt
     return list(_exact_many(tuple(keys), distribution, shape=shape, dtype=dtype))
 
 
-@kernel.jit(static_argnames=("shape", "dtype"), older=lambda keys, *_, **__: bit_generated(keys[0]))
+@kernel.jit(static_argnames=("shape", "dtype"), older=lambda keys: bit_generated(keys))
 def _exact_many(keys, distribution, *, shape, dtype):
     distribution = opaque(distribution)
     return [distribution.sample(key, shape, dtype) for key in keys]
@@ -260,7 +260,7 @@ def lay_out(sample: Callable[..., jax.Array], sharding: Sharding | None, *args: 
 
 @kernel.jit(
     static_argnames=("shape", "dtype", "sharding", "positioned", "staged"),
-    older=lambda key, *_, **__: bit_generated(key),
+    older=lambda key: bit_generated(key),
 )
 def _exact(key, distribution, *, shape, dtype, sharding, positioned, staged=False):
     """A sample of exactly `shape`, each device generating its own shard of `sharding`.
@@ -318,8 +318,11 @@ def stages(key: jax.Array) -> bool:
 
 
 def bit_generated(key: Any) -> bool:
-    """Whether the bits of concrete `key` come from XLA's RngBitGenerator (``rbg``, ``unsafe_rbg``): its kernels
-    then compile with XLA:CPU's older emitters, which run those bits faster (`jinit._src.kernel`)."""
+    """Whether the bits of concrete `key` (or of any of a sequence of keys, None for none) come from XLA's
+    RngBitGenerator (``rbg``, ``unsafe_rbg``): its kernels then compile with XLA:CPU's older emitters, which run
+    those bits faster (`jinit._src.kernel`)."""
+    if isinstance(key, tuple | list):
+        return any(k is not None and bit_generated(k) for k in key)
     try:
         return _bit_generator(_impl(key))
     except (TypeError, AttributeError):  # raw data not of the default's shape (JAX's error, later); a new JAX

@@ -16,7 +16,7 @@ kernels compute, they give the same bits. That covers integer arithmetic, threef
 conversions, ``erf``, ``erf_inv``, ``exp``, ``log``, ``sqrt``, XLA's RngBitGenerator and LAPACK's QR.
 tests/test_kernel.py checks this under a listed jaxlib (under any, with ``JINIT_CHECK_KERNEL_OPTIONS=1``):
 - every float32 input of the normal and truncated normal transforms;
-- the kernels of every family, in every dtype, under each PRNG implementation;
+- the kernels of every family, in every dtype under ``rbg`` and in float32 under ``unsafe_rbg``;
 - JAX's own key derivation and bits.
 
 So the option is used only where that check has passed and the values cannot differ:
@@ -63,14 +63,14 @@ def enabled() -> bool:
 
 
 class Kernel:
-    """A function jitted twice: with `OPTIONS` for calls at top level where `enabled` and `older` says so
-    (always, if None), and as `jax.jit` does.
+    """A function jitted twice: with `OPTIONS` for calls at top level where `enabled` and ``older`` of the first
+    argument says so (always, if None), and as `jax.jit` does.
 
     Both give the same values (module docstring). Attributes other than a call (``lower``, ``trace``, the
     cache's size) are those of the plain `jax.jit`, the one a user's trace sees.
     """
 
-    def __init__(self, fun: Callable[..., Any], older: Callable[..., bool] | None = None, **jit_kwargs: Any) -> None:
+    def __init__(self, fun: Callable[..., Any], older: Callable[[Any], bool] | None = None, **jit_kwargs: Any) -> None:
         self.older = older
         options = jit_kwargs.pop("compiler_options", None) or {}
         self.plain = jax.jit(fun, compiler_options=options or None, **jit_kwargs)
@@ -82,7 +82,7 @@ class Kernel:
         if (
             enabled()
             and not any(isinstance(x, Tracer) for x in jax.tree.leaves((args, kwargs)))
-            and (self.older is None or self.older(*args, **kwargs))
+            and (self.older is None or (bool(args) and self.older(args[0])))
         ):
             try:
                 return self.fast(*args, **kwargs)
@@ -98,8 +98,8 @@ class Kernel:
         return getattr(self.plain, name)
 
 
-def jit(fun: Callable[..., Any] | None = None, *, older: Callable[..., bool] | None = None, **jit_kwargs: Any) -> Any:
-    """`Kernel` of `fun`, compiled with the older emitters where ``older(*args, **kwargs)`` (always if None):
+def jit(fun: Callable[..., Any] | None = None, *, older: Callable[[Any], bool] | None = None, **jit_kwargs: Any) -> Any:
+    """`Kernel` of `fun`, compiled with the older emitters where ``older(first_argument)`` (always if None):
     ``jit(f, static_argnames=...)``, or as a decorator, ``@jit(static_argnames=..., older=...)``."""
     if fun is None:
         return lambda f: Kernel(f, older, **jit_kwargs)

@@ -42,7 +42,7 @@ def _orthogonal(key, scale, shape, column_axis, dtype, positioned):
 _STATIC = ("shape", "column_axis", "dtype", "sharding", "positioned")
 
 
-@kernel.jit(static_argnames=_STATIC, older=lambda key, *_, **__: engine.bit_generated(key))
+@kernel.jit(static_argnames=_STATIC, older=engine.bit_generated)
 def _orthogonal_kernel(key, scale, *, shape, column_axis, dtype, sharding, positioned):
     def draw(k, s):
         return _orthogonal(k, s, shape, column_axis, dtype, positioned)
@@ -50,7 +50,7 @@ def _orthogonal_kernel(key, scale, *, shape, column_axis, dtype, sharding, posit
     return engine.lay_out(draw, sharding, key, scale)
 
 
-@kernel.jit(static_argnames=_STATIC, older=lambda key, *_, **__: engine.bit_generated(key))
+@kernel.jit(static_argnames=_STATIC, older=engine.bit_generated)
 def _delta_orthogonal_kernel(key, scale, *, shape, column_axis, dtype, sharding, positioned):
     """An orthogonal matrix at the centre of a convolution kernel, zeros elsewhere."""
 

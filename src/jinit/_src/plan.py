@@ -103,9 +103,7 @@ beside the stacked kernel (0.2 s of a scanned ViT's 1.6 s first call). Many top 
 stacked part) are drawn by the tree engine, whose kernels are shared by parameters of the same shape."""
 
 
-@kernel.jit(
-    static_argnames=("plan",), older=lambda keys, **_: any(k is not None and engine.bit_generated(k) for k in keys)
-)
+@kernel.jit(static_argnames=("plan",), older=engine.bit_generated)
 def _kernel(keys: tuple, *, plan: "Plan") -> list:
     """Every site of `plan` but those the tree engine draws (`Plan.top`), in one program: compiled once per plan,
     whatever the depth."""

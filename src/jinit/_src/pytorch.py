@@ -244,7 +244,7 @@ def trunc_normal(
 # ----------------------------------------------------------------------------------------------- sparse
 
 
-@kernel.jit(static_argnames=("shape", "dtype", "zeros"), older=lambda key, *_, **__: engine.bit_generated(key))
+@kernel.jit(static_argnames=("shape", "dtype", "zeros"), older=engine.bit_generated)
 def _sparse_kernel(key, values, *, shape, dtype, zeros):
     """Zeros `zeros` entries of each column of `values`, at rows drawn uniformly without replacement."""
     ranks = jnp.argsort(jnp.argsort(jax.random.uniform(key, shape), axis=0), axis=0)
