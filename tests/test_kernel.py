@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import jinit
-from jinit._src import distributions, engine, kernel
+from jinit._src import distributions, engine, kernel, rows
 
 SQRT2 = np.float32(np.sqrt(2))
 
@@ -195,6 +195,22 @@ def test_every_family_agrees_under_unsafe_rbg(forced):
     for family, init in FAMILIES.items():  # (other dtypes: the same bits, cast as under rbg above)
         shape = SHAPES.get(family, (6, 5, 8, 16))
         assert_bitwise(*both(forced, draw, init, key, shape, "float32"), family)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "complex64", "float64"])
+def test_the_rows_kernel_agrees_for_every_family(forced, dtype):
+    shape, keys = (6, 5, 8, 16), jax.random.split(KEYS["threefry"](), 3)
+    with jax.enable_x64(dtype == "float64"):
+        requests = []
+        for init in FAMILIES.values():
+            try:
+                law = init.law(shape, np.dtype(dtype))
+            except TypeError:  # a dtype the family does not take
+                continue
+            if law is not None and rows.drawable(law, 3840, np.dtype(dtype)):
+                requests.append(rows.Request(law, rows.key_words(keys), 3840, (3, *shape), np.dtype(dtype)))
+        assert len(requests) >= (4 if dtype == "complex64" else 8), len(requests)
+        assert_bitwise(*both(forced, rows.draw, requests), f"rows {dtype}")
 
 
 @pytest.mark.parametrize("impl", list(KEYS))
