@@ -200,3 +200,30 @@ def test_other_prng_implementations_go_to_the_kernel(spied):
     model, key = Model(), jax.random.key(8, impl="rbg")
     assert same(jinit.flax.initializer(model)(key, X), model.init(key, X))
     assert spied["rows"] == 0 and spied["kernel"] > 0
+
+
+class Unrolled(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        for _ in range(3):
+            x = nn.Dense(64, kernel_init=jinit.normal(0.02), bias_init=jinit.zeros)(x)
+        return nn.Dense(64, kernel_init=jinit.orthogonal(), bias_init=jinit.ones)(x)
+
+
+def test_an_unrolled_models_parameters_are_drawn_by_the_rows_too(spied, monkeypatch):
+    model, key = Unrolled(), jax.random.key(9)
+    by_tree, draw = [], plan.tree.draw
+
+    def spy_tree(leaves, keys, **kwargs):
+        by_tree.extend(leaves)
+        return draw(leaves, keys, **kwargs)
+
+    monkeypatch.setattr(plan.tree, "draw", spy_tree)
+    reports = []
+    ours = jinit.flax.initializer(model)(key, X, progress=reports.append)
+    assert same(ours, model.init(key, X))
+    assert spied["rows"] == 3 and [leaf.path for leaf in by_tree] == ["params/Dense_3/kernel"]  # (no law)
+    assert sorted(r.path for r in reports) == sorted(  # every parameter reported once, the last with the total
+        jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in jax.tree_util.tree_leaves_with_path(ours)
+    )
+    assert reports[-1].leaves == reports[-1].total_leaves == 8

@@ -129,6 +129,7 @@ class Plan:
             self.top, self.others = [], [*self.top, *self.others]
         self.partial: dict[frozenset[int], Plan] = {}  # this plan without given leaves (`partial.pruned`)
         self.rowable = [_rowable(program, found, s) for s in self.others] if self.mesh is None else []
+        self.top_rowable = [_rowable(program, found, s) for s in self.top] if self.mesh is None else []
 
     def _drawn(self, others: list[sites.Site], site_keys: list) -> list:
         """The stacked sites' leaves from their keys, traced (in `_kernel`)."""
@@ -188,7 +189,9 @@ class Plan:
         return jax.tree_util.tree_unflatten(program.treedef, out)
 
     def _top(self, top: list[sites.Site], keys: list, root: Any, traced: bool, report: Any) -> list:
-        """The top sites, drawn as `jinit.init_tree` draws a tree (grouped; the stream, or a per-shape kernel)."""
+        """The top sites: from the program's keys, eagerly, those `_rowable` says by the rows (one kernel for all,
+        one loop per distribution); the others, and all of them under a trace or with path keys, as
+        `jinit.init_tree` draws a tree (grouped; the stream, or a per-shape kernel)."""
         if not top:
             return []
         program = self.program
@@ -206,7 +209,35 @@ class Plan:
                 return tree.traced(leaves, tree._derive(root, words))
             return tree._eager(root, leaves, words, None, report)
         site_keys = [None if s.key is None else keys[s.key] for s in top]
-        return tree.traced(leaves, site_keys) if traced else tree.draw(leaves, site_keys, report=report)
+        if traced:
+            return tree.traced(leaves, site_keys)
+        out = self._by_rows(self.top_rowable, site_keys)
+        if report is not None:
+            for leaf, value in zip(leaves, out, strict=True):
+                if value is not None:
+                    report(leaf.path, *tree.size(leaf), value)
+        which = [i for i, value in enumerate(out) if value is None]
+        drawn = tree.draw([leaves[i] for i in which], [site_keys[i] for i in which], report=report) if which else []
+        for i, value in zip(which, drawn, strict=True):
+            out[i] = value
+        return out
+
+    def _by_rows(self, hows: list, site_keys: list) -> list:
+        """The sites `hows` says (`_rowable`) by the rows or on the host, where `_on_host` allows; None for the
+        others."""
+        out: list[Any] = [None] * len(hows)
+        if not any(how is not None for how in hows) or not _on_host(site_keys):
+            return out
+        requests, places = [], []
+        for i, (how, k) in enumerate(zip(hows, site_keys, strict=True)):
+            if isinstance(how, tree._Leaf):  # jinit's zeros or ones, made on the host
+                out[i] = how.host_constant()
+            elif how is not None and engine.positioned(k, how.n):
+                requests.append(rows.Request(how.law, rows.key_words(k), how.n, how.shape, how.dtype))
+                places.append(i)
+        for i, value in zip(places, rows.draw(requests) if requests else [], strict=True):
+            out[i] = value
+        return out
 
     def _stacked(self, others: list[sites.Site], keys: list, root: Any, traced: bool) -> list:
         """The stacked, batched or moved sites, from the program's keys or path keys: those `_rowable` says by the
@@ -222,17 +253,7 @@ class Plan:
                 site_keys.append(_path_keys(root, program.paths[site.leaf], found.keys[site.key]))
             else:
                 site_keys.append(keys[site.key])
-        out: list[Any] = [None] * len(others)
-        if not traced and self.rowable and _on_host(site_keys):
-            requests, places = [], []
-            for i, (how, k) in enumerate(zip(self.rowable, site_keys, strict=True)):
-                if isinstance(how, tree._Leaf):  # jinit's zeros or ones, made on the host
-                    out[i] = how.host_constant()
-                elif how is not None and engine.positioned(k, how.n):
-                    requests.append(rows.Request(how.law, rows.key_words(k), how.n, how.shape, how.dtype))
-                    places.append(i)
-            for i, value in zip(places, rows.draw(requests) if requests else [], strict=True):
-                out[i] = value
+        out = [None] * len(others) if traced or not self.rowable else self._by_rows(self.rowable, site_keys)
         which = tuple(i for i, value in enumerate(out) if value is None)
         if which:
             drawn = _kernel(tuple(site_keys[i] for i in which), plan=self, which=which)
