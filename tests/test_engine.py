@@ -68,6 +68,16 @@ def test_positioned_stream_matches_the_specification_across_the_high_word():
     np.testing.assert_array_equal(threefry.reference_bits(data, 0, 1000), jax.random.bits(KEY, (1000,)))
 
 
+def test_row_bits_are_the_positioned_stream_up_to_a_multiple_of_two_to_the_32():
+    """`row_bits` leaves out the carry: the specification's bits for every row that ends by the next 2**32."""
+    data = np.asarray(jax.random.key_data(KEY))
+    draw = jax.jit(lambda d, start: threefry.row_bits(jnp.concatenate([d, start]), 32, (64,)))
+    for start in (0, 12345, 2**32 - 64, 2**40 + 3):
+        np.testing.assert_array_equal(draw(data, threefry.position(start)), threefry.reference_bits(data, start, 64))
+    crossing = draw(data, threefry.position(2**32 - 20))  # (a row never crosses: there, no carry, other bits)
+    assert not np.array_equal(crossing, threefry.reference_bits(data, 2**32 - 20, 64))
+
+
 def test_hash_matches_jax_primitive():
     """The unrolled hash is JAX's threefry2x32, on random keys and counters (the primitive is JAX's reference)."""
     rng = np.random.default_rng(0)
