@@ -152,6 +152,83 @@ def test_floats_are_left_to_jax():
     assert host_keys.compile(closed.jaxpr, closed.consts) is None
 
 
+@pytest.mark.parametrize("carry", [None, 0], ids=["no carry", "carry"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_a_scan_without_a_carry_runs_its_layers_at_once(carry, reverse, monkeypatch):
+    """Its body batched over the layers (one pass), with JAX's keys; a scan with a carry, layer by layer."""
+    batched = []
+    original = host_keys._Compiled._batched_scan
+
+    def spy(self, eqn, wanted):
+        out = original(self, eqn, wanted)
+        if eqn.params["length"] == 6:  # (this program's, not the check's)
+            batched.append(out is not None)
+        return out
+
+    monkeypatch.setattr(host_keys._Compiled, "_batched_scan", spy)
+
+    def keys(key, i):
+        def layer(c, k):
+            a, b = jax.random.split(k)
+            if carry is not None:  # (a carry the layers change and read)
+                a, c = jax.random.fold_in(a, c), c + 1
+            return c, [jax.random.fold_in(a, i), jax.random.fold_in(b, 7), k]
+
+        _, ys = jax.lax.scan(layer, carry, jax.random.split(key, 6), reverse=reverse)
+        return [jax.random.key_data(y) for y in ys]
+
+    closed = jax.make_jaxpr(keys)(jax.random.key(3), np.uint32(5))
+    run = host_keys.compile(closed.jaxpr, closed.consts)
+    assert run is not None
+    ours = [
+        jax.random.key_data(k) if jnp.issubdtype(k.dtype, jax.dtypes.prng_key) else k
+        for k in run([jax.random.key(3), np.uint32(5)])
+    ]
+    for a, b in zip(ours, keys(jax.random.key(3), np.uint32(5)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert batched == ([True] if carry is None else [])
+
+
+def test_a_scan_whose_body_cannot_be_batched_runs_layer_by_layer(monkeypatch):
+    def cannot(*_):
+        raise host_keys.Unsupported("a JAX whose bodies do not batch")
+
+    monkeypatch.setattr(host_keys.jex_core, "jaxpr_as_fun", cannot)
+
+    def keys(key):
+        return jax.random.key_data(
+            jax.lax.scan(lambda c, k: (c, jax.random.fold_in(k, 9)), None, jax.random.split(key, 4))[1]
+        )
+
+    closed = jax.make_jaxpr(keys)(jax.random.key(4))
+    run = host_keys._Compiled(closed.jaxpr)
+    np.testing.assert_array_equal(
+        run([host_keys._host(c) for c in closed.consts], [np.asarray(jax.random.key_data(jax.random.key(4)))])[0],
+        keys(jax.random.key(4)),
+    )
+
+
+def test_moves_of_key_arrays_are_jaxs():
+    """Reshapes, transposes and broadcasts of keys, as their data (with the key's trailing axes) moves."""
+
+    def keys(key):
+        k = jax.random.split(key, 6).reshape(2, 3)
+        moved = [k, k.T, jnp.broadcast_to(k[:, None, :], (2, 4, 3)), jnp.concatenate([k, k[::-1]]), k[1:, 0]]
+        return [jax.random.key_data(x) for x in [*moved, jax.vmap(jax.vmap(lambda x: jax.random.fold_in(x, 3)))(k.T)]]
+
+    closed = jax.make_jaxpr(keys)(jax.random.key(5))
+    assert {"reshape", "transpose", "broadcast_in_dim"} <= {e.primitive.name for e in closed.jaxpr.eqns}
+    run = host_keys.compile(closed.jaxpr, closed.consts)
+    assert run is not None
+    for a, b in zip(run([jax.random.key(5)]), keys(jax.random.key(5)), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_other_operations_on_keys_are_left_to_jax():
+    closed = jax.make_jaxpr(lambda k, c: jax.lax.select(c, k, jax.random.fold_in(k, 1)))(jax.random.key(0), True)
+    assert host_keys.compile(closed.jaxpr, closed.consts) is None
+
+
 WORDS = np.array([0, 1, 31, 32, 33, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF], np.uint32)
 
 

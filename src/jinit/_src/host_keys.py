@@ -99,7 +99,7 @@ def _broadcast_in_dim(x: np.ndarray, *, shape: tuple, broadcast_dimensions: tupl
 
 
 def _slice(x: np.ndarray, *, start_indices: tuple, limit_indices: tuple, strides: tuple | None) -> np.ndarray:
-    strides = strides or (1,) * x.ndim
+    strides = strides or (1,) * len(start_indices)  # (a key array's data has its trailing axes besides)
     return x[tuple(slice(a, b, s) for a, b, s in zip(start_indices, limit_indices, strides, strict=True))]
 
 
@@ -124,6 +124,7 @@ _OPS: dict[str, Callable[..., Any]] = {
     "reshape": lambda x, *, new_sizes, dimensions=None, **_: np.reshape(x, new_sizes).copy(),
     "squeeze": lambda x, *, dimensions: np.squeeze(x, axis=tuple(dimensions)),
     "transpose": lambda x, *, permutation: np.transpose(x, permutation).copy(),
+    "rev": lambda x, *, dimensions: np.flip(x, tuple(dimensions)).copy(),
     "concatenate": lambda *xs, dimension: np.concatenate(xs, axis=dimension),
     "stack": lambda *xs, axis: np.stack(xs, axis=axis),
     "slice": _slice,
@@ -136,6 +137,23 @@ _OPS: dict[str, Callable[..., Any]] = {
     "threefry2x32": _threefry,
 }
 """The operations other than calls and keys, by primitive name: each a function of NumPy arrays and parameters."""
+
+_KEY_MOVES: dict[str, Callable[..., Any]] = {
+    "reshape": lambda x, *, new_sizes, key_shape, dimensions=None, **_: np.reshape(x, (*new_sizes, *key_shape)).copy(),
+    "transpose": lambda x, *, permutation, key_shape: np.transpose(
+        x, (*permutation, *range(len(permutation), len(permutation) + len(key_shape)))
+    ).copy(),
+    "broadcast_in_dim": lambda x, *, shape, broadcast_dimensions, key_shape, **p: _broadcast_in_dim(
+        x,
+        shape=(*shape, *key_shape),
+        broadcast_dimensions=(*broadcast_dimensions, *range(len(shape), len(shape) + len(key_shape))),
+    ),
+    **{name: (lambda op: lambda *xs, key_shape, **p: op(*xs, **p))(_OPS[name])
+       for name in ("squeeze", "rev", "concatenate", "stack", "slice", "split", "copy", "copy_p",
+                    "sharding_constraint", "optimization_barrier")},
+}  # fmt: skip
+"""The operations that move key arrays' elements, on their data (which has the keys' trailing axes): those whose
+parameters name only leading axes as they are, the others with the trailing axes added."""
 
 _MULTIPLE = frozenset({"iota_2x32_shape", "split", "optimization_barrier", "threefry2x32"})
 _IDENTITY_KEYS = frozenset({"random_wrap", "random_unwrap", "random_clone"})
@@ -237,6 +255,12 @@ class _Compiled:
             step = self._key_op(eqn)
             self.impls.add(_key_impl((eqn.outvars if name == "random_seed" else eqn.invars)[0].aval))
             return step, every
+        key_shape = _key_data_shape(eqn)
+        if key_shape:  # a key array's data has its key's trailing axes: moves see them, other operations may not
+            if name not in _KEY_MOVES:
+                raise Unsupported(f"{name} of keys")
+            op = _KEY_MOVES[name]
+            return self._apply(eqn, lambda *xs: op(*xs, key_shape=key_shape, **params), name in _MULTIPLE), every
         if name in _ELEMENTWISE:
             f = _ELEMENTWISE[name]
             return self._apply(eqn, lambda *xs: np.asarray(f(*xs))), every
@@ -286,6 +310,10 @@ class _Compiled:
         reads = list(zip(eqn.invars, used, strict=True))
         outvars = [*eqn.outvars[:n_carry], *(v for v, w in zip(eqn.outvars[n_carry:], wanted_ys, strict=True) if w)]
         n_ys = len(outvars) - n_carry
+        if n_carry == 0:  # layers that do not depend on each other: all of them at once
+            batched = self._batched_scan(eqn, wanted_ys)
+            if batched is not None:
+                return batched
 
         def step(env: Env) -> None:
             values: list[Any] = [_read(env, v) if u else None for v, u in reads]
@@ -303,6 +331,29 @@ class _Compiled:
             env.update(zip(outvars, [*carry, *stacked], strict=True))
 
         return step, used
+
+    def _batched_scan(self, eqn: Any, wanted: list[bool]) -> tuple[Callable[[Env], None], list[bool]] | None:
+        """A scan without a carry as its body batched over its layers (JAX's `vmap` of the body, traced once), run
+        once rather than once per layer; None where that body has an operation this module does not run."""
+        p = eqn.params
+        n_consts, length = p["num_consts"], p["length"]
+        try:
+            fun = jex_core.jaxpr_as_fun(p["jaxpr"])
+            in_axes = [None] * n_consts + [0] * (len(eqn.invars) - n_consts)
+            avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in eqn.invars]
+            closed = jax.make_jaxpr(jax.vmap(fun, in_axes=in_axes, axis_size=length))(*avals)
+            body = self._body(closed.jaxpr, wanted)
+        except Exception:  # (`Unsupported`, or a body JAX does not batch): layer by layer
+            return None
+        consts = [_host(c) for c in closed.consts]
+        reads = list(zip(eqn.invars, body.used, strict=True))
+        outvars = [v for v, w in zip(eqn.outvars, wanted, strict=True) if w]
+
+        def step(env: Env) -> None:  # (reversed or not, layer i's values are the body's of its inputs i)
+            out = body(consts, [_read(env, v) if used else None for v, used in reads])
+            env.update(zip(outvars, out, strict=True))
+
+        return step, body.used
 
     @staticmethod
     def _key_op(eqn: Any) -> Callable[[Env], None]:
@@ -351,6 +402,15 @@ def _expand(f: Callable, *avals: Any) -> "_Compiled":
     return lambda _, args: compiled(consts, args)  # type: ignore[return-value]
 
 
+def _key_data_shape(eqn: Any) -> tuple[int, ...]:
+    """The trailing axes of the key data among `eqn`'s operands and results (the key's shape), () if none is a key."""
+    for v in (*eqn.invars, *eqn.outvars):
+        impl = _key_impl(getattr(v, "aval", None))
+        if impl is not None:
+            return tuple(impl.key_shape)
+    return ()
+
+
 def _read(env: Env, v: Any) -> np.ndarray:
     if isinstance(v, jex_core.Literal):
         aval: Any = v.aval
@@ -368,7 +428,7 @@ def example(key: Any) -> list:
     def layer(carry: Any, k: Any) -> tuple[Any, Any]:
         return carry, jax.random.fold_in(k, 1292172466)
 
-    _, folded = jax.lax.scan(layer, 0, layers)
+    _, folded = jax.lax.scan(layer, None, layers)  # (no carry, as a model's after dead code: all layers at once)
     keys = [seeded, jax.random.fold_in(key, 4047682477), layers, folded]
     out = [jax.random.key_data(k) for k in keys]
     return [*out, jax.random.bits(key, (2, 4))] if key.dtype._impl.name == "threefry2x32" else out
