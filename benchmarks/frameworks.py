@@ -238,7 +238,9 @@ def haiku_stack(depth=24, width=1024, heads=16):
         @hk.layer_stack(depth)
         def block(x):
             h = hk.LayerNorm(-1, True, True, scale_init=ones, offset_init=zeros)(x)
-            h = hk.MultiHeadAttention(heads, width // heads, w_init=to_haiku(jinit.glorot_uniform()))(h, h, h)
+            h = hk.MultiHeadAttention(heads, width // heads, w_init=to_haiku(jinit.glorot_uniform()), b_init=zeros)(
+                h, h, h
+            )
             x = x + h
             h = hk.LayerNorm(-1, True, True, scale_init=ones, offset_init=zeros)(x)
             h = jax.nn.gelu(hk.Linear(4 * width, w_init=std, b_init=zeros)(h))

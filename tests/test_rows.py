@@ -1,15 +1,14 @@
 """The rows (`jinit._src.rows`): many draws of the positioned stream in one kernel, each bitwise its key's own
-draw; a stacked model's parameters drawn by them where they apply, by the plan's kernel where they do not."""
+draw. Which of a model's parameters a plan draws by them: tests/test_stacked.py."""
 
 import gc
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jinit
-from jinit._src import plan, rows
+from jinit._src import rows
 from tests.cases import CASES
 
 SHAPES = [(3, (16, 64)), (2, (12, 16)), (1, (5, 64))]
@@ -113,117 +112,3 @@ def test_leaves_outlive_each_other_and_can_be_donated():
     np.testing.assert_array_equal(last, expected[-1])  # the shared buffer lives while a leaf does
     doubled = jax.jit(lambda x: x * 2, donate_argnums=0)(last)
     np.testing.assert_array_equal(doubled, expected[-1] * 2)
-
-
-# ----------------------------------------------------------------------------------------------- in a plan
-
-flax = pytest.importorskip("flax", reason="flax is an optional extra: pip install -e '.[flax]'")
-import flax.linen as nn  # noqa: E402
-
-import jinit.flax  # noqa: E402
-
-
-class Block(nn.Module):
-    """Every parameter rowable: dimensions of 64, jinit's random families, zeros and ones."""
-
-    @nn.compact
-    def __call__(self, x, _=None):
-        h = nn.LayerNorm(scale_init=jinit.ones, bias_init=jinit.zeros)(x)
-        h = nn.DenseGeneral((2, 32), kernel_init=jinit.glorot_uniform(), bias_init=jinit.normal(1e-3))(h)
-        h = nn.Dense(64, kernel_init=jinit.truncated_normal(0.02), bias_init=jinit.zeros)(h.reshape(*h.shape[:-2], 64))
-        return x + h, None
-
-
-class Model(nn.Module):
-    bias: nn.initializers.Initializer = jinit.zeros
-
-    @nn.compact
-    def __call__(self, x):
-        x = nn.Dense(64, kernel_init=jinit.lecun_normal(), bias_init=self.bias)(x)
-        x, _ = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)()(x, None)
-        return x
-
-
-X = jnp.ones((2, 64))
-
-
-@pytest.fixture
-def spied(monkeypatch):
-    """The calls of the rows and of the plan's kernel: how many leaves each drew."""
-    counts = {"rows": 0, "kernel": 0}
-    draw, kernel = rows.draw, plan._kernel
-
-    def spy_rows(requests):
-        counts["rows"] += len(requests)
-        return draw(requests)
-
-    class SpyKernel:
-        def __call__(self, keys, *, plan, which):
-            counts["kernel"] += len(which)
-            return kernel(keys, plan=plan, which=which)
-
-    monkeypatch.setattr(rows, "draw", spy_rows)
-    monkeypatch.setattr(plan, "_kernel", SpyKernel())
-    return counts
-
-
-def same(a, b):
-    return jax.tree.structure(a) == jax.tree.structure(b) and all(
-        x.dtype == y.dtype and np.asarray(x).tobytes() == np.asarray(y).tobytes()
-        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
-    )
-
-
-def test_a_scanned_model_is_drawn_by_the_rows_without_its_kernel(spied):
-    model, key = Model(), jax.random.key(5)
-    ours = jinit.flax.initializer(model)(key, X)
-    assert same(ours, model.init(key, X))
-    # the four random ones by the rows (lecun_normal; in the stack glorot_uniform, normal, truncated_normal), the
-    # zeros and ones on the host, nothing by the plan's kernel
-    assert spied == {"rows": 4, "kernel": 0}
-
-
-def test_a_site_the_rows_cannot_draw_goes_to_the_kernel(spied):
-    model, key = Model(bias=jinit.constant(0.5)), jax.random.key(6)  # a constant: no law
-    assert same(jinit.flax.initializer(model)(key, X), model.init(key, X))
-    assert spied == {"rows": 4, "kernel": 1}
-
-
-def test_under_a_trace_the_kernel_draws_everything(spied):
-    model, key = Model(), jax.random.key(7)
-    init = jinit.flax.initializer(model)
-    assert same(jax.jit(init)(key, X), model.init(key, X))
-    assert spied["rows"] == 0 and spied["kernel"] > 0
-
-
-def test_other_prng_implementations_go_to_the_kernel(spied):
-    model, key = Model(), jax.random.key(8, impl="rbg")
-    assert same(jinit.flax.initializer(model)(key, X), model.init(key, X))
-    assert spied["rows"] == 0 and spied["kernel"] > 0
-
-
-class Unrolled(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        for _ in range(3):
-            x = nn.Dense(64, kernel_init=jinit.normal(0.02), bias_init=jinit.zeros)(x)
-        return nn.Dense(64, kernel_init=jinit.orthogonal(), bias_init=jinit.ones)(x)
-
-
-def test_an_unrolled_models_parameters_are_drawn_by_the_rows_too(spied, monkeypatch):
-    model, key = Unrolled(), jax.random.key(9)
-    by_tree, draw = [], plan.tree.draw
-
-    def spy_tree(leaves, keys, **kwargs):
-        by_tree.extend(leaves)
-        return draw(leaves, keys, **kwargs)
-
-    monkeypatch.setattr(plan.tree, "draw", spy_tree)
-    reports = []
-    ours = jinit.flax.initializer(model)(key, X, progress=reports.append)
-    assert same(ours, model.init(key, X))
-    assert spied["rows"] == 3 and [leaf.path for leaf in by_tree] == ["params/Dense_3/kernel"]  # (no law)
-    assert sorted(r.path for r in reports) == sorted(  # every parameter reported once, the last with the total
-        jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in jax.tree_util.tree_leaves_with_path(ours)
-    )
-    assert reports[-1].leaves == reports[-1].total_leaves == 8

@@ -19,7 +19,7 @@ import jinit  # noqa: E402
 import jinit.equinox  # noqa: E402
 import jinit.flax  # noqa: E402
 import jinit.haiku  # noqa: E402
-from jinit._src import plan  # noqa: E402
+from jinit._src import plan, rows  # noqa: E402
 from jinit.haiku import to_haiku  # noqa: E402
 
 KEY = jax.random.key(0)
@@ -304,3 +304,105 @@ def test_vmap_over_keys_draws_an_ensemble():
     ensemble = jax.vmap(init, in_axes=(0, None, None))(keys, X, None)
     for i in range(3):
         assert same(jax.tree.map(lambda v, i=i: v[i], ensemble), module.init(keys[i], X, None))
+
+
+# ------------------------------------------------------------------------------ by the rows or the kernel
+
+
+class RowBlock(nn.Module):
+    """Every parameter rowable: dimensions of 64, jinit's random families, zeros and ones."""
+
+    @nn.compact
+    def __call__(self, x, _=None):
+        h = nn.LayerNorm(scale_init=jinit.ones, bias_init=jinit.zeros)(x)
+        h = nn.DenseGeneral((2, 32), kernel_init=jinit.glorot_uniform(), bias_init=jinit.normal(1e-3))(h)
+        h = nn.Dense(64, kernel_init=jinit.truncated_normal(0.02), bias_init=jinit.zeros)(h.reshape(*h.shape[:-2], 64))
+        return x + h, None
+
+
+class RowModel(nn.Module):
+    bias: nn.initializers.Initializer = jinit.zeros
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(64, kernel_init=jinit.lecun_normal(), bias_init=self.bias)(x)
+        x, _ = nn.scan(RowBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)()(x, None)
+        return x
+
+
+X64 = jnp.ones((2, 64))
+
+
+@pytest.fixture
+def spied(monkeypatch):
+    """The calls of the rows and of the plan's kernel: how many leaves each drew."""
+    counts = {"rows": 0, "kernel": 0}
+    draw, kernel = rows.draw, plan._kernel
+
+    def spy_rows(requests):
+        counts["rows"] += len(requests)
+        return draw(requests)
+
+    class SpyKernel:
+        def __call__(self, keys, *, plan, which):
+            counts["kernel"] += len(which)
+            return kernel(keys, plan=plan, which=which)
+
+    monkeypatch.setattr(rows, "draw", spy_rows)
+    monkeypatch.setattr(plan, "_kernel", SpyKernel())
+    return counts
+
+
+def test_a_scanned_model_is_drawn_by_the_rows_without_its_kernel(spied):
+    model, key = RowModel(), jax.random.key(5)
+    ours = jinit.flax.initializer(model)(key, X64)
+    assert same(ours, model.init(key, X64))
+    # the four random ones by the rows (lecun_normal; in the stack glorot_uniform, normal, truncated_normal), the
+    # zeros and ones on the host, nothing by the plan's kernel
+    assert spied == {"rows": 4, "kernel": 0}
+
+
+def test_a_site_the_rows_cannot_draw_goes_to_the_kernel(spied):
+    model, key = RowModel(bias=jinit.constant(0.5)), jax.random.key(6)  # a constant: no law
+    assert same(jinit.flax.initializer(model)(key, X64), model.init(key, X64))
+    assert spied == {"rows": 4, "kernel": 1}
+
+
+def test_under_a_trace_the_kernel_draws_everything(spied):
+    model, key = RowModel(), jax.random.key(7)
+    init = jinit.flax.initializer(model)
+    assert same(jax.jit(init)(key, X64), model.init(key, X64))
+    assert spied["rows"] == 0 and spied["kernel"] > 0
+
+
+def test_other_prng_implementations_go_to_the_kernel(spied):
+    model, key = RowModel(), jax.random.key(8, impl="rbg")
+    assert same(jinit.flax.initializer(model)(key, X64), model.init(key, X64))
+    assert spied["rows"] == 0 and spied["kernel"] > 0
+
+
+class Unrolled(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        for _ in range(3):
+            x = nn.Dense(64, kernel_init=jinit.normal(0.02), bias_init=jinit.zeros)(x)
+        return nn.Dense(64, kernel_init=jinit.orthogonal(), bias_init=jinit.ones)(x)
+
+
+def test_an_unrolled_models_parameters_are_drawn_by_the_rows_too(spied, monkeypatch):
+    model, key = Unrolled(), jax.random.key(9)
+    by_tree, draw = [], plan.tree.draw
+
+    def spy_tree(leaves, keys, **kwargs):
+        by_tree.extend(leaves)
+        return draw(leaves, keys, **kwargs)
+
+    monkeypatch.setattr(plan.tree, "draw", spy_tree)
+    reports = []
+    ours = jinit.flax.initializer(model)(key, X64, progress=reports.append)
+    assert same(ours, model.init(key, X64))
+    assert spied["rows"] == 3 and [leaf.path for leaf in by_tree] == ["params/Dense_3/kernel"]  # (no law)
+    assert sorted(r.path for r in reports) == sorted(  # every parameter reported once, the last with the total
+        jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in jax.tree_util.tree_leaves_with_path(ours)
+    )
+    assert reports[-1].leaves == reports[-1].total_leaves == 8
