@@ -128,8 +128,9 @@ class Plan:
         if self.others and len(self.top) <= TOP_IN_KERNEL:  # one compilation for all: see `TOP_IN_KERNEL`
             self.top, self.others = [], [*self.top, *self.others]
         self.partial: dict[frozenset[int], Plan] = {}  # this plan without given leaves (`partial.pruned`)
-        self.rowable = [_rowable(program, found, s) for s in self.others] if self.mesh is None else []
-        self.top_rowable = [_rowable(program, found, s) for s in self.top] if self.mesh is None else []
+        # how each site may be drawn without a kernel of its own (`_rowable`; under an explicit mesh, by none)
+        self.rowable = [None if self.mesh is not None else _rowable(program, found, s) for s in self.others]
+        self.top_rowable = [None if self.mesh is not None else _rowable(program, found, s) for s in self.top]
 
     def _drawn(self, others: list[sites.Site], site_keys: list) -> list:
         """The stacked sites' leaves from their keys, traced (in `_kernel`)."""
@@ -253,7 +254,7 @@ class Plan:
                 site_keys.append(_path_keys(root, program.paths[site.leaf], found.keys[site.key]))
             else:
                 site_keys.append(keys[site.key])
-        out = [None] * len(others) if traced or not self.rowable else self._by_rows(self.rowable, site_keys)
+        out = [None] * len(others) if traced else self._by_rows(self.rowable, site_keys)
         which = tuple(i for i, value in enumerate(out) if value is None)
         if which:
             drawn = _kernel(tuple(site_keys[i] for i in which), plan=self, which=which)
