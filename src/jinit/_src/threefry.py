@@ -101,24 +101,15 @@ def _seed(seed: jax.Array) -> jax.Array:
     return jnp.concatenate([jex_random.threefry_prng_impl.seed(seed), jnp.zeros(2, np.uint32)])
 
 
-POSITIONED = jex_random.define_prng_impl(
-    key_shape=(4,),
-    seed=_seed,
-    split=_split,
-    random_bits=positioned_bits,
-    fold_in=_fold_in,
-    name="jinit_positioned_threefry2x32",
-    tag="jpt",
-)
-ROW = jex_random.define_prng_impl(
-    key_shape=(4,),
-    seed=_seed,
-    split=_split,
-    random_bits=row_bits,
-    fold_in=_fold_in,
-    name="jinit_row_threefry2x32",
-    tag="jrt",
-)
+def _positioned_impl(random_bits: Any, name: str, tag: str) -> Any:
+    """A PRNG implementation whose key is threefry's two words and a stream position, drawing by `random_bits`."""
+    return jex_random.define_prng_impl(
+        key_shape=(4,), seed=_seed, split=_split, random_bits=random_bits, fold_in=_fold_in, name=name, tag=tag
+    )
+
+
+POSITIONED = _positioned_impl(positioned_bits, "jinit_positioned_threefry2x32", "jpt")
+ROW = _positioned_impl(row_bits, "jinit_row_threefry2x32", "jrt")
 """`POSITIONED` for draws that reach no multiple of ``2**32`` past their position (`row_bits`)."""
 
 
