@@ -1,26 +1,26 @@
-"""Many draws of the positioned stream in one small kernel, whatever their shapes: a stacked model's first call
-without a kernel compiled per parameter.
+"""Many draws of the positioned stream in one small program, whatever their shapes: a model's parameters
+without a kernel compiled per parameter or per stacked site.
 
-A plan (`jinit._src.plan`) draws a scanned model's stacked parameters by one kernel that traces each site's
+A plan (`jinit._src.plan`) drew a scanned model's stacked parameters by one kernel that traces each site's
 draw, batched over its layers' keys: XLA compiles a loop per site, with threefry's rounds and the sampler's
-arithmetic in each (0.4 s of lowering and 0.24 s of compiling for a ViT-L's 10 sites, a third of its first call).
-Yet with JAX's partitionable threefry, element ``i`` of a draw depends only on its key and on ``i``
-(`jinit._src.threefry`), so every draw is made of rows: row ``r`` of a draw of ``n`` elements is its elements
-``r * width`` to ``(r + 1) * width``, drawn from the key's stream at that position. A stacked parameter of ``L``
-layers is ``L * n / width`` such rows, one after another in memory (its layers along the leading axis, the
-layers' keys in row-major order), and so is every parameter of the same distribution: `draw` hands each a view
-of one array of ``[rows, width]``, which one loop fills. The kernel is compiled once per distinct distribution
-structure, dtype, width and number of rows, never per shape, and is as fast as the per-site kernel it replaces
-(0.48 s for a ViT-L's 300 M values on a 2-core Xeon, both ways).
+arithmetic in each (0.4 s of lowering and 0.24 s of compiling for a ViT-L's 10 sites, a third of its first
+call), and an unrolled model's by the tree engine, one kernel call per parameter. Yet with JAX's partitionable
+threefry, element ``i`` of a draw depends only on its key and on ``i`` (`jinit._src.threefry`), so every draw is
+made of rows: row ``r`` of a draw of ``n`` elements is its elements ``r * width`` to ``(r + 1) * width``, drawn
+from the key's stream at that position. A stacked parameter of ``L`` layers is ``L * n / width`` such rows, one
+after another in memory (its layers along the leading axis, the layers' keys in row-major order), and so is
+every parameter of the same distribution: `draw` hands each a view of one array of ``[rows, width]``, which one
+loop fills. One program draws every distribution of a call, a loop for each; it is compiled once per the
+distributions' structures, dtypes, widths and numbers of rows, never per shape, and runs as fast as the kernels
+it replaces (a ViT-L's 300 M values in 0.4 s on a 2-core Xeon).
 
 Its values are JAX's: each row is exactly what the engine's stream draws at that position (`engine._piece`),
 which is what the tests check against `jax.random` and the frameworks. A row ends within its draw (of fewer than
 ``2**32`` elements), so it is drawn with `threefry.ROW`, which leaves out the carry into the position's high word
-that no row has. Used eagerly, on one CPU device, for
-draws of JAX's partitionable threefry that the stream follows (`engine.positioned`); elsewhere the plan's kernel
-draws. What it costs: the parameters of one distribution share one buffer, freed when the last of them is, and
-as host memory adopted by JAX, a donation of one to a compiled step does not reuse its memory (as for the
-engine's stream).
+that no row has. The rows draw eagerly, on one CPU device, with JAX's partitionable threefry where the stream
+follows it (`engine.positioned`); elsewhere the plan's kernel draws. What it costs: the parameters of one
+distribution share one buffer, freed when the last of them is, and as host memory adopted by JAX, a donation of
+one to a compiled step does not reuse its memory (as for the engine's stream).
 """
 
 import dataclasses
