@@ -66,7 +66,8 @@ class Request:
 
 
 def draw(requests: list[Request]) -> list[jax.Array]:
-    """Each request's leaf, the requests of one distribution and dtype from one array filled by one kernel."""
+    """Each request's leaf: those of one distribution and dtype are views of one array, every array filled by one
+    program (a loop each)."""
     groups: dict[tuple, list[int]] = {}
     for i, request in enumerate(requests):
         groups.setdefault(_group(request), []).append(i)
