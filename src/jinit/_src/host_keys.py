@@ -178,7 +178,8 @@ def compile(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list
         with np.errstate(over="ignore"):
             out = run(host_consts, [_host(a) for a in args])
         return [
-            jnp.asarray(x) if impl is None else jax.random.wrap_key_data(jnp.asarray(x), impl=impl)
+            # (`device_put`, not `jnp.asarray`, which compiles a `stage` of each new shape first)
+            jax.device_put(x) if impl is None else jax.random.wrap_key_data(jax.device_put(x), impl=impl)
             for x, impl in zip(out, key_outputs, strict=True)
         ]
 

@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.extend import random as jex_random
 
 ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -31,22 +32,25 @@ MAX_DRAW = 2**32
 
 
 def _rotate_left(x: jax.Array, d: int) -> jax.Array:
-    return (x << np.uint32(d)) | (x >> np.uint32(32 - d))
+    return lax.bitwise_or(lax.shift_left(x, np.uint32(d)), lax.shift_right_logical(x, np.uint32(32 - d)))
 
 
 def hash_unrolled(k1: jax.Array, k2: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Threefry-2x32 (20 rounds, Salmon et al. 2011) of the counters ``(x0, x1)`` under the key ``(k1, k2)``.
 
-    The rounds are written out, so XLA fuses them into one elementwise loop that it vectorizes.
+    The rounds are written out, so XLA fuses them into one elementwise loop that it vectorizes. They are `lax`'s
+    operations on ``uint32`` arrays (the keys scalars or of the counters' shape), not `jax.numpy`'s, whose
+    wrappers made tracing them, under the `vmap` by which JAX lowers a batch of draws, most of a kernel's
+    lowering time.
     """
-    ks = (k1, k2, k1 ^ k2 ^ PARITY)
-    x0, x1 = x0 + ks[0], x1 + ks[1]
+    ks = (k1, k2, lax.bitwise_xor(lax.bitwise_xor(k1, k2), PARITY))
+    x0, x1 = lax.add(x0, ks[0]), lax.add(x1, ks[1])
     for group in range(5):
         for d in ROTATIONS[group % 2]:
-            x0 = x0 + x1
-            x1 = _rotate_left(x1, d) ^ x0
-        x0 = x0 + ks[(group + 1) % 3]
-        x1 = x1 + ks[(group + 2) % 3] + np.uint32(group + 1)
+            x0 = lax.add(x0, x1)
+            x1 = lax.bitwise_xor(_rotate_left(x1, d), x0)
+        x0 = lax.add(x0, ks[(group + 1) % 3])
+        x1 = lax.add(lax.add(x1, ks[(group + 2) % 3]), np.uint32(group + 1))
     return x0, x1
 
 
