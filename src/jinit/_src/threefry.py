@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
+from jax import custom_batching, lax
 from jax.extend import random as jex_random
 
 ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -68,27 +68,62 @@ def positioned_bits(data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> 
     `data` is ``uint32[k1, k2, position_hi, position_lo]``; element ``i`` of `shape` (row-major) gets the bits
     that ``jax.random.bits(key, ...)`` gives element ``position + i`` of a sample drawn from ``(k1, k2)``.
     """
-    return _bits(data, bit_width, shape, carry=True)
+    return _batchable(bit_width, tuple(shape), True)(data)
 
 
 def row_bits(data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
     """`positioned_bits` of a draw that does not reach past a multiple of ``2**32`` (``position_lo + size <=
     2**32``), as a row of `jinit._src.rows` never does: the high word is the position's own, with no carry to
     compute, which runs a uniform sample a fifth faster (`ROW`'s bits)."""
-    return _bits(data, bit_width, shape, carry=False)
+    return _batchable(bit_width, tuple(shape), False)(data)
+
+
+@functools.cache
+def _batchable(bit_width: int, shape: tuple[int, ...], carry: bool) -> Any:
+    """`_bits` of one key's data, whose `vmap` is `_bits` of the batch's data (`jax.custom_batching.custom_vmap`).
+
+    JAX lowers a draw from a batch of keys by tracing the implementation's bits under `vmap`, once per draw in a
+    program (a plan's kernel, each distribution of the rows): batching each of the hash's hundred-odd operations
+    took half of that; the rule writes the same operations on the batch's arrays (the same integers).
+    """
+
+    @custom_batching.custom_vmap
+    def bits(data: jax.Array) -> jax.Array:
+        return _bits(data, bit_width, shape, carry=carry)
+
+    @bits.def_vmap
+    def _(axis_size: int, in_batched: list, data: jax.Array) -> tuple[jax.Array, bool]:
+        del axis_size
+        if not in_batched[0]:
+            return bits(data), False
+        return _bits(data, bit_width, shape, carry=carry), True  # (the batch's axis leads, as `custom_vmap` puts it)
+
+    return bits
 
 
 def _bits(data: jax.Array, bit_width: int, shape: tuple[int, ...], *, carry: bool) -> jax.Array:
+    """The bits of `shape` for each key of ``data[..., 4]``, laid out as ``(*data.shape[:-1], *shape)``."""
     n = math.prod(shape)
     assert n < MAX_DRAW, n  # the engine draws larger samples in pieces, or with JAX's own stream
-    k1, k2, hi, lo = data[0], data[1], data[2], data[3]
-    count_lo = lo + jax.lax.iota(np.uint32, n).reshape(shape)
+    batch = data.shape[:-1]
+    full = (*batch, *shape)
+
+    def word(i: int) -> jax.Array:  # a key's word for each of its elements (for one key, a scalar)
+        w = lax.index_in_dim(data, i, axis=len(batch), keepdims=False)
+        return lax.broadcast_in_dim(w, full, tuple(range(len(batch)))) if batch else w
+
+    k1, k2, hi, lo = (word(i) for i in range(4))
+    offsets = lax.iota(np.uint32, n).reshape(shape)
+    count_lo = lax.add(lo, lax.broadcast_in_dim(offsets, full, tuple(range(len(batch), len(full)))))
     # the carry into the high word, where a draw may reach past a multiple of 2**32
-    count_hi = hi + (count_lo < lo).astype(np.uint32) if carry else jnp.broadcast_to(hi, shape)
+    if carry:
+        count_hi = lax.add(hi, lax.convert_element_type(lax.lt(count_lo, lo), np.uint32))
+    else:
+        count_hi = hi if batch else lax.broadcast_in_dim(hi, full, ())
     bits1, bits2 = _hash(k1, k2, count_hi, count_lo)
     if bit_width == 64:
         return (bits1.astype(np.uint64) << np.uint64(32)) | bits2.astype(np.uint64)
-    bits = bits1 ^ bits2
+    bits = lax.bitwise_xor(bits1, bits2)
     return bits if bit_width == 32 else bits.astype(np.dtype(f"uint{bit_width}"))
 
 
