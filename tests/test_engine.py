@@ -78,6 +78,24 @@ def test_row_bits_are_the_positioned_stream_up_to_a_multiple_of_two_to_the_32():
     assert not np.array_equal(crossing, threefry.reference_bits(data, 2**32 - 20, 64))
 
 
+@pytest.mark.parametrize("bits", [threefry.positioned_bits, threefry.row_bits], ids=["positioned", "row"])
+@pytest.mark.parametrize("bit_width", [8, 16, 32, 64])
+def test_batched_bits_are_each_keys_own(bits, bit_width):
+    """Under `vmap`, once and nested (the `custom_vmap` rule, and the rule's operations batched again), each key's
+    bits are its own draw's, in every bit width."""
+    rng = np.random.default_rng(bit_width)
+    data = rng.integers(0, 2**32, (2, 3, 4), dtype=np.uint32)
+    data[..., 2] = 0  # (rows from the stream's start: no carry for `row_bits` to leave out)
+    data[..., 3] = rng.integers(0, 2**20, (2, 3), dtype=np.uint32)
+    with jax.enable_x64(bit_width == 64):
+        one = jax.jit(lambda d: bits(d, bit_width, (4, 8)))
+        expected = np.stack([np.stack([np.asarray(one(data[i, j])) for j in range(3)]) for i in range(2)])
+        assert expected.dtype == np.dtype(f"uint{bit_width}") and len(np.unique(expected)) > 8
+        np.testing.assert_array_equal(jax.jit(jax.vmap(jax.vmap(one)))(data), expected)
+        np.testing.assert_array_equal(jax.jit(jax.vmap(one))(data[1]), expected[1])
+        np.testing.assert_array_equal(jax.jit(jax.vmap(one, in_axes=1, out_axes=1))(data), expected)
+
+
 def test_hash_matches_jax_primitive():
     """The unrolled hash is JAX's threefry2x32, on random keys and counters (the primitive is JAX's reference)."""
     rng = np.random.default_rng(0)
