@@ -8,11 +8,14 @@ So a sample can be drawn in pieces, each from its position in the stream, with J
 and a 64-bit stream position. `jax.random.normal`, `uniform`, `truncated_normal`, `split` and `orthogonal` run
 unchanged on its keys, so jinit's distributions are JAX's own code, only fed from a position.
 
-On CPU the hash itself is twenty unrolled rounds of `jax.numpy` integer operations, which XLA fuses and
-vectorizes (JAX lowers its `threefry2x32` primitive on CPU to a rolled loop, several times slower). Elsewhere
-it is JAX's primitive. Threefry is an exactly specified integer function, so the bits are the same either way;
-`verified` checks it once per process against `jax.random.bits` before the stream is used, and jinit falls back
-to drawing with the user's own key (JAX's code, exactly) if it ever differs.
+On CPU the hash itself is twenty unrolled rounds of `lax` integer operations, which XLA fuses and vectorizes
+(JAX lowers its `threefry2x32` primitive on CPU to a rolled loop, several times slower). Elsewhere it is JAX's
+primitive. A batch of keys' bits (JAX lowers a draw from a batch of keys by vmapping the implementation's bits)
+are written on the batch's arrays by a `jax.custom_batching.custom_vmap` rule, the same operations, rather than
+batched operation by operation, which was half of a rows program's lowering. Threefry is an exactly specified
+integer function, so the bits are the same either way; `verified` checks it once per process against
+`jax.random.bits` before the stream is used, and jinit falls back to drawing with the user's own key (JAX's
+code, exactly) if it ever differs.
 """
 
 import functools
