@@ -81,13 +81,14 @@ def row_bits(data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Arr
     return _batchable(bit_width, tuple(shape), False)(data)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)
 def _batchable(bit_width: int, shape: tuple[int, ...], carry: bool) -> Any:
     """`_bits` of one key's data, whose `vmap` is `_bits` of the batch's data (`jax.custom_batching.custom_vmap`).
 
     JAX lowers a draw from a batch of keys by tracing the implementation's bits under `vmap`, once per draw in a
     program (a plan's kernel, each distribution of the rows): batching each of the hash's hundred-odd operations
-    took half of that; the rule writes the same operations on the batch's arrays (the same integers).
+    took half of that; the rule writes the same operations on the batch's arrays (the same integers). (Kept per
+    width, shape and carry, a bounded number, so that a shape drawn again is the same function.)
     """
 
     @custom_batching.custom_vmap
