@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jinit
-from jinit._src import distributions, engine, threefry
+from jinit._src import distributions, engine, host_keys, threefry
 
 KEY = jax.random.key(42)
 jnn = jax.nn.initializers
@@ -122,6 +122,19 @@ def test_verified_and_the_fallback_when_jax_changes(monkeypatch):
         assert calls == []
     finally:
         threefry.verified.cache_clear()
+
+
+def test_verified_first_under_x64_is_still_true():
+    """First asked under ``jax_enable_x64`` (a float64 draw), the check compares 32-bit words, not x64's 64-bit
+    default bits (which made it fail, and every later draw of the process take JAX's own, slower, code)."""
+    threefry.verified.cache_clear()
+    host_keys.reference.cache_clear()
+    try:
+        with jax.enable_x64(True):
+            assert threefry.verified()
+    finally:
+        threefry.verified.cache_clear()
+        host_keys.reference.cache_clear()
 
 
 def test_fast_adopt_is_checked_and_falls_back(monkeypatch):

@@ -178,8 +178,7 @@ def compile(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list
         with np.errstate(over="ignore"):
             out = run(host_consts, [_host(a) for a in args])
         return [
-            # (`device_put`, not `jnp.asarray`, which compiles a `stage` of each new shape first)
-            jax.device_put(x) if impl is None else jax.random.wrap_key_data(jax.device_put(x), impl=impl)
+            jnp.asarray(x) if impl is None else jax.random.wrap_key_data(jnp.asarray(x), impl=impl)
             for x, impl in zip(out, key_outputs, strict=True)
         ]
 
@@ -432,7 +431,8 @@ def example(key: Any) -> list:
     _, folded = jax.lax.scan(layer, None, layers)  # (no carry, as a model's after dead code: all layers at once)
     keys = [seeded, jax.random.fold_in(key, 4047682477), layers, folded]
     out = [jax.random.key_data(k) for k in keys]
-    return [*out, jax.random.bits(key, (2, 4))] if key.dtype._impl.name == "threefry2x32" else out
+    # (32-bit words whatever ``jax_enable_x64``: under it `bits` would give 64-bit ones, which are not the stream's)
+    return [*out, jax.random.bits(key, (2, 4), np.uint32)] if key.dtype._impl.name == "threefry2x32" else out
 
 
 def default_impl() -> Any:
