@@ -110,6 +110,7 @@ def test_hash_matches_jax_primitive():
 
 def test_verified_and_the_fallback_when_jax_changes(monkeypatch):
     assert threefry.verified()
+    monkeypatch.setattr(host_keys, "checked", lambda: False)  # (a release `host_keys.CHECKED` does not list)
     monkeypatch.setattr(threefry, "reference_bits", lambda data, start, n: np.zeros(n, np.uint32))
     threefry.verified.cache_clear()
     try:
@@ -124,9 +125,28 @@ def test_verified_and_the_fallback_when_jax_changes(monkeypatch):
         threefry.verified.cache_clear()
 
 
-def test_verified_first_under_x64_is_still_true():
+def test_a_checked_release_knows_jaxs_bits_without_compiling(monkeypatch):
+    """Under a release `host_keys.CHECKED` lists (on CPU), `verified` holds without JAX's program: the release's
+    bits are the specification's (`test_positioned_stream_matches_the_specification_across_the_high_word`)."""
+    if not host_keys.checked():
+        pytest.skip(f"jax {jax.__version__} is not in host_keys.CHECKED: its bits are compiled and compared")
+
+    def compiled(*_):
+        raise AssertionError("compiled JAX's program")
+
+    monkeypatch.setattr(host_keys, "reference", compiled)
+    threefry.verified.cache_clear()
+    try:
+        assert threefry.verified()
+    finally:
+        threefry.verified.cache_clear()
+
+
+def test_verified_first_under_x64_is_still_true(monkeypatch):
     """First asked under ``jax_enable_x64`` (a float64 draw), the check compares 32-bit words, not x64's 64-bit
-    default bits (which made it fail, and every later draw of the process take JAX's own, slower, code)."""
+    default bits (which made it fail, and every later draw of the process take JAX's own, slower, code). Checked
+    by compiling JAX's program, as under a release `host_keys.CHECKED` does not list."""
+    monkeypatch.setattr(host_keys, "checked", lambda: False)
     threefry.verified.cache_clear()
     host_keys.reference.cache_clear()
     try:

@@ -145,6 +145,48 @@ def test_a_failed_check_leaves_the_program_to_jax(monkeypatch):
         host_keys._verified.cache_clear()
 
 
+@pytest.mark.parametrize("partitionable", [True, False], ids=["partitionable", "not partitionable"])
+@pytest.mark.parametrize("impl", [jex_random.threefry_prng_impl, jex_random.rbg_prng_impl], ids=lambda i: i.name)
+def test_known_keys_are_those_of_jaxs_compiled_example(impl, partitionable):
+    """`host_keys.KNOWN` is what JAX's compiled `example` gives under this release (so listing the release in
+    `CHECKED` is right), and what the host computes from JAX's program."""
+    if host_keys._release() not in host_keys.CHECKED:
+        pytest.skip(f"jax {jax.__version__} is not in host_keys.CHECKED: its keys are compiled and compared")
+    with jax.threefry_partitionable(partitionable):
+        n_keys = 4  # (the example's keys, not threefry's bits)
+        compiled = host_keys._jax_example(host_keys.example_words(impl), impl)[:n_keys]
+        assert host_keys.digest([np.asarray(x) for x in compiled]) == host_keys.KNOWN[(impl.name, partitionable)]
+        host_keys._verified.cache_clear()
+        try:
+            assert host_keys.verified(impl)
+        finally:
+            host_keys._verified.cache_clear()
+
+
+def test_under_a_checked_release_the_check_compiles_nothing_and_still_catches_a_wrong_host(monkeypatch):
+    """Under a `CHECKED` release on CPU the host's keys are compared with `KNOWN` (JAX's program is not compiled);
+    a host that computes other keys is still caught (then JAX's program is compiled, and disagrees); under any
+    other release, JAX's program is compiled and compared."""
+    impl = jex_random.threefry_prng_impl
+    compiled = []
+    reference = host_keys.reference
+    monkeypatch.setattr(host_keys, "reference", lambda *a: compiled.append(a) or reference(*a))
+    monkeypatch.setattr(host_keys, "checked", lambda: True)
+    host_keys._verified.cache_clear()
+    try:
+        assert host_keys.verified(impl) and compiled == []
+        host_keys._verified.cache_clear()
+        monkeypatch.setitem(host_keys._OPS, "threefry2x32", lambda *a: [np.zeros_like(a[2]), np.zeros_like(a[3])])
+        assert not host_keys.verified(impl) and len(compiled) == 1
+        monkeypatch.undo()
+        monkeypatch.setattr(host_keys, "reference", lambda *a: compiled.append(a) or reference(*a))
+        monkeypatch.setattr(host_keys, "checked", lambda: False)
+        host_keys._verified.cache_clear()
+        assert host_keys.verified(impl) and len(compiled) == 2
+    finally:
+        host_keys._verified.cache_clear()
+
+
 def test_floats_are_left_to_jax():
     closed = jax.make_jaxpr(lambda k, x: (jax.random.fold_in(k, 3), x * 2.0))(jax.random.key(0), 1.0)
     assert host_keys.compile(closed.jaxpr, closed.consts) is None

@@ -17,10 +17,15 @@ JAX internals relied on, and how a change is survived: a key array's ``dtype._im
 the primitives listed in `_OPS`. `verified` checks once per process and per implementation, on a program shaped
 like a model's (seeds, splits and fold-ins, batched and in a scan), that `compile`'s function gives what JAX's
 compiled program gives; where it does not, or where anything is missing or raises, `compile` returns None and
-the program is run by JAX as before: slower, the same values.
+the program is run by JAX as before: slower, the same values. Under a (jax, jaxlib) release listed in `CHECKED`,
+on CPU, what JAX's compiled program gives is known (`KNOWN`, which tests/test_host_keys.py derives from JAX
+again under each listed release), and the host's keys are compared with it without compiling it: a release's
+key derivation is its code's, and a host that computes other keys still fails. Any other release or platform
+compiles JAX's program, so a new JAX may make the check slower, never its answer wrong.
 """
 
 import functools
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 from jax.extend import core as jex_core
+from jax.extend import random as jex_random
 
 from jinit._src import checks, kernel, threefry
 
@@ -453,6 +459,47 @@ def prepare() -> None:
         threefry.verified()
 
 
+CHECKED = frozenset({("0.10.2", "0.10.2")})
+"""The (jax, jaxlib) releases under which tests/test_host_keys.py found, on CPU, that JAX's compiled `example`
+gives the keys `KNOWN` records (and tests/test_engine.py that `jax.random.bits` is threefry's specification).
+Under those, on CPU, `verified` compares the host's keys with `KNOWN`, and `jinit._src.threefry.verified` holds,
+without compiling JAX's program (one compilation, 0.1 s of every process's first initialization); under any
+other release or platform, JAX's program is compiled and its output compared, as before."""
+
+KNOWN = {
+    ("threefry2x32", True): "9a89032addd93b20511b64823003cc38",
+    ("threefry2x32", False): "ca75ba2a0c4c4215ddffb1bb4594b2a3",
+    ("rbg", True): "4f99819c9a7261c882c5c32291eb7812",
+    ("rbg", False): "d986600c58a84fbda33ac4419d564c11",
+}
+"""`digest` of the keys JAX's compiled `example` gives, per JAX implementation and ``jax_threefry_partitionable``,
+under the `CHECKED` releases (tests/test_host_keys.py derives them again from JAX there)."""
+
+
+def checked() -> bool:
+    """Whether JAX's own key program and bits need no compiling to be known (`CHECKED`): a listed release, on CPU."""
+    return _release() in CHECKED and jax.default_backend() == "cpu"
+
+
+@functools.cache
+def _release() -> tuple[str, str]:
+    try:
+        from jaxlib import version
+    except ImportError:  # pragma: no cover - every jaxlib has it
+        return jax.__version__, ""
+    return jax.__version__, version.__version__
+
+
+def digest(keys: Sequence[np.ndarray]) -> str:
+    """A fingerprint of key data: each array's shape and ``uint32`` words."""
+    h = hashlib.sha256()
+    for x in keys:
+        x = np.ascontiguousarray(x, np.uint32)
+        h.update(repr(x.shape).encode())
+        h.update(x.tobytes())
+    return h.hexdigest()[:32]
+
+
 def verified(impl: Any) -> bool:
     """Whether `compile` gives JAX's own keys for implementation `impl` (checked once per process, per
     implementation and ``jax_threefry_partitionable``, which changes threefry's split)."""
@@ -468,10 +515,16 @@ def _verified(impl: Any, partitionable: bool) -> bool:
         run = _Compiled(closed.jaxpr.replace(outvars=closed.jaxpr.outvars[:n_keys]))
         with np.errstate(over="ignore"):
             ours = run([_host(c) for c in closed.consts], [words])
+        if checked() and impl is _JAX_IMPLS.get(impl.name) and digest(ours) == KNOWN.get((impl.name, partitionable)):
+            return True  # JAX's own keys under this release (`CHECKED`)
         theirs = reference(impl, partitionable)[:n_keys]
         return len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
     except Exception:  # anything this module does not understand: JAX computes the keys
         return False
+
+
+_JAX_IMPLS = {"threefry2x32": jex_random.threefry_prng_impl, "rbg": jex_random.rbg_prng_impl}
+"""JAX's own implementations, those `KNOWN` is of (another one of the same name is checked by compiling)."""
 
 
 def example_words(impl: Any) -> np.ndarray:
