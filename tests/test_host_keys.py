@@ -187,6 +187,33 @@ def test_under_a_checked_release_the_check_compiles_nothing_and_still_catches_a_
         host_keys._verified.cache_clear()
 
 
+def test_the_hosts_keys_reach_the_device_without_compiling():
+    """With no mesh in effect, the host's keys become arrays on the default device, uncommitted, as
+    `jnp.asarray` makes them, with nothing compiled (`jnp.asarray` compiles a ``stage`` per new shape)."""
+    closed = jax.make_jaxpr(lambda k: (jax.random.split(k, (3, 7)), jax.random.key_data(k)[0] + 3))(jax.random.key(0))
+    run = host_keys.compile(closed.jaxpr, closed.consts)
+    compiled = []
+
+    def listen(event, duration, **_):
+        if event.endswith("backend_compile_duration"):
+            compiled.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        keys, word = run([jax.random.key(5)])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    expected_keys, expected_word = (
+        jax.random.split(jax.random.key(5), (3, 7)),
+        jax.random.key_data(jax.random.key(5))[0] + 3,
+    )
+    assert compiled == []
+    np.testing.assert_array_equal(jax.random.key_data(keys), jax.random.key_data(expected_keys))
+    np.testing.assert_array_equal(word, expected_word)
+    for ours, theirs in ((keys, expected_keys), (word, expected_word)):
+        assert not ours.committed and ours.sharding == theirs.sharding and ours.dtype == theirs.dtype
+
+
 def test_floats_are_left_to_jax():
     closed = jax.make_jaxpr(lambda k, x: (jax.random.fold_in(k, 3), x * 2.0))(jax.random.key(0), 1.0)
     assert host_keys.compile(closed.jaxpr, closed.consts) is None

@@ -184,11 +184,20 @@ def compile(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list
         with np.errstate(over="ignore"):
             out = run(host_consts, [_host(a) for a in args])
         return [
-            jnp.asarray(x) if impl is None else jax.random.wrap_key_data(jnp.asarray(x), impl=impl)
+            _device_array(x) if impl is None else jax.random.wrap_key_data(_device_array(x), impl=impl)
             for x, impl in zip(out, key_outputs, strict=True)
         ]
 
     return evaluate
+
+
+def _device_array(x: np.ndarray) -> jax.Array:
+    """`x` as `jnp.asarray` makes it: with no mesh in effect by `jax.device_put`, the same uncommitted array on
+    the default device, where `jnp.asarray` compiles a ``stage`` for each new shape first (0.01 s each); under a
+    mesh, by `jnp.asarray`, which lays it out on the mesh's devices."""
+    if checks.current_mesh().empty and jax.sharding.get_abstract_mesh().empty:
+        return jax.device_put(x)
+    return jnp.asarray(x)
 
 
 def _host(x: Any) -> np.ndarray:
