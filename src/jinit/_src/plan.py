@@ -17,7 +17,7 @@ initializers, state), and draws each site by the engine:
 - but eagerly, on one CPU device, for JAX's partitionable threefry, an unsharded site of either kind whose
   layers lie one after another in memory (stacked along axis 0, reshaped at most: `_rowable`) is drawn by the
   rows (`jinit._src.rows`): one program for all of them, a loop per distribution, compiled per row count and
-  never per site or shape (a scanned ViT-L's first call in 0.90 s rather than 1.3 s, GPT-2 medium's second call
+  never per site or shape (a scanned ViT-L's first call in 0.8 s rather than 1.3 s, GPT-2 medium's second call
   in 0.98 s rather than 1.19 s); jinit's zeros and ones are made on the host.
 
 A plan is reusable: a second call (another key, new inputs of the same shapes) traces nothing and compiles
