@@ -91,9 +91,13 @@ def _batchable(bit_width: int, shape: tuple[int, ...], carry: bool) -> Any:
     width, shape and carry, a bounded number, so that a shape drawn again is the same function.)
     """
 
+    # (jitted: `custom_vmap` traces the function for one key at each call, also where the rule then draws a
+    # batch; as a `jit`, that trace is made once per width, shape and carry)
+    one = jax.jit(functools.partial(_bits, bit_width=bit_width, shape=shape, carry=carry))
+
     @custom_batching.custom_vmap
     def bits(data: jax.Array) -> jax.Array:
-        return _bits(data, bit_width, shape, carry=carry)
+        return one(data)
 
     @bits.def_vmap
     def _(axis_size: int, in_batched: list, data: jax.Array) -> tuple[jax.Array, bool]:
