@@ -124,6 +124,67 @@ def test_linen_under_the_mesh_set_by_jax_set_mesh():
     assert kernel.sharding.is_equivalent_to(NamedSharding(mesh, P("data", "model")), 2)
 
 
+class CommittedBlock(nn.Module):
+    @nn.compact
+    def __call__(self, x, _):
+        return nn.Dense(8, kernel_init=jinit.glorot_uniform(), bias_init=jinit.normal(0.1))(x), None
+
+
+class Committed(nn.Module):
+    """An unrolled layer and a scanned stack, jinit's initializers and Flax's own (LayerNorm's)."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(8, kernel_init=jinit.normal(0.02), bias_init=jinit.zeros)(x)
+        stack = nn.scan(CommittedBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
+        x, _ = stack()(x, None)
+        return nn.LayerNorm()(x)
+
+
+def placement(tree):
+    return [(bool(x.committed), tuple(sorted(d.id for d in x.devices()))) for x in jax.tree.leaves(tree)]
+
+
+def committed_haiku(x):
+    """An unrolled layer and a layer stack, with jinit's zeros and ones."""
+    x = hk.Linear(8, w_init=jinit.haiku.to_haiku(jinit.he_uniform()), b_init=jinit.haiku.to_haiku(jinit.zeros))(x)
+    return hk.layer_stack(3)(committed_block)(x)
+
+
+def committed_block(x):
+    w_init, b_init = jinit.haiku.to_haiku(jinit.glorot_uniform()), jinit.haiku.to_haiku(jinit.ones)
+    return hk.Linear(8, w_init=w_init, b_init=b_init)(x)
+
+
+class CommittedNNX(nnx.Module):
+    def __init__(self, rngs):
+        self.a = nnx.Linear(8, 8, kernel_init=jinit.he_uniform(), bias_init=jinit.zeros, rngs=rngs)
+
+
+def committed(framework, key, x):
+    """The framework's own initialization of a small model and jinit's, from `key`."""
+    if framework in ("linen", "linen-unrolled"):
+        module = Committed() if framework == "linen" else nn.Dense(8, kernel_init=jinit.he_uniform())
+        return module.init(key, x), jinit.flax.initializer(module)(key, x)
+    if framework == "haiku":
+        f = hk.transform(committed_haiku)
+        return f.init(key, x), jinit.haiku.initializer(f)(key, x)
+    build = lambda k: CommittedNNX(nnx.Rngs(k))  # noqa: E731
+    return nnx.state(build(key)), nnx.state(jinit.flax.builder(build)(key))
+
+
+@pytest.mark.parametrize("framework", ["linen", "linen-unrolled", "haiku", "nnx"])
+def test_a_key_committed_to_a_device_gives_parameters_where_the_frameworks_own_do(framework):
+    """A key committed to one device of several: each parameter is where the framework's own init puts it
+    (committed to that device where JAX's evaluation commits it; jinit's zeros and ones, called eagerly,
+    uncommitted on the default device), with its values."""
+    key = jax.device_put(jax.random.key(7), jax.devices()[5])
+    theirs, ours = committed(framework, key, np.ones((2, 8), np.float32))
+    assert placement(ours) == placement(theirs)
+    assert (True, (5,)) in placement(theirs)
+    assert jax.tree.all(jax.tree.map(lambda a, b: np.asarray(a).tobytes() == np.asarray(b).tobytes(), ours, theirs))
+
+
 class NNXPartitioned(nnx.Module):
     def __init__(self, rngs):
         self.a = nnx.Linear(

@@ -181,22 +181,31 @@ def compile(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list
     key_outputs = [_key_impl(getattr(v, "aval", None)) for v in jaxpr.outvars]
 
     def evaluate(args: Sequence[Any]) -> list:
+        device = _committed_device(args)
         with np.errstate(over="ignore"):
             out = run(host_consts, [_host(a) for a in args])
         return [
-            _device_array(x) if impl is None else jax.random.wrap_key_data(_device_array(x), impl=impl)
+            _device_array(x, device) if impl is None else jax.random.wrap_key_data(_device_array(x, device), impl=impl)
             for x, impl in zip(out, key_outputs, strict=True)
         ]
 
     return evaluate
 
 
-def _device_array(x: np.ndarray) -> jax.Array:
-    """`x` as `jnp.asarray` makes it: with no mesh in effect by `jax.device_put`, the same uncommitted array on
-    the default device, where `jnp.asarray` compiles a ``stage`` for each new shape first (0.01 s each); under a
-    mesh, by `jnp.asarray`, which lays it out on the mesh's devices."""
+def _committed_device(args: Sequence[Any]) -> Any:
+    """The one device the arrays among `args` are committed to, where JAX's own evaluation puts its results
+    (committed there too); None if none is committed, or if they span several devices."""
+    devices = {d for a in args if isinstance(a, jax.Array) and a.committed for d in a.devices()}
+    return devices.pop() if len(devices) == 1 else None
+
+
+def _device_array(x: np.ndarray, device: Any = None) -> jax.Array:
+    """`x` where JAX's own evaluation would put it: with no mesh in effect by `jax.device_put`, committed to
+    `device` if it is one, else uncommitted on the default device as `jnp.asarray` makes it (`jnp.asarray`
+    compiles a ``stage`` for each new shape first, 0.01 s each); under a mesh, by `jnp.asarray`, which lays it
+    out on the mesh's devices."""
     if checks.current_mesh().empty and jax.sharding.get_abstract_mesh().empty:
-        return jax.device_put(x)
+        return jax.device_put(x, device)
     return jnp.asarray(x)
 
 

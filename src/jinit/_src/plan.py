@@ -124,8 +124,8 @@ class Plan:
         self.side: Any = None
         self.run = evaluator(found.jaxpr, found.consts)
         self.mesh = _explicit_mesh(program.shardings)  # its program is compiled inside it (`_inside`)
-        self.top = [s for s in found.sites if s.top and _constraints_only(s.steps)]
-        self.others = [s for s in found.sites if not (s.top and _constraints_only(s.steps))]
+        self.top = [s for s in found.sites if _is_top(s)]
+        self.others = [s for s in found.sites if not _is_top(s)]
         if self.others and len(self.top) <= TOP_IN_KERNEL:  # one compilation for all: see `TOP_IN_KERNEL`
             self.top, self.others = [], [*self.top, *self.others]
         self.partial: dict[frozenset[int], Plan] = {}  # this plan without given leaves (`partial.pruned`)
@@ -213,7 +213,7 @@ class Plan:
         site_keys = [None if s.key is None else keys[s.key] for s in top]
         if traced:
             return tree.traced(leaves, site_keys)
-        out = self._by_rows(self.top_rowable, site_keys)
+        out = self._by_rows(self.top_rowable, site_keys, [True] * len(top))
         if report is not None:
             for leaf, value in zip(leaves, out, strict=True):
                 if value is not None:
@@ -224,17 +224,21 @@ class Plan:
             out[i] = value
         return out
 
-    def _by_rows(self, hows: list, site_keys: list) -> list:
+    def _by_rows(self, hows: list, site_keys: list, eager: list[bool]) -> list:
         """The sites `hows` says (`_rowable`) by the rows or on the host, where `_on_host` allows; None for the
-        others."""
+        others. `eager`: which sites are the framework's eager calls (top ones, not in a scan or a vmap), whose
+        zeros and ones JAX makes uncommitted on the default device whatever their keys' device: the host makes
+        those wherever `_on_cpu` allows, keys committed to a device too."""
         out: list[Any] = [None] * len(hows)
-        if not any(how is not None for how in hows) or not _on_host(site_keys):
+        if not any(how is not None for how in hows) or not _on_cpu(site_keys):
             return out
+        drawn = _on_host(site_keys)  # (else the rows' results would not be where JAX puts the framework's draws)
         requests, places = [], []
         for i, (how, k) in enumerate(zip(hows, site_keys, strict=True)):
             if isinstance(how, tree._Leaf):  # jinit's zeros or ones, made on the host
-                out[i] = how.host_constant()
-            elif how is not None and engine.positioned(k, how.n):
+                if drawn or eager[i]:
+                    out[i] = how.host_constant()
+            elif how is not None and drawn and engine.positioned(k, how.n):
                 requests.append(rows.Request(how.law, rows.key_words(k), how.n, how.shape, how.dtype))
                 places.append(i)
         for i, value in zip(places, rows.draw(requests) if requests else [], strict=True):
@@ -255,7 +259,7 @@ class Plan:
                 site_keys.append(_path_keys(root, program.paths[site.leaf], found.keys[site.key]))
             else:
                 site_keys.append(keys[site.key])
-        out = [None] * len(others) if traced else self._by_rows(self.rowable, site_keys)
+        out = [None] * len(others) if traced else self._by_rows(self.rowable, site_keys, [_is_top(s) for s in others])
         which = tuple(i for i, value in enumerate(out) if value is None)
         if which:
             drawn = _kernel(tuple(site_keys[i] for i in which), plan=self, which=which)
@@ -427,19 +431,27 @@ def _rowable(program: Program, found: sites.Found, site: sites.Site) -> "_Rows |
     return _Rows(law, n, tuple(aval.shape), call.dtype)
 
 
-def _on_host(keys: list) -> bool:
-    """Whether the rows may draw from `keys`: concrete, uncommitted (so results go to the default device) and on
-    one CPU device, with no mesh in effect."""
+def _on_cpu(keys: list) -> bool:
+    """Whether `keys` are concrete, on CPU, with no mesh in effect: where the host may make a site's leaf."""
     if jax.default_backend() != "cpu" or not checks.current_mesh().empty:
         return False
     if not jax.sharding.get_abstract_mesh().empty:
         return False
-    for k in keys:
-        if isinstance(k, Tracer):
-            return False
-        if isinstance(k, jax.Array) and (k.committed or len(k.devices()) != 1):
-            return False
-    return True
+    return not any(isinstance(k, Tracer) for k in keys)
+
+
+def _on_host(keys: list) -> bool:
+    """Whether the rows may draw from `keys` (`_on_cpu`): uncommitted (so results go to the default device, as
+    JAX's own draws from them) and on one device."""
+    if not _on_cpu(keys):
+        return False
+    return not any(isinstance(k, jax.Array) and (k.committed or len(k.devices()) != 1) for k in keys)
+
+
+def _is_top(site: sites.Site) -> bool:
+    """Whether `site` is a top one: its leaf is the call's result, moved to its sharding at most (an eager call
+    of the framework, not one in a scan or a vmap)."""
+    return site.top and _constraints_only(site.steps)
 
 
 def _constraints_only(steps: tuple) -> bool:
