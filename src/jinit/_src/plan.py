@@ -132,6 +132,7 @@ class Plan:
         # how each site may be drawn without a kernel of its own (`_rowable`; under an explicit mesh, by none)
         self.rowable = [None if self.mesh is not None else _rowable(program, found, s) for s in self.others]
         self.top_rowable = [None if self.mesh is not None else _rowable(program, found, s) for s in self.top]
+        self.others_top = [_is_top(s) for s in self.others]  # (drawn in the kernel with the stacked ones)
 
     def _drawn(self, others: list[sites.Site], site_keys: list) -> list:
         """The stacked sites' leaves from their keys, traced (in `_kernel`)."""
@@ -225,14 +226,14 @@ class Plan:
         return out
 
     def _by_rows(self, hows: list, site_keys: list, eager: list[bool]) -> list:
-        """The sites `hows` says (`_rowable`) by the rows or on the host, where `_on_host` allows; None for the
-        others. `eager`: which sites are the framework's eager calls (top ones, not in a scan or a vmap), whose
-        zeros and ones JAX makes uncommitted on the default device whatever their keys' device: the host makes
-        those wherever `_on_cpu` allows, keys committed to a device too."""
+        """The sites `hows` says (`_rowable`) by the rows or on the host, where `_on_cpu` and `_uncommitted`
+        allow; None for the others. `eager`: which sites are the framework's eager calls (top ones, not in a scan
+        or a vmap), whose zeros and ones JAX makes uncommitted on the default device whatever their keys' device:
+        the host makes those wherever `_on_cpu` allows, keys committed to a device too."""
         out: list[Any] = [None] * len(hows)
         if not any(how is not None for how in hows) or not _on_cpu(site_keys):
             return out
-        drawn = _on_host(site_keys)  # (else the rows' results would not be where JAX puts the framework's draws)
+        drawn = _uncommitted(site_keys)  # (else the rows' results would not be where JAX puts the framework's draws)
         requests, places = [], []
         for i, (how, k) in enumerate(zip(hows, site_keys, strict=True)):
             if isinstance(how, tree._Leaf):  # jinit's zeros or ones, made on the host
@@ -259,7 +260,7 @@ class Plan:
                 site_keys.append(_path_keys(root, program.paths[site.leaf], found.keys[site.key]))
             else:
                 site_keys.append(keys[site.key])
-        out = [None] * len(others) if traced else self._by_rows(self.rowable, site_keys, [_is_top(s) for s in others])
+        out = [None] * len(others) if traced else self._by_rows(self.rowable, site_keys, self.others_top)
         which = tuple(i for i, value in enumerate(out) if value is None)
         if which:
             drawn = _kernel(tuple(site_keys[i] for i in which), plan=self, which=which)
@@ -402,7 +403,7 @@ def _rowable(program: Program, found: sites.Found, site: sites.Site) -> "_Rows |
     draws stacked along the leaf's leading axes in their keys' order (scans and vmaps along axis 0, reshapes
     that keep the row-major order); for jinit's zeros and ones, the leaf as `jinit.init_tree` makes them on
     the host (`tree._Leaf`); else None (the plan's kernel). Only for an unsharded leaf; the call still checks
-    its keys and devices (`_on_host`)."""
+    its keys and devices (`_on_cpu`, `_uncommitted`)."""
     call, aval = site.call, program.closed.out_avals[site.leaf]
     if program.shardings[site.leaf] is not None or call.sharding is not None:
         return None
@@ -440,11 +441,9 @@ def _on_cpu(keys: list) -> bool:
     return not any(isinstance(k, Tracer) for k in keys)
 
 
-def _on_host(keys: list) -> bool:
-    """Whether the rows may draw from `keys` (`_on_cpu`): uncommitted (so results go to the default device, as
-    JAX's own draws from them) and on one device."""
-    if not _on_cpu(keys):
-        return False
+def _uncommitted(keys: list) -> bool:
+    """Whether the rows may draw from `keys` (besides `_on_cpu`): uncommitted, so that results go to the default
+    device, as JAX's own draws from them, and each on one device."""
     return not any(isinstance(k, jax.Array) and (k.committed or len(k.devices()) != 1) for k in keys)
 
 
