@@ -27,7 +27,7 @@ def forced(monkeypatch):
 
     if version.__version__ not in kernel.CHECKED and not os.environ.get("JINIT_CHECK_KERNEL_OPTIONS"):
         pytest.skip(f"jaxlib {version.__version__} is not in kernel.CHECKED: its kernels compile as JAX's default")
-    monkeypatch.setattr(kernel, "_checked_jaxlib", lambda: True)
+    monkeypatch.setattr(kernel, "checked_jaxlib", lambda: True)
     monkeypatch.setattr(kernel, "refused", False)
     probe = kernel.Kernel(lambda x: x + 1)
     probe(np.float32(1))
@@ -77,7 +77,7 @@ def test_the_option_is_used_where_enabled_and_not_otherwise(forced):
 
 
 def test_a_refused_option_falls_back_to_jaxs_compilation_for_good(monkeypatch):
-    monkeypatch.setattr(kernel, "_checked_jaxlib", lambda: True)
+    monkeypatch.setattr(kernel, "checked_jaxlib", lambda: True)
     monkeypatch.setattr(kernel, "refused", False)
     monkeypatch.setattr(kernel, "OPTIONS", {"xla_jinit_no_such_option": True})
     f = kernel.Kernel(lambda x: x - 1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jinit
-from jinit._src import rows
+from jinit._src import kernel, rows
 
 from cases import CASES
 
@@ -125,3 +125,46 @@ def test_leaves_outlive_each_other_and_can_be_donated():
     np.testing.assert_array_equal(last, expected[-1])  # the shared buffer lives while a leaf does
     doubled = jax.jit(lambda x: x * 2, donate_argnums=0)(last)
     np.testing.assert_array_equal(doubled, expected[-1] * 2)
+
+
+SHARING = [
+    *(jinit.normal(s) for s in (1e-30, 1e-6, 0.02, 1.0, 3e4)),
+    *(jinit.random_normal(m, s) for m, s in ((-5.0, 1e-3), (0.1, 0.02), (1e3, 7.0))),
+    *(
+        jinit.variance_scaling(scale, "fan_in", law)
+        for scale in (1e-12, 0.1, 1.0, 2.0, 3.7, 1e5)
+        for law in ("truncated_normal", "normal", "uniform")
+    ),
+    *(jinit.uniform(s) for s in (1e-6, 0.05, 1.0, 1e3)),
+    *(jinit.random_uniform(lo, hi) for lo, hi in ((-1e-3, 1e-3), (-0.3, 0.5), (0.0, 1.0), (-1e3, -1.0))),
+]  # fmt: skip
+"""Laws of the classes that share loops (`Distribution.per_row`), with hyperparameters from tiny to huge."""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64", "complex64"])
+def test_laws_of_a_class_share_one_loop_each_row_drawn_with_its_own(dtype):
+    """Under a checked jaxlib the laws of one class are drawn by one loop, their hyperparameters one per row; each
+    leaf is still bitwise its initializer's own draw, in every dtype (a division by a constant, as in the
+    truncated normal's scale, would round differently batched; see `distributions._divide`)."""
+    shape = (8, 128)
+    with jax.enable_x64(dtype == "float64"):
+        inits, keys, requests = [], [], []
+        for i, init in enumerate(SHARING):
+            try:
+                law = init.law(shape, np.dtype(dtype))
+            except (TypeError, ValueError):  # (no complex form)
+                continue
+            if law is None or not rows.drawable(law, 1024, np.dtype(dtype)):
+                continue
+            assert type(law).per_row, law
+            layer_keys = jax.random.split(jax.random.key(i), 2)
+            inits.append(init)
+            keys.append(layer_keys)
+            requests.append(rows.Request(law, rows.key_words(layer_keys), 1024, (2, *shape), np.dtype(dtype)))
+        classes = {(type(r.law), jax.tree.structure(r.law)) for r in requests}
+        assert len(requests) > 2 * len(classes)  # (several laws of each class)
+        laws = {rows._hyperparameters(r.law) for r in requests}
+        assert len({rows._group(r) for r in requests}) == (len(classes) if kernel.checked_jaxlib() else len(laws))
+        for init, layer_keys, leaf in zip(inits, keys, rows.draw(requests), strict=True):
+            expected = np.stack([np.asarray(init(k, shape, dtype)) for k in layer_keys])
+            np.testing.assert_array_equal(_bits(leaf), _bits(expected), err_msg=f"{init} {dtype}")

@@ -53,6 +53,18 @@ def _constant(value: complex, dtype: np.dtype) -> jax.Array:
     return _materialized(jnp.asarray(value, dtype))
 
 
+def _divide(a: jax.Array, divisor: float) -> jax.Array:
+    """``a / b`` in `a`'s dtype, rounded once also where `a` is batched (one value per row of the rows' loop).
+
+    XLA turns a division by a broadcast value into a multiplication by its reciprocal, which rounds twice: a
+    batched `a` divided by the constant `divisor` would be such a division. Here the divisor has `a`'s batching
+    (a select that `vmap` batches as it batches `a`) behind a barrier, so it is no broadcast; unbatched, this is
+    ``a / divisor``, as JAX computes it.
+    """
+    b = jnp.asarray(divisor, a.dtype)
+    return a / _materialized(jnp.where(a == a, b, b))
+
+
 def _inward(bound: jax.Array, dtype: np.dtype, *, down: bool, strict: bool) -> jax.Array:
     """`bound` (a float32 scalar) rounded into `dtype` on its inner side, within the dtype's finite range.
 
@@ -308,6 +320,12 @@ class Distribution:
     complex_op_by_op: ClassVar[bool] = False
     """Whether `sample` must run operation by operation, outside `jax.jit`, to give JAX's bits in complex dtypes."""
 
+    per_row: ClassVar[bool] = False
+    """Whether `sample` gives the same values with its hyperparameters batched by `vmap` as with each law's own:
+    then the rows (`jinit._src.rows`) draw the laws of this class in one loop, each row with its law's
+    hyperparameters. A division by a constant breaks it unless written with `_divide`: XLA multiplies by the
+    reciprocal instead where the dividend is batched. tests/test_rows.py checks each class that says so."""
+
     def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: np.dtype) -> jax.Array:
         raise NotImplementedError
 
@@ -369,6 +387,7 @@ class Normal(Distribution):
 
     stddev: Any
     mean: Any = None
+    per_row: ClassVar[bool] = True
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
@@ -393,6 +412,7 @@ class Uniform(Distribution):
     scale: Any
     low: Any
     high: Any
+    per_row: ClassVar[bool] = True
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
@@ -575,6 +595,7 @@ class RandomUniform(Distribution):
     maxval: Any
     low: Any
     high: Any
+    per_row: ClassVar[bool] = True
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
@@ -608,15 +629,16 @@ class ScaledTruncatedNormal(Distribution):
 
     variance: Any
     complex_op_by_op: ClassVar[bool] = True
+    per_row: ClassVar[bool] = True
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
         variance = jnp.asarray(self.variance, ct)
         if not jnp.issubdtype(ct, jnp.complexfloating):
-            stddev = jnp.sqrt(variance) / _constant(TRUNCATED_STDDEV, ct)
+            stddev = _divide(jnp.sqrt(variance), TRUNCATED_STDDEV)
             x = _materialized(standard_truncated(key, -2.0, 2.0, shape, ct)) * stddev
             return cast(x, dtype, -2 * stddev, 2 * stddev)
-        stddev = jnp.sqrt(variance) / _constant(COMPLEX_TRUNCATED_STDDEV, ct)
+        stddev = _divide(jnp.sqrt(variance), COMPLEX_TRUNCATED_STDDEV)
         return _materialized(_complex_truncated_normal(key, 2, shape, ct)) * stddev
 
     def central_moments(self):
@@ -642,6 +664,7 @@ class ScaledNormal(Distribution):
     """Variance scaling's normal: ``N(0, variance)``. Complex too."""
 
     variance: Any
+    per_row: ClassVar[bool] = True
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
@@ -663,6 +686,7 @@ class ScaledUniform(Distribution):
     """Variance scaling's uniform: ``U[-limit, limit)``, ``limit = sqrt(3 * variance)``; complex: a uniform disk."""
 
     variance: Any
+    per_row: ClassVar[bool] = True
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)

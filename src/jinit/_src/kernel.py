@@ -43,16 +43,18 @@ OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 """The XLA compile options of jinit's own kernels, where `enabled`."""
 
 CHECKED = frozenset({"0.10.1", "0.10.2"})
-"""The jaxlib releases under which tests/test_kernel.py passed: `OPTIONS` gives JAX's values there. It fails
-under 0.9.0 to 0.10.0, whose fusion emitters round ``erf`` of large arguments to 0.99999982 where the older ones
-give 1.0 (a truncated normal's bounds beyond 5.4 standard deviations): those compile as JAX does."""
+"""The jaxlib releases under which tests/test_kernel.py passed: `OPTIONS` gives JAX's values there, and so
+did tests/test_rows.py's loops shared by several laws (`jinit._src.rows.shares_loops`). It fails under 0.9.0 to
+0.10.0, whose fusion emitters round ``erf`` of large arguments to 0.99999982 where the older ones give 1.0 (a
+truncated normal's bounds beyond 5.4 standard deviations): those compile as JAX does."""
 
 refused = False
 """Whether XLA refused `OPTIONS` once in this process (then no kernel asks for them again)."""
 
 
 @functools.cache
-def _checked_jaxlib() -> bool:
+def checked_jaxlib() -> bool:
+    """Whether the installed jaxlib is one of `CHECKED`."""
     try:
         from jaxlib import version
     except ImportError:  # pragma: no cover - every jaxlib has it; a layout that moved it gets JAX's default
@@ -62,7 +64,7 @@ def _checked_jaxlib() -> bool:
 
 def enabled() -> bool:
     """Whether jinit's kernels are compiled with `OPTIONS` now (a checked jaxlib that has not refused them)."""
-    return not refused and _checked_jaxlib()
+    return not refused and checked_jaxlib()
 
 
 class Kernel:

@@ -14,6 +14,12 @@ loop fills. One program draws every distribution of a call, a loop for each; it 
 distributions' structures, dtypes, widths and numbers of rows, never per shape, and runs as fast as the kernels
 it replaces (a ViT-L's 300 M values in 0.4 s on a 2-core Xeon).
 
+Laws of one class that differ only in their hyperparameters (a Glorot uniform's variance, which follows each
+layer's fans) share a loop where the class allows it (`Distribution.per_row`, under a jaxlib of
+`jinit._src.kernel.CHECKED`): the loop takes each hyperparameter as one value per row, each law's for its own
+rows. A loop is most of what the program costs to compile (about 0.03 s of XLA's time each, on that Xeon), so a
+model compiles one per class of distribution it uses, however many layer widths it has.
+
 Its values are JAX's: each row is exactly what the engine's stream draws at that position (`engine._piece`),
 which is what the tests check against `jax.random` and the frameworks. A row ends within its draw (of fewer than
 ``2**32`` elements), so it is drawn with `threefry.ROW`, which leaves out the carry into the position's high word
@@ -75,7 +81,7 @@ def draw(requests: list[Request]) -> list[jax.Array]:
     for indices in groups.values():
         first = requests[indices[0]]
         w = min(width(requests[i].n) or 0 for i in indices)
-        laws.append(first.law)
+        laws.append(_law([requests[i] for i in indices], w))
         datas.append(np.concatenate([_rows(requests[i], w) for i in indices]))
         widths.append(w)
         dtypes.append(first.dtype)
@@ -91,15 +97,43 @@ def draw(requests: list[Request]) -> list[jax.Array]:
     return out
 
 
+def _law(members: list[Request], w: int) -> Distribution:
+    """The law of a group's loop: the members' own where they all have the same; else the law with each
+    hyperparameter one value per row, each member's for its rows (`Distribution.per_row`)."""
+    first = members[0].law
+    if len({_hyperparameters(m.law) for m in members}) == 1:
+        return first
+    counts = [m.data.shape[0] * m.n // w for m in members]
+    columns = zip(*(jax.tree.leaves(m.law) for m in members), strict=True)
+    return jax.tree.unflatten(jax.tree.structure(first), [np.repeat(_canonical(c), counts) for c in columns])
+
+
+def _canonical(values: tuple) -> np.ndarray:
+    """One hyperparameter of several laws, as the program is given each alone: in JAX's canonical dtype."""
+    dtype = jax.dtypes.canonicalize_dtype(np.asarray(values[0]).dtype)
+    return np.array([np.asarray(v, dtype) for v in values])
+
+
+def _hyperparameters(law: Distribution) -> tuple:
+    """Each hyperparameter's type, dtype and bytes: two laws with the same are the same law, bit for bit."""
+    return tuple((type(x), np.asarray(x).dtype.str, np.asarray(x).tobytes()) for x in jax.tree.leaves(law))
+
+
 def _group(request: Request) -> tuple:
-    """What the requests drawn by one array share: the same distribution, bit for bit (its structure and each
-    hyperparameter's type and bytes), and dtype."""
-    leaves, structure = jax.tree.flatten(request.law)
-    return (
-        structure,
-        tuple((type(x), np.asarray(x).dtype.str, np.asarray(x).tobytes()) for x in leaves),
-        request.dtype,
-    )
+    """What the requests drawn by one loop share: the distribution's class and structure, the types and dtypes of
+    its hyperparameters, their bytes too unless the class draws a row's own (`shares_loops`), and the dtype."""
+    structure = jax.tree.structure(request.law)
+    kinds = tuple((kind, dtype) for kind, dtype, _ in _hyperparameters(request.law))
+    if shares_loops(request.law):
+        return structure, kinds, request.dtype
+    return structure, _hyperparameters(request.law), request.dtype
+
+
+def shares_loops(law: Distribution) -> bool:
+    """Whether draws of `law`'s class with other hyperparameters are drawn by the same loop, each row with its own
+    hyperparameters: where the class gives the same values so (`Distribution.per_row`), under a jaxlib whose XLA
+    tests/test_rows.py checked that on (`jinit._src.kernel.CHECKED`; elsewhere a loop per law, as before)."""
+    return type(law).per_row and kernel.checked_jaxlib()
 
 
 def _rows(request: Request, w: int) -> np.ndarray:
@@ -118,11 +152,12 @@ def _fill(datas: tuple, laws: tuple, *, widths: tuple[int, ...], dtypes: tuple[n
     out = []
     for data, law, w, dtype in zip(datas, laws, widths, dtypes, strict=True):
         law = engine.opaque(law)
+        per_row = jax.tree.map(lambda x: 0 if np.ndim(x) else None, law)  # (hyperparameters given per row)
 
-        def row(words: jax.Array, law: Distribution = law, w: int = w, dtype: np.dtype = dtype) -> jax.Array:
+        def row(words: jax.Array, law: Distribution, w: int = w, dtype: np.dtype = dtype) -> jax.Array:
             return law.sample(jax.random.wrap_key_data(words, impl=threefry.ROW), (w,), dtype)
 
-        out.append(jax.vmap(row)(data))
+        out.append(jax.vmap(row, in_axes=(0, per_row))(data, law))
     return out
 
 
