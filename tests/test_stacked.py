@@ -19,7 +19,7 @@ import jinit  # noqa: E402
 import jinit.equinox  # noqa: E402
 import jinit.flax  # noqa: E402
 import jinit.haiku  # noqa: E402
-from jinit._src import plan, rows  # noqa: E402
+from jinit._src import plan, program, rows  # noqa: E402
 from jinit.haiku import to_haiku  # noqa: E402
 
 KEY = jax.random.key(0)
@@ -406,3 +406,54 @@ def test_an_unrolled_models_parameters_are_drawn_by_the_rows_too(spied, monkeypa
         jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in jax.tree_util.tree_leaves_with_path(ours)
     )
     assert reports[-1].leaves == reports[-1].total_leaves == 8
+
+
+# ------------------------------------------------------------------------------------------------ stand-ins
+
+
+@pytest.fixture
+def traces(monkeypatch):
+    """Each trace of a model, as whether its draws were stand-ins."""
+    seen, trace = [], program.trace
+
+    def spy(*args, stand_ins=True, **kwargs):
+        seen.append(stand_ins)
+        return trace(*args, stand_ins=stand_ins, **kwargs)
+
+    monkeypatch.setattr(program, "trace", spy)
+    return seen
+
+
+def test_the_trace_stands_in_for_the_draws_the_engine_makes(traces):
+    """One trace, whose draws are stand-ins, none of them left in the plan's program: the engine drew them all."""
+    module, f = scanned(nn.remat(Block))(), hk.transform(haiku_stack)
+    linen, haiku, build = jinit.flax.initializer(module), jinit.haiku.initializer(f), jinit.flax.builder(nnx_vmap)
+    assert same(linen(KEY, X, None), module.init(KEY, X, None))
+    assert same(haiku(KEY, X), f.init(KEY, X))
+    assert same(nnx.state(build(KEY)), nnx.state(nnx_vmap(KEY)))
+    assert traces == [True, True, True]
+    for planned in (linen.planned, haiku.planned, build.planned):
+        (traced,) = planned.plans.values()
+        assert program.needs_draws(traced.program.closed.jaxpr) and not program.needs_draws(traced.found.jaxpr)
+
+
+class Derived(nn.Module):
+    """A value computed from a jinit parameter's draw (its largest magnitude kept as state, which no order of
+    evaluation rounds differently), in a scan and at top level."""
+
+    @nn.compact
+    def __call__(self, x, _=None):
+        kernel = self.param("kernel", jinit.glorot_uniform(), (8, 8))
+        self.variable("stats", "peak", lambda: jnp.max(jnp.abs(kernel)))
+        return x @ kernel, None
+
+
+def derived_scan():
+    return nn.scan(Derived, variable_axes={"params": 0, "stats": 0}, split_rngs={"params": True}, length=3)()
+
+
+@pytest.mark.parametrize("make", [Derived, derived_scan], ids=["top", "scan"])
+def test_a_value_computed_from_a_draw_is_traced_again_with_the_draws(traces, make):
+    module = make()
+    assert same(jinit.flax.init(module, KEY, X, None), module.init(KEY, X, None))
+    assert traces == [True, False]

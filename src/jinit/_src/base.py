@@ -11,6 +11,7 @@ call that rebuilds the value. The name is how configs refer to a family: `classe
 import contextvars
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -35,9 +36,20 @@ class Call(NamedTuple):
     result: Any
 
 
-CALLS: contextvars.ContextVar[list[Call] | None] = contextvars.ContextVar("jinit_calls", default=None)
-"""The list that initializer calls append themselves to while `jinit._src.program.trace` traces a model's
-initialization (set only there, for that trace); None otherwise. Recording changes no value."""
+@dataclasses.dataclass
+class Recording:
+    """What `jinit._src.program.trace` gathers while it traces a model's initialization: the initializer calls made
+    (`calls`), and what a call of an initializer with a `law` returns there instead of its draw (`stand_in`, of
+    the key, shape and dtype; None: the draw itself)."""
+
+    calls: list[Call]
+    stand_in: Callable[[Any, tuple[int, ...], np.dtype], Any] | None = None
+
+
+CALLS: contextvars.ContextVar[Recording | None] = contextvars.ContextVar("jinit_calls", default=None)
+"""The recording that initializer calls append themselves to while `jinit._src.program.trace` traces a model's
+initialization (set only there, for that trace); None otherwise. Recording changes no value that the program
+computes: a stand-in is only ever where the engine draws the value instead (`jinit._src.program`)."""
 
 
 def classes() -> dict[str, type["Initializer"]]:
@@ -131,16 +143,19 @@ class Initializer:
         key = checks.key(key, optional=self.keyless)
         dtype = checks.resolve_dtype(self, dtype)
         shape = checks.shape(shape, dtype)
+        recording = CALLS.get()
         if out_sharding is None:
             law = self.law(shape, dtype)  # inline `sample`, for the short path of a plain eager call
-            x = self.sample(key, shape, dtype, None) if law is None else engine.draw(law, key, shape, dtype)
+            if law is not None and key is not None and recording is not None and recording.stand_in is not None:
+                x = recording.stand_in(key, shape, dtype)
+            else:
+                x = self.sample(key, shape, dtype, None) if law is None else engine.draw(law, key, shape, dtype)
             sharding = None
         else:
             sharding = checks.out_sharding(out_sharding, len(shape))
             x = self._sharded(key, shape, dtype, sharding)
-        calls = CALLS.get()
-        if calls is not None:  # inside `program.trace`: what made `x`, to draw it again by the engine
-            calls.append(Call(self, key, shape, dtype, sharding, x))
+        if recording is not None:  # inside `program.trace`: what made `x`, to draw it again by the engine
+            recording.calls.append(Call(self, key, shape, dtype, sharding, x))
         return x
 
     def _sharded(self, key: Any, shape: tuple[int, ...], dtype: np.dtype, sharding: Any) -> jax.Array:

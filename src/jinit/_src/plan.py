@@ -269,13 +269,12 @@ class Plan:
         return out
 
 
-def plan(program: Program) -> Plan:
-    """The plan of a traced program: its sites found (none where `sites.find` fails: the program computes all)."""
+def find(program: Program) -> sites.Found:
+    """The sites of a traced program (none where `sites.find` fails: the program computes all)."""
     try:
-        found = sites.find(program)
+        return sites.find(program)
     except Exception:  # a JAX whose jaxprs `find` does not understand: the program computes everything
-        found = sites.none(program)
-    return Plan(program, found)
+        return sites.none(program)
 
 
 MAX_PLANS = 8
@@ -316,17 +315,32 @@ class Planned:
         if found is not None:
             return found
         host_keys.prepare()  # (checked outside the trace to come, where checking compiles faster)
-        traced = program_module.trace(
-            self.fn, args, kwargs, mesh=self.mesh, boxed=self.boxed, spec_of=self.spec_of, what=self.what,
-            strip=self.strip, spec_at=self.spec_at,
-        )  # fmt: skip
-        new = plan(traced)
+        new = self._traced(args, kwargs, stand_ins=True) or self._traced(args, kwargs, stand_ins=False)
+        assert new is not None
         new.side = self.side() if self.side is not None else None  # what the trace left aside (an NNX graphdef)
         if signature is not None:
             if len(self.plans) >= MAX_PLANS:
                 self.plans.pop(next(iter(self.plans)))
             self.plans[signature] = new
         return new
+
+    def _traced(self, args: tuple, kwargs: dict, *, stand_ins: bool) -> Plan | None:
+        """The plan of a new trace, its draws traced as stand-ins (`program.stand_in`) or not. With stand-ins, None
+        where the program still needs one (a value computed from a draw, or no sites found), or where the trace
+        raised: traced again with the draws, it computes that value, or raises what the model raises."""
+        try:
+            traced = program_module.trace(
+                self.fn, args, kwargs, mesh=self.mesh, boxed=self.boxed, spec_of=self.spec_of, what=self.what,
+                strip=self.strip, spec_at=self.spec_at, stand_ins=stand_ins,
+            )  # fmt: skip
+        except Exception:
+            if stand_ins:
+                return None
+            raise
+        found = find(traced)
+        if stand_ins and program_module.needs_draws(found.jaxpr):
+            return None
+        return Plan(traced, found)
 
     def __call__(
         self, args: tuple, kwargs: dict, *, root: Any = None, progress: Any = None, existing: Any = None
