@@ -140,9 +140,11 @@ def test_a_failed_check_leaves_the_program_to_jax(monkeypatch):
     host_keys._verified.cache_clear()
     try:
         monkeypatch.setitem(host_keys._OPS, "threefry2x32", lambda *a: [np.zeros_like(a[2]), np.zeros_like(a[3])])
+        host_keys._key_program.cache_clear()  # (its programs are built with the host's operations)
         assert host_keys.compile(jaxpr, p.found.consts) is None  # a JAX whose keys differ: never used
     finally:
         host_keys._verified.cache_clear()
+        host_keys._key_program.cache_clear()
 
 
 @pytest.mark.parametrize("partitionable", [True, False], ids=["partitionable", "not partitionable"])
@@ -177,14 +179,17 @@ def test_under_a_checked_release_the_check_compiles_nothing_and_still_catches_a_
         assert host_keys.verified(impl) and compiled == []
         host_keys._verified.cache_clear()
         monkeypatch.setitem(host_keys._OPS, "threefry2x32", lambda *a: [np.zeros_like(a[2]), np.zeros_like(a[3])])
+        host_keys._key_program.cache_clear()  # (its programs are built with the host's operations)
         assert not host_keys.verified(impl) and len(compiled) == 1
         monkeypatch.undo()
         monkeypatch.setattr(host_keys, "reference", lambda *a: compiled.append(a) or reference(*a))
         monkeypatch.setattr(host_keys, "checked", lambda: False)
         host_keys._verified.cache_clear()
+        host_keys._key_program.cache_clear()
         assert host_keys.verified(impl) and len(compiled) == 2
     finally:
         host_keys._verified.cache_clear()
+        host_keys._key_program.cache_clear()
 
 
 def test_the_hosts_keys_reach_the_device_without_compiling():

@@ -388,9 +388,7 @@ class _Compiled:
             raise Unsupported(name)
         if name == "random_fold_in":
             batch = np.broadcast_shapes(eqn.invars[0].aval.shape, eqn.invars[1].aval.shape)
-            f = _batched(impl.fold_in, len(batch))
-            word = jax.ShapeDtypeStruct(batch, eqn.invars[1].aval.dtype)
-            program = _expand(f, jax.ShapeDtypeStruct((*batch, *impl.key_shape), np.uint32), word)
+            program = _key_program(impl, name, batch, np.dtype(eqn.invars[1].aval.dtype), *_flags())
 
             def fold_in(env: Env) -> None:
                 keys, words = _read(env, eqn.invars[0]), _read(env, eqn.invars[1])
@@ -400,17 +398,33 @@ class _Compiled:
             return fold_in
         batch = eqn.invars[0].aval.shape
         if name == "random_split":
-            shape = tuple(eqn.params["shape"])
-            f = _batched(lambda k: impl.split(k, shape), len(batch))
-            program = _expand(f, jax.ShapeDtypeStruct((*batch, *impl.key_shape), np.uint32))
+            program = _key_program(impl, name, batch, tuple(eqn.params["shape"]), *_flags())
         else:
-            f = _batched(impl.seed, len(batch))
-            program = _expand(f, jax.ShapeDtypeStruct(batch, eqn.invars[0].aval.dtype))
+            program = _key_program(impl, name, batch, np.dtype(eqn.invars[0].aval.dtype), *_flags())
 
         def apply(env: Env) -> None:
             env[out] = program([], [_read(env, eqn.invars[0])])[0]
 
         return apply
+
+
+def _flags() -> tuple[bool, bool]:
+    """The flags that change what a key primitive's implementation traces to."""
+    return bool(checks.flag("jax_threefry_partitionable")), bool(checks.flag("jax_enable_x64"))
+
+
+@functools.lru_cache(maxsize=256)
+def _key_program(impl: Any, name: str, batch: tuple[int, ...], extra: Any, *flags: bool) -> "_Compiled":
+    """The host's program of key primitive `name` of `impl` over keys of shape `batch`: `extra` is a fold-in's
+    word dtype, a split's shape or a seed's dtype; `flags` are `_flags()` (a key of the cache, bounded: a model's
+    layers repeat a few programs)."""
+    del flags
+    data = jax.ShapeDtypeStruct((*batch, *impl.key_shape), np.uint32)
+    if name == "random_fold_in":
+        return _expand(_batched(impl.fold_in, len(batch)), data, jax.ShapeDtypeStruct(batch, extra))
+    if name == "random_split":
+        return _expand(_batched(lambda k: impl.split(k, extra), len(batch)), data)
+    return _expand(_batched(impl.seed, len(batch)), jax.ShapeDtypeStruct(batch, extra))
 
 
 def _batched(f: Callable, depth: int) -> Callable:
