@@ -22,6 +22,8 @@ and backend-compile durations, from `jax.monitoring`), its first call's total ti
 second call's (another key: the warm case of ensembles and seed sweeps), and the peak RSS growth over the
 process's RSS just before the first call (``VmHWM`` less ``VmRSS``), over the parameters' bytes. Every jinit
 result is checked bitwise against the framework's own, on a small configuration of the same code, in the parent.
+With ``--repeat N``, each method runs in N fresh processes, the methods in turn, and each figure is the median of
+its N (a single second call of about a second moves by 10% on a shared machine).
 
 Targets (issue 20), jinit against the framework's own in the same run: scanned and stacked models' totals
 <= 0.5x (and the scanned ViT's compile <= 0.5x); GPT-2 under rbg and unsafe_rbg <= 0.5x; the unscanned NNX build
@@ -33,12 +35,14 @@ scenarios:
     .venv/bin/python benchmarks/frameworks.py
     .venv/bin/python benchmarks/frameworks.py --only vit-scan vit-scan-96
     .venv/bin/python benchmarks/frameworks.py --scaling     # compile time at 6, 24 and 96 scanned blocks
+    .venv/bin/python benchmarks/frameworks.py --repeat 3    # medians of three processes per method (7 minutes)
 """
 
 import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -366,6 +370,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="the scenarios to run (all by default)")
     parser.add_argument("--scaling", action="store_true", help="compile time of vit-scan at 6, 24 and 96 blocks")
+    parser.add_argument("--repeat", type=int, default=1, help="fresh processes per method; medians are reported")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -390,8 +395,13 @@ def main():
     print(header + "\n" + "-" * len(header))
     rows = {}
     for scenario in scenarios:
-        for way in SCENARIOS[scenario][2]:
-            r = rows[scenario, way] = measure(scenario, way)
+        ways = SCENARIOS[scenario][2]
+        runs = {way: [] for way in ways}
+        for _ in range(args.repeat):  # the methods in turn, so that the machine's slow spells fall on each
+            for way in ways:
+                runs[way].append(measure(scenario, way))
+        for way in ways:
+            r = rows[scenario, way] = {k: statistics.median(run[k] for run in runs[way]) for k in runs[way][0]}
             print(f"{scenario:16s} {way:6s} {r['bytes'] / 4e6:8.0f} {r['compile_s']:9.2f} {r['first_s']:8.2f} "
                   f"{r['second_s']:8.2f} {r['growth']:10.2f}", flush=True)  # fmt: skip
     print(f"\n{'jinit / own':16s} {'against':7s} {'compile':>8s} {'first':>7s} {'second':>7s} {'RSS':>6s}   targets")
