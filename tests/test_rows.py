@@ -163,7 +163,7 @@ def test_laws_of_a_class_share_one_loop_each_row_drawn_with_its_own(dtype):
             requests.append(rows.Request(law, rows.key_words(layer_keys), 1024, (2, *shape), np.dtype(dtype)))
         classes = {(type(r.law), jax.tree.structure(r.law)) for r in requests}
         assert len(requests) > 2 * len(classes)  # (several laws of each class)
-        laws = {rows._hyperparameters(r.law) for r in requests}
+        laws = {(jax.tree.structure(r.law), rows._hyperparameters(r.law)) for r in requests}
         assert len({rows._group(r) for r in requests}) == (len(classes) if kernel.checked_jaxlib() else len(laws))
         for init, layer_keys, leaf in zip(inits, keys, rows.draw(requests), strict=True):
             expected = np.stack([np.asarray(init(k, shape, dtype)) for k in layer_keys])
