@@ -438,13 +438,13 @@ def test_the_trace_stands_in_for_the_draws_the_engine_makes(traces):
 
 
 class Derived(nn.Module):
-    """A value computed from a jinit parameter's draw (its largest magnitude kept as state, which no order of
-    evaluation rounds differently), in a scan and at top level."""
+    """A value computed from a jinit parameter's draw (a sum of squares kept as state), in a scan and at top
+    level: the program computes the parameter and the value as the framework does, the value bitwise too."""
 
     @nn.compact
     def __call__(self, x, _=None):
         kernel = self.param("kernel", jinit.glorot_uniform(), (8, 8))
-        self.variable("stats", "peak", lambda: jnp.max(jnp.abs(kernel)))
+        self.variable("stats", "norm", lambda: jnp.sum(kernel**2))
         return x @ kernel, None
 
 

@@ -9,7 +9,11 @@ the stacking of a ``scan``'s outputs (`nn.scan`, `nnx.scan`, ``hk.layer_stack``)
 place by those `Step`s. Its keys are read from the program itself: `find` rewrites the jaxpr so that each site's
 key variable is also an output, stacked by every ``scan`` it is inside of (``scan`` bodies and ``jit``/``remat``
 bodies gain outputs), and drops every output that a site makes; dead-code elimination then removes the draws,
-and the forward pass, from the program, which computes only the keys and the other leaves.
+and the forward pass, from the program, which computes only the keys and the other leaves. A call whose draw
+that program still reads (a value the model computes from a parameter, kept as state) makes no site: the program
+computes its leaves and that value as the framework does. (Drawn apart, the draw would no longer be an output of
+its scan's body, and XLA could fuse it into that computation and round it differently: a sum of squares kept as
+state in an ``nn.scan`` came out a unit in the last place away from ``module.init``'s.)
 
 The site's leaf is then drawn by `jinit._src.plan` in one compiled kernel per distinct site: each key's draw,
 batched as the program batched it, its data moved as the program moved it, in place and laid out as the leaf's
@@ -206,24 +210,48 @@ def _unwrap(tracer: Any) -> tuple[Any, list[tuple[Any, Any, int | None]]]:
 def find(program: Program) -> Found:
     """The sites of `program`, and the program that computes their keys and the other leaves (see the module
     docstring)."""
+    index = _Index(program.closed.jaxpr)
+    found = [(call, site, key) for call in program.calls for site, key in _sites_of(call, index)]
+    while True:
+        out = _rewrite(program, index, [(site, key) for _, site, key in found])
+        read = _read(out.jaxpr)
+        needed = {id(call) for call, _, _ in found if id(_unwrap(call.result)[0]) in read}
+        if not needed:
+            return out
+        # a draw that the rest of the program reads (a value computed from a parameter): the call makes no site,
+        # and the program computes its leaves as the framework does (drawn apart, the draw would no longer be an
+        # output of its scan's body, and XLA could fuse it into that computation and round it differently)
+        found = [entry for entry in found if id(entry[0]) not in needed]
+
+
+def _read(jaxpr: Any) -> set[int]:
+    """The ids of the variables that `jaxpr`'s equations (and those of the bodies in them) read."""
+    out: set[int] = set()
+    for eqn in jaxpr.eqns:
+        out.update(id(v) for v in eqn.invars if isinstance(v, jex_core.Var))
+        for body in bodies(eqn):
+            out |= _read(body)
+    return out
+
+
+def _rewrite(program: Program, index: "_Index", candidates: list[tuple[Site, Any]]) -> Found:
+    """The sites among `candidates` (one per leaf) and the program that computes their keys and the other leaves."""
     top = program.closed.jaxpr
-    index = _Index(top)
     sites: list[Site] = []
     wanted: dict[tuple[int, int], tuple[_Place, Any]] = {}  # the keys to read: (place, var) by their ids
     claimed: set[int] = set()
     positions: dict[tuple[int, int], int] = {}
-    for call in program.calls:
-        for site, key in _sites_of(call, index):
-            if site.leaf in claimed:
-                continue
-            claimed.add(site.leaf)
-            if key is not None:
-                ident = (id(key[0].jaxpr), id(key[1]))
-                if ident not in positions:
-                    positions[ident] = len(wanted)
-                    wanted[ident] = key
-                site = dataclasses.replace(site, key=positions[ident])
-            sites.append(site)
+    for site, key in candidates:
+        if site.leaf in claimed:
+            continue
+        claimed.add(site.leaf)
+        if key is not None:
+            ident = (id(key[0].jaxpr), id(key[1]))
+            if ident not in positions:
+                positions[ident] = len(wanted)
+                wanted[ident] = key
+            site = dataclasses.replace(site, key=positions[ident])
+        sites.append(site)
     if not sites or _pe is None:  # see the module docstring: without dead-code elimination, no sites
         return none(program)
     new_top, key_vars = _export(index.top, list(wanted.values()))
