@@ -515,11 +515,7 @@ def checked() -> bool:
 
 @functools.cache
 def _release() -> tuple[str, str]:
-    try:
-        from jaxlib import version
-    except ImportError:  # pragma: no cover - every jaxlib has it
-        return jax.__version__, ""
-    return jax.__version__, version.__version__
+    return jax.__version__, kernel.jaxlib_version()
 
 
 def digest(keys: Sequence[np.ndarray]) -> str:

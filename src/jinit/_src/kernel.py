@@ -53,13 +53,18 @@ refused = False
 
 
 @functools.cache
-def checked_jaxlib() -> bool:
-    """Whether the installed jaxlib is one of `CHECKED`."""
+def jaxlib_version() -> str:
+    """The installed jaxlib's version ("" where it does not say: then no release list holds it)."""
     try:
         from jaxlib import version
     except ImportError:  # pragma: no cover - every jaxlib has it; a layout that moved it gets JAX's default
-        return False
-    return version.__version__ in CHECKED
+        return ""
+    return version.__version__
+
+
+def checked_jaxlib() -> bool:
+    """Whether the installed jaxlib is one of `CHECKED`."""
+    return jaxlib_version() in CHECKED
 
 
 def enabled() -> bool:

@@ -218,10 +218,7 @@ def find(program: Program) -> Found:
         needed = {id(call) for call, _, _ in found if id(_unwrap(call.result)[0]) in read}
         if not needed:
             return out
-        # a draw that the rest of the program reads (a value computed from a parameter): the call makes no site,
-        # and the program computes its leaves as the framework does (drawn apart, the draw would no longer be an
-        # output of its scan's body, and XLA could fuse it into that computation and round it differently)
-        found = [entry for entry in found if id(entry[0]) not in needed]
+        found = [entry for entry in found if id(entry[0]) not in needed]  # (module docstring: no site)
 
 
 def _read(jaxpr: Any) -> set[int]:
