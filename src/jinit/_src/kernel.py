@@ -1,35 +1,42 @@
-"""How jinit compiles its own kernels: `jit`, which is `jax.jit`, with an XLA:CPU option where that is faster.
+"""How jinit compiles its own kernels: `jit`, which is `jax.jit`, with XLA:CPU options where that is faster.
 
 XLA:CPU has two code generators for elementwise loops: its fusion emitters, the default, and its older
-elemental emitters, which it still ships behind the option ``xla_cpu_use_fusion_emitters=False`` (`OPTIONS`).
-Measured on a 2-core Xeon with jaxlib 0.10.2, the older ones:
+elemental emitters, which it still ships behind the option ``xla_cpu_use_fusion_emitters=False``. Measured on a
+2-core Xeon with jaxlib 0.10.2, the older ones:
 - compile a random draw's loop about a third faster (a scanned ViT-L's kernel: 0.23 s rather than 0.35 s);
 - run XLA's RngBitGenerator (the ``rbg`` and ``unsafe_rbg`` implementations) about 20% faster: a GPT-2-medium's
   parameters in 2.0 s rather than 2.5 s;
 - but run threefry's normal samples of one shape up to 20% slower (``erf_inv``), while they run the rows'
   loops of threefry draws (`jinit._src.rows`) faster: a layer stack's 354 M values in 0.80 s rather than 0.98 s.
-So a kernel asks for them where it is faster under them (the `older` predicate of `jit`): the draws whose bits
-come from RngBitGenerator, the rows' program, and small kernels whose compilation is all their cost (keys,
-checks, bounds). The per-shape threefry kernels compile as JAX's default, which runs them faster on every later
-call.
+XLA:CPU also vectorizes with 256-bit registers where the CPU has 512-bit ones (AVX-512), unless asked
+otherwise (``xla_cpu_prefer_vector_width=512``). Integer hashing, most of a draw, runs faster in the wider ones,
+on the same Xeon: a GPT-2-medium's parameters under ``rbg`` in 1.4 s rather than 2.0 s, and the rows' CPU time
+for a ViT-L's uniform draws 0.30 s rather than 0.40 s. A CPU without AVX-512 keeps its widest registers.
+So a kernel asks for both (`OPTIONS`) where it is faster under them (the `older` predicate of `jit`): the draws
+whose bits come from RngBitGenerator, the rows' program, and small kernels whose compilation is all their cost
+(keys, checks, bounds). The per-shape threefry kernels compile as JAX's default, which runs them faster on every
+later call.
 
-The two generators do not agree everywhere: ``tan`` and ``cbrt`` differ in the last place. For what jinit's
-kernels compute, they give the same bits. That covers integer arithmetic, threefry, IEEE arithmetic and
-conversions, ``erf``, ``erf_inv``, ``exp``, ``log``, ``sqrt``, XLA's RngBitGenerator and LAPACK's QR.
+The options do not give the same values everywhere: the two emitters differ in the last place for ``tan`` and
+``cbrt``, and the wider registers for a float32 ``rsqrt`` (AVX-512's approximate reciprocal square root is
+another, and XLA writes ``a / sqrt(b)`` as ``a * rsqrt(b)``). For what jinit's kernels compute, they give the same
+bits. That covers integer arithmetic, threefry, IEEE arithmetic and conversions, ``erf``, ``erf_inv``, ``exp``,
+``log``, ``sqrt``, XLA's RngBitGenerator and LAPACK's QR, and no kernel computes an ``rsqrt``.
 tests/test_kernel.py checks this under a listed jaxlib (under any, with ``JINIT_CHECK_KERNEL_OPTIONS=1``):
 - every float32 input of the normal and truncated normal transforms;
 - the kernels of every family, in every dtype under ``rbg`` and in float32 under ``unsafe_rbg``;
 - the rows' program for every family with a law, in four dtypes;
-- JAX's own key derivation and bits.
+- JAX's own key derivation and bits;
+- that none of those kernels, as XLA optimizes them, has an ``rsqrt``.
 
-So the option is used only where that check has passed and the values cannot differ:
+So the options are used only where that check has passed and the values cannot differ:
 - only for jinit's kernels, never for a user's or a framework's computation (a plan's program runs as JAX's);
 - only under a jaxlib listed in `CHECKED`, each of which passed tests/test_kernel.py. A newer one compiles
   as JAX does by default until it is checked and listed;
 - only at top level: a kernel called under a user's trace is part of the user's program, and compiles with it;
-- where XLA refuses the option (a jaxlib that dropped the older emitters), that kernel and every later one
+- where XLA refuses them (a jaxlib that dropped the older emitters), that kernel and every later one
   compile as JAX's default (`refused`, the one piece of state, a flag that is never set back).
-The option only reaches XLA:CPU; other platforms ignore it.
+The options only reach XLA:CPU; other platforms ignore them.
 """
 
 import functools
@@ -39,7 +46,7 @@ from typing import Any
 import jax
 from jax.core import Tracer
 
-OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_cpu_prefer_vector_width": 512}
 """The XLA compile options of jinit's own kernels, where `enabled`."""
 
 CHECKED = frozenset({"0.10.1", "0.10.2"})
