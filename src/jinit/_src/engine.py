@@ -24,8 +24,8 @@
   `distributions.ScaledTruncatedNormal`).
 
 Nothing happens behind a call: no threads, no background compilation; what is compiled is JAX's own bounded
-cache of jitted functions. Every kernel is compiled by `jinit._src.kernel.jit`: `jax.jit`, with an XLA:CPU
-option that compiles faster where tests show that it gives the same values.
+cache of jitted functions. Every kernel is compiled by `jinit._src.kernel.jit`: `jax.jit`, with XLA:CPU
+options that compile or run it faster where tests show that they give the same values.
 """
 
 import collections
