@@ -139,7 +139,7 @@ def test_the_functions_of_the_kernels_agree(forced, name, dtype):
     # (not rsqrt, which the options round otherwise in float32: test_no_kernel_computes_a_reciprocal_square_root)
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.standard_normal(2**18) * s for s in (1e-3, 0.3, 1, 30)])
-    x = np.abs(x) if name in ("log", "sqrt", "rsqrt") else np.tanh(x) if name == "erf_inv" else x
+    x = np.abs(x) if name in ("log", "sqrt") else np.tanh(x) if name == "erf_inv" else x
     f = getattr(jax.lax, name)
     with jax.enable_x64(dtype == "float64"):
         assert_bitwise(*both(forced, kernel.Kernel(f), x.astype(dtype)), name)
@@ -268,9 +268,9 @@ def test_no_kernel_computes_a_reciprocal_square_root(forced, monkeypatch):
     distributions._erf_kernel(np.float32(-2), np.float32(2), dtype=np.dtype(np.float32))
     divided = kernel.Kernel(lambda x: 1 / jnp.sqrt(x))  # (what the check finds)
     divided(np.ones(64, np.float32))
-    texts = {}
-    for self, args, kwargs in calls:
-        lowered = self.fast.lower(*args, **kwargs)
-        texts.setdefault(lowered.as_text(), lambda lowered=lowered: lowered.compile().as_text())
-    found = [text for text in (optimized() for optimized in texts.values()) if "rsqrt(" in text]
-    assert len(texts) > len(FAMILIES) and len(found) == 1, len(found)
+    programs = {}
+    for kern, args, kwargs in calls:
+        lowered = kern.fast.lower(*args, **kwargs)
+        programs.setdefault(lowered.as_text(), lowered)  # (each distinct program once)
+    found = [lowered for lowered in programs.values() if "rsqrt(" in lowered.compile().as_text()]
+    assert len(programs) > len(FAMILIES) and len(found) == 1, len(found)

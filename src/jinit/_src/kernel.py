@@ -18,10 +18,10 @@ whose bits come from RngBitGenerator, the rows' program, and small kernels whose
 later call.
 
 The options do not give the same values everywhere: the two emitters differ in the last place for ``tan`` and
-``cbrt``, and the wider registers for a float32 ``rsqrt`` (AVX-512's approximate reciprocal square root is
-another, and XLA writes ``a / sqrt(b)`` as ``a * rsqrt(b)``). For what jinit's kernels compute, they give the same
-bits. That covers integer arithmetic, threefry, IEEE arithmetic and conversions, ``erf``, ``erf_inv``, ``exp``,
-``log``, ``sqrt``, XLA's RngBitGenerator and LAPACK's QR, and no kernel computes an ``rsqrt``.
+``cbrt``, and the wider registers for a float32 ``rsqrt``, whose AVX-512 approximation is not AVX's (and XLA
+writes ``a / sqrt(b)`` as ``a * rsqrt(b)``). For what jinit's kernels compute, they give the same bits. That
+covers integer arithmetic, threefry, IEEE arithmetic and conversions, ``erf``, ``erf_inv``, ``exp``, ``log``,
+``sqrt``, XLA's RngBitGenerator and LAPACK's QR, and no kernel computes an ``rsqrt``.
 tests/test_kernel.py checks this under a listed jaxlib (under any, with ``JINIT_CHECK_KERNEL_OPTIONS=1``):
 - every float32 input of the normal and truncated normal transforms;
 - the kernels of every family, in every dtype under ``rbg`` and in float32 under ``unsafe_rbg``;
