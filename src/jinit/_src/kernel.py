@@ -96,11 +96,7 @@ class Kernel:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         global refused
-        if (
-            enabled()
-            and not any(isinstance(x, Tracer) for x in jax.tree.leaves((args, kwargs)))
-            and (self.older is None or (bool(args) and self.older(args[0])))
-        ):
+        if enabled() and not any(isinstance(x, Tracer) for x in jax.tree.leaves((args, kwargs))) and self.asks(args):
             try:
                 return self.fast(*args, **kwargs)
             except ValueError:  # under a trace after all (concrete arguments closed over by a user's `jit`)
@@ -110,6 +106,10 @@ class Kernel:
                     raise
                 refused = True
         return self.plain(*args, **kwargs)
+
+    def asks(self, args: tuple) -> bool:
+        """Whether a call with `args` asks for `OPTIONS` (``older`` of its first argument; always if None)."""
+        return self.older is None or (bool(args) and self.older(args[0]))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.plain, name)
