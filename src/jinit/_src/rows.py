@@ -122,11 +122,10 @@ def _hyperparameters(law: Distribution) -> tuple:
 def _group(request: Request) -> tuple:
     """What the requests drawn by one loop share: the distribution's class and structure, the types and dtypes of
     its hyperparameters, their bytes too unless the class draws a row's own (`shares_loops`), and the dtype."""
-    structure = jax.tree.structure(request.law)
-    kinds = tuple((kind, dtype) for kind, dtype, _ in _hyperparameters(request.law))
+    hyperparameters = _hyperparameters(request.law)
     if shares_loops(request.law):
-        return structure, kinds, request.dtype
-    return structure, _hyperparameters(request.law), request.dtype
+        hyperparameters = tuple((kind, dtype) for kind, dtype, _ in hyperparameters)
+    return jax.tree.structure(request.law), hyperparameters, request.dtype
 
 
 def shares_loops(law: Distribution) -> bool:
