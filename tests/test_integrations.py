@@ -2,7 +2,9 @@
 (`jinit.flax.init`, `jinit.flax.build`, `jinit.haiku.init`), against the frameworks' own initialization."""
 
 import functools
+import gc
 import io
+import weakref
 
 import pytest
 
@@ -284,6 +286,60 @@ def test_nnx_build_under_jit_and_with_arguments():
         jinit.flax.build(3)
     with pytest.raises(TypeError, match=r"nnx\.Module"):
         jinit.flax.build(lambda: 3)
+
+
+def _reused(framework):
+    """A reusable jinit initialization of a small model of `framework`, the framework's own, and the model's
+    arrays (NNX's module as its state)."""
+    if framework == "linen":
+        init = jinit.flax.initializer(Mixed())
+        return (lambda key: init(key, TOKENS)), (lambda key: Mixed().init(key, TOKENS)), jax.tree.leaves
+    if framework == "nnx":
+        return (
+            jinit.flax.builder(lambda key: NNXModel(nnx.Rngs(key))),
+            lambda key: NNXModel(nnx.Rngs(key)),
+            lambda model: jax.tree.leaves(nnx.state(model)),
+        )
+    f = hk.transform_with_state(haiku_forward)
+    init = jinit.haiku.initializer(f)
+    return (lambda key: init(key, X)), (lambda key: f.init(key, X)), jax.tree.leaves
+
+
+@pytest.mark.parametrize("framework", ["linen", "nnx", "haiku"])
+def test_a_models_parameters_are_freed_with_its_last_reference(framework):
+    """No reference cycle holds a model's parameters: a seed sweep's previous model is freed when it is replaced,
+    not at the next garbage collection (NNX's `merge` of a `State` leaves one: Flax's `flatten_to_sequence`)."""
+    make, _, leaves = _reused(framework)
+    make(KEY)  # (the first call plans; what the plan keeps is not the parameters)
+    gc.collect()
+    gc.disable()
+    try:
+        model = make(jax.random.key(1))
+        arrays = [weakref.ref(x) for x in leaves(model)]
+        del model
+        assert arrays and all(ref() is None for ref in arrays), sum(ref() is not None for ref in arrays)
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("framework", ["linen", "nnx", "haiku"])
+def test_each_call_makes_new_arrays_of_the_frameworks_types(framework):
+    """Every leaf is what the framework's own gives (a JAX array, not the literal of a traced constant, such as
+    Haiku's ``count`` state), and no two calls share a buffer: donating one model's state to a step must leave
+    the next model's alone."""
+    make, own, leaves = _reused(framework)
+    first, second = leaves(make(KEY)), leaves(make(KEY))
+    theirs = leaves(own(KEY))
+    assert [type(x) for x in first] == [type(x) for x in theirs], [
+        (type(x), type(y)) for x, y in zip(first, theirs, strict=False)
+    ]
+    assert all(isinstance(x, jax.Array) for x in first)
+    shared = [
+        i
+        for i, (x, y) in enumerate(zip(first, second, strict=True))
+        if x.size and x.unsafe_buffer_pointer() == y.unsafe_buffer_pointer()
+    ]
+    assert not shared, [(first[i].shape, first[i].dtype) for i in shared]
 
 
 # ----------------------------------------------------------------------------------------------------- Haiku

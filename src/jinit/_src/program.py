@@ -439,10 +439,15 @@ def _hashable(value: Any) -> bool:
 
 def evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
     """The outputs of `jaxpr` (open, its constants `consts`) for `args`, from the operations they need only, bound
-    one by one as JAX evaluates eagerly, each value dropped after its last use (see the module docstring)."""
-    if not evaluation_works():
-        return list(jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(jaxpr, list(consts)))(*args))
-    return _bind_each(jaxpr, consts, args)
+    one by one as JAX evaluates eagerly, each value dropped after its last use (see the module docstring); those
+    that no operation computes, new arrays (`_fresh`)."""
+    if evaluation_works():
+        out = _bind_each(jaxpr, consts, args)
+    else:
+        out = list(jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(jaxpr, list(consts)))(*args))
+    constants = set(jaxpr.constvars)
+    pairs = zip(jaxpr.outvars, out, strict=True)
+    return [_fresh(x) if isinstance(v, jex_core.Literal) or v in constants else x for v, x in pairs]
 
 
 def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
@@ -478,6 +483,18 @@ def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
             if isinstance(v, jex_core.Var) and last.get(v) == i and v not in outputs:
                 env.pop(v, None)
     return [read(v) for v in jaxpr.outvars]
+
+
+def _fresh(x: Any) -> Any:
+    """An output that no operation computed (a literal or a constant of the program) as a new array on each call,
+    as an eager call makes it: a literal as JAX's array, not its literal type (placed as `jnp.asarray` places it,
+    without compiling where no mesh is set), a constant array copied; so that a model's state never shares a
+    buffer with the plan or with another call's state (donated once, it would be deleted in both)."""
+    if isinstance(x, Tracer):
+        return x
+    if isinstance(x, jax.Array) or (checks.current_mesh().empty and jax.sharding.get_abstract_mesh().empty):
+        return jax.device_put(x, may_alias=False)  # (a literal's own memory, aligned, would be aliased)
+    return jax.numpy.array(x, copy=True)
 
 
 @functools.cache
