@@ -33,13 +33,13 @@ later calls have no target: they show where glibc's allocator starts to reuse th
 parameters held, which it does for buffers of at most 32 MB (each leaf of a jitted init of an unrolled model) and
 never for larger ones (jinit's, which are one buffer per distribution, and every stacked parameter).
 
-Run it from the repository root (about 2 minutes on a slow 2-core CPU, 6 GB of memory); ``--only`` picks
+Run it from the repository root (about 4 minutes on a slow 2-core CPU, 6 GB of memory); ``--only`` picks
 scenarios:
 
     .venv/bin/python benchmarks/frameworks.py
     .venv/bin/python benchmarks/frameworks.py --only vit-scan vit-scan-96
     .venv/bin/python benchmarks/frameworks.py --scaling     # compile time at 6, 24 and 96 scanned blocks
-    .venv/bin/python benchmarks/frameworks.py --repeat 3    # medians of three processes per method (7 minutes)
+    .venv/bin/python benchmarks/frameworks.py --repeat 3    # medians of three processes per method (12 minutes)
 """
 
 import argparse
