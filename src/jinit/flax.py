@@ -13,6 +13,12 @@ stacked axis where Flax puts it. Parameters that other initializers make (Flax's
 as ``jax.jit(module.init)`` does: a second initialization (another key, an ensemble under ``jax.vmap``) traces
 and compiles nothing. Flax is imported when these are called, never by ``import jinit``
 (``pip install 'jinit[flax]'``).
+
+One Flax internal is relied on: NNX's ordering of a state's leaves for ``nnx.merge``
+(``graphlib._merge_to_flat_state``), so that a built module is merged from a list rather than a `State`, whose
+flattening leaves a reference cycle holding the parameters (`_in_merge_order`). It is checked once per process
+on a small module (`_merge_order_works`); a Flax that moved or changed it merges the state, as before: the
+model is the same, and freed at the next garbage collection.
 """
 
 import functools
