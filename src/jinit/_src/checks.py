@@ -384,6 +384,12 @@ def current_mesh() -> Any:
         return jax.sharding.get_abstract_mesh()
 
 
+def no_mesh() -> bool:
+    """Whether no mesh is set, concrete or abstract: `jnp.asarray` then puts a value on the default device, as
+    `jax.device_put` does without compiling (under a mesh it lays the value out on the mesh's devices)."""
+    return current_mesh().empty and jax.sharding.get_abstract_mesh().empty
+
+
 def out_sharding(value: Any, rank: int) -> jax.sharding.Sharding | None:
     """Checks `out_sharding`: None, a `Sharding`, or a `PartitionSpec` of the mesh set by `jax.set_mesh`.
 

@@ -204,7 +204,7 @@ def _device_array(x: np.ndarray, device: Any = None) -> jax.Array:
     `device` if it is one, else uncommitted on the default device as `jnp.asarray` makes it (`jnp.asarray`
     compiles a ``stage`` for each new shape first, 0.01 s each); under a mesh, by `jnp.asarray`, which lays it
     out on the mesh's devices."""
-    if checks.current_mesh().empty and jax.sharding.get_abstract_mesh().empty:
+    if checks.no_mesh():
         return jax.device_put(x, device)
     return jnp.asarray(x)
 

@@ -492,7 +492,7 @@ def _fresh(x: Any) -> Any:
     buffer with the plan or with another call's state (donated once, it would be deleted in both)."""
     if isinstance(x, Tracer):
         return x
-    if isinstance(x, jax.Array) or (checks.current_mesh().empty and jax.sharding.get_abstract_mesh().empty):
+    if isinstance(x, jax.Array) or checks.no_mesh():
         return jax.device_put(x, may_alias=False)  # (a literal's own memory, aligned, would be aliased)
     return jax.numpy.array(x, copy=True)
 

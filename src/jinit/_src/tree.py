@@ -204,7 +204,7 @@ class _Leaf:
         init, spec = self.spec.init, self.spec
         if self.sharding is not None or type(init) not in (constant.Zeros, constant.Ones):
             return None
-        if not (checks.current_mesh().empty and jax.sharding.get_abstract_mesh().empty):  # jnp's would follow it
+        if not checks.no_mesh():  # jnp's would follow it
             return None
         dtype = checks.resolve_dtype(init, spec.dtype)
         host = (np.zeros if type(init) is constant.Zeros else np.ones)(spec.shape, dtype)
