@@ -488,13 +488,14 @@ def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
 def _fresh(x: Any) -> Any:
     """An output that no operation computed (a literal or a constant of the program) as a new array on each call,
     as an eager call makes it: a literal as JAX's array, not its literal type (placed as `jnp.asarray` places it,
-    without compiling where no mesh is set), a constant array copied; so that a model's state never shares a
-    buffer with the plan or with another call's state (donated once, it would be deleted in both)."""
+    without compiling where no mesh is set), then copied, as a constant array is; so that a model's state never
+    shares a buffer with the plan or with another call's state (donated once, it would be deleted in both).
+    (A literal put on the device may alias its own memory, the same on every call: hence the copy after.)"""
     if isinstance(x, Tracer):
         return x
-    if isinstance(x, jax.Array) or checks.no_mesh():
-        return jax.device_put(x, may_alias=False)  # (a literal's own memory, aligned, would be aliased)
-    return jax.numpy.array(x, copy=True)
+    if not isinstance(x, jax.Array):
+        x = jax.device_put(x) if checks.no_mesh() else jax.numpy.asarray(x)
+    return jax.device_put(x, may_alias=False)
 
 
 @functools.cache
