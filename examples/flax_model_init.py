@@ -42,7 +42,7 @@ class GPT(nn.Module):
         x = nn.Embed(VOCAB, WIDTH, embedding_init=NORMAL)(tokens)
         for _ in range(LAYERS):
             x = Block()(x)
-        return nn.Dense(VOCAB)(nn.LayerNorm()(x))  # Flax's default lecun_normal: computed as Flax computes it
+        return nn.Dense(VOCAB)(nn.LayerNorm()(x))  # Flax's default lecun_normal: drawn too, with Flax's values
 
 
 class NNXGPT(nnx.Module):

@@ -92,15 +92,18 @@ def test_linen_gives_module_init_bitwise_with_jinit_parameters_drawn_by_the_engi
     ours = jinit.flax.init(model, KEY, TOKENS)
     assert same(ours, model.init(KEY, TOKENS))
     assert isinstance(ours["params"]["Dense_0"]["kernel"], nn.Partitioned)
-    # every jinit parameter is drawn by the engine, the scanned blocks' too; Flax's own are not
+    # every jinit parameter is drawn by the engine, the scanned blocks' too, and so is the draw of Flax's default
+    # lecun_normal (JAX's truncated normal times its scale: `jinit._src.jax_draws`); its zeros and the batch
+    # statistics are computed by the program
     assert "params/Embed_0/embedding" in drawn and "params/Dense_0/kernel" in drawn
     assert "params/Block_1/MultiHeadDotProductAttention_0/out/bias" in drawn
     # DenseGeneral reshapes its initializer's results: drawn with the initializer's shape, then reshaped
     for projection in ("query/kernel", "query/bias", "key/kernel", "key/bias", "value/kernel", "out/kernel"):
         assert f"params/Block_1/MultiHeadDotProductAttention_0/{projection}" in drawn
     assert "params/stack/MultiHeadDotProductAttention_0/query/kernel" in drawn  # stacked by nn.scan: (2, 16, 2, 8)
-    assert "params/Dense_1/kernel" not in drawn and not any("batch_stats" in path for path in drawn)
-    assert len(drawn) == 1 + 2 + 3 * 13 + 1  # embedding, conv, 13 per block (scanned too), the partitioned kernel
+    assert "params/Dense_1/kernel" in drawn and "params/Dense_1/bias" not in drawn
+    assert not any("batch_stats" in path for path in drawn)
+    assert len(drawn) == 1 + 2 + 3 * 13 + 1 + 1  # embedding, conv, 13 per block (scanned too), the two kernels
 
 
 def test_linen_with_rng_dicts_raw_keys_and_extra_arguments():
@@ -248,9 +251,11 @@ def test_nnx_build_gives_eager_construction_bitwise(drawn):
     assert same(nnx.state(ours), nnx.state(make()))
     assert "embed/embedding" in drawn and "conv/kernel" in drawn and "blocks/1/attention/out/bias" in drawn
     assert "blocks/1/attention/query/kernel" in drawn and "blocks/0/attention/out/kernel" in drawn  # reshaped
-    # the layers stacked by nnx.vmap too: one stacked parameter each; Flax's own initializers are not drawn
+    # the layers stacked by nnx.vmap too: one stacked parameter each; of Flax's own initializers, the head's
+    # lecun_normal draw (JAX's truncated normal times its scale) but not its zeros
     stacked = [path for path in drawn if path.startswith("stack")]
-    assert "stack/attention/query/kernel" in stacked and len(stacked) == 2 + 8 + 2 and "head/kernel" not in drawn
+    assert "stack/attention/query/kernel" in stacked and len(stacked) == 2 + 8 + 2
+    assert "head/kernel" in drawn and "head/bias" not in drawn
 
 
 def test_nnx_build_probes_of_sharding_do_not_walk_the_trace(monkeypatch):

@@ -6,8 +6,9 @@ values that ``module.init`` or the eager constructor gives, compiled once per di
 dtype, sharding) rather than per layer, each parameter created already sharded when its metadata and a mesh say
 so. Layers stacked by ``nn.scan``, ``nn.vmap``, ``nnx.vmap`` or ``nnx.scan`` (nested, under ``nn.remat`` too)
 are drawn the same way, one compiled kernel per distinct stacked parameter whatever the depth, with the
-stacked axis where Flax puts it. Parameters that other initializers make (Flax's default ``lecun_normal``,
-``jax.nn.initializers``) are computed as JAX computes them, with the model's other state.
+stacked axis where Flax puts it. So are the draws of JAX's own random initializers (``jax.nn.initializers``,
+Flax's default ``lecun_normal``: `jinit._src.jax_draws`), bitwise their eager values; parameters that other
+initializers make are computed as JAX computes them, with the model's other state.
 
 `initializer` and `builder` return reusable objects that trace once per input signature and draw on each call,
 as ``jax.jit(module.init)`` does: a second initialization (another key, an ensemble under ``jax.vmap``) traces
@@ -119,9 +120,10 @@ def init(
     """The variables of ``module.init(rngs, *args, **kwargs)``, with jinit's initializers drawn by its engine.
 
     The result has the structure of ``module.init``'s, boxes (``nn.Partitioned``, ``nn.LogicallyPartitioned``)
-    included, and bitwise its values: every parameter made by a jinit initializer is drawn by the engine from
-    the key Flax gave it, stacked layers (``nn.scan``, ``nn.vmap``) included; the others, and every other
-    collection, are computed as Flax computes them, without the forward pass's arithmetic. Works under
+    included, and bitwise its values: every parameter made by a jinit initializer, or by a random initializer of
+    ``jax.nn.initializers``, is drawn by the engine from the key Flax gave it, stacked layers (``nn.scan``,
+    ``nn.vmap``) included; the others, and every other collection, are computed as Flax computes them, without
+    the forward pass's arithmetic. Works under
     `jax.jit` and `jax.eval_shape`. For repeated initialization, `initializer` keeps the trace.
 
     With a mesh (`mesh=` or the mesh set by `jax.set_mesh`), a parameter boxed by `nn.with_partitioning` (or
@@ -255,9 +257,10 @@ def build(
     """The NNX module ``constructor(*args, **kwargs)``, its jinit parameters drawn by jinit's engine.
 
     The constructor is traced once, as `nnx.eval_shape` traces it (nothing of the model is allocated while
-    tracing); then every variable made by a jinit initializer is drawn by the engine from the key the
-    constructor's ``nnx.Rngs`` gave it, layers stacked by ``nnx.vmap`` or ``nnx.scan`` included, and the other
-    variables are computed as the constructor computes them. The values are bitwise those of calling the
+    tracing); then every variable made by a jinit initializer, or by a random initializer of
+    ``jax.nn.initializers`` (NNX's defaults), is drawn by the engine from the key the constructor's ``nnx.Rngs``
+    gave it, layers stacked by ``nnx.vmap`` or ``nnx.scan`` included, and the other variables are computed as the
+    constructor computes them. The values are bitwise those of calling the
     constructor eagerly. For models too large to build eagerly: no device holds more than the model's own
     parameters. For repeated construction, `builder` keeps the trace.
 

@@ -110,6 +110,29 @@ def test_linen_reshaped_partitioned_kernels_are_drawn_sharded(shape, names, draw
     assert drawn["params/MultiHeadDotProductAttention_0/out/kernel"].is_equivalent_to(out.sharding, 3)
 
 
+class Defaults(nn.Module):
+    """Flax's own initializers (JAX's draws, `jinit._src.jax_draws`), partitioned as a user partitions them."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(16, kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(), ("data", "model")))(x)
+        x = nn.Dense(8, kernel_init=nn.with_partitioning(nn.initializers.glorot_uniform(), ("model", None)))(x)
+        return nn.Dense(8, kernel_init=nn.with_partitioning(nn.initializers.normal(0.02), (None, "model")))(x)
+
+
+@pytest.mark.parametrize("shape, names", MESHES)
+def test_jaxs_own_initializers_are_drawn_sharded_with_their_eager_values(shape, names, drawn):
+    mesh = mesh_of(shape, names)
+    ours = nn.unbox(jinit.flax.init(Defaults(), KEY, X, mesh=mesh))
+    reference = nn.unbox(Defaults().init(KEY, X))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), ours, reference))
+    for layer, spec in (("Dense_0", P("data", "model")), ("Dense_1", P("model", None)), ("Dense_2", P(None, "model"))):
+        kernel = ours["params"][layer]["kernel"]
+        assert kernel.sharding.is_equivalent_to(NamedSharding(mesh, spec), 2), layer
+        assert drawn[f"params/{layer}/kernel"].is_equivalent_to(kernel.sharding, 2), layer
+    assert not any(path.endswith("bias") for path in drawn)  # Flax's zeros: computed by the program
+
+
 def test_linen_without_a_mesh_keeps_the_metadata_only():
     ours = jinit.flax.init(Partitioned(), KEY, X)
     assert isinstance(ours["params"]["Dense_0"]["kernel"], nn.Partitioned)

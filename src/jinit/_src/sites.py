@@ -1,19 +1,21 @@
 """Where a traced initialization's parameters come from: the jinit calls behind its output leaves, at any depth.
 
 A `Program` (`jinit._src.program`) records each call of a jinit initializer with its key and result, which are
-variables of the program's jaxpr or of a body inside it (a ``scan``'s, a ``jit``'s, a ``remat``'s), possibly
-wrapped by `vmap`'s tracers. `find` turns them into `Site` records: for an output leaf that is such a result,
-reached only through operations that move data (``reshape``, ``transpose``, a sharding constraint, a copy), through
-the stacking of a ``scan``'s outputs (`nn.scan`, `nnx.scan`, ``hk.layer_stack``) and through `vmap`'s batching
-(`nn.vmap`, `nnx.vmap`, ``eqx.filter_vmap``), the leaf is the initializer's draw for each of its keys, put in
-place by those `Step`s. Its keys are read from the program itself: `find` rewrites the jaxpr so that each site's
-key variable is also an output, stacked by every ``scan`` it is inside of (``scan`` bodies and ``jit``/``remat``
-bodies gain outputs), and drops every output that a site makes; dead-code elimination then removes the draws,
-and the forward pass, from the program, which computes only the keys and the other leaves. A call whose draw
-that program still reads (a value the model computes from a parameter, kept as state) makes no site: the program
-computes its leaves and that value as the framework does. (Drawn apart, the draw would no longer be an output of
-its scan's body, and XLA could fuse it into that computation and round it differently: a sum of squares kept as
-state in an ``nn.scan`` came out a unit in the last place away from ``module.init``'s.)
+variables of the program's jaxpr or of a body inside it (a ``scan``'s, a ``jit``'s, a ``remat``'s), possibly wrapped
+by `vmap`'s tracers; to those, `jinit._src.jax_draws` adds the draws of JAX's own initializers that it finds in
+those jaxprs, whose key and result are the jaxprs' own variables. `find` turns them into `Site` records: for an
+output leaf that is such a result, reached only through operations that move data (``reshape``, ``transpose``, a
+sharding constraint, a copy), through the stacking of a ``scan``'s outputs (`nn.scan`, `nnx.scan`,
+``hk.layer_stack``) and through `vmap`'s batching (`nn.vmap`, `nnx.vmap`, ``eqx.filter_vmap``), the leaf is the
+initializer's draw for each of its keys, put in place by those `Step`s. Its keys are read from the program itself:
+`find` rewrites the jaxpr so that each site's key variable is also an output, stacked by every ``scan`` it is inside
+of (``scan`` bodies and ``jit``/``remat`` bodies gain outputs), and drops every output that a site makes; dead-code
+elimination then removes the draws, and the forward pass, from the program, which computes only the keys and the
+other leaves. A call whose draw that program still reads (a value the model computes from a parameter, kept as
+state) makes no site: the program computes its leaves and that value as the framework does. (Drawn apart, the draw
+would no longer be an output of its scan's body, and XLA could fuse it into that computation and round it
+differently: a sum of squares kept as state in an ``nn.scan`` came out a unit in the last place away from
+``module.init``'s.)
 
 The site's leaf is then drawn by `jinit._src.plan` in one compiled kernel per distinct site: each key's draw,
 batched as the program batched it, its data moved as the program moved it, in place and laid out as the leaf's
@@ -47,7 +49,7 @@ import jax
 import numpy as np
 from jax.extend import core as jex_core
 
-from jinit._src import base
+from jinit._src import base, jax_draws
 from jinit._src.program import Program, bodies
 
 try:  # see the module docstring
@@ -197,6 +199,8 @@ class _Index:
 
 def _unwrap(tracer: Any) -> tuple[Any, list[tuple[Any, Any, int | None]]]:
     """A recorded value's variable, and the `vmap` levels around it (innermost first): (trace, batch axis, size)."""
+    if isinstance(tracer, jex_core.Var):  # a call found in the jaxpr itself (`jinit._src.jax_draws`)
+        return tracer, []
     levels = []
     while _batching is not None and isinstance(tracer, _batching.BatchTracer):
         axis = tracer.batch_dim
@@ -211,7 +215,9 @@ def find(program: Program) -> Found:
     """The sites of `program`, and the program that computes their keys and the other leaves (see the module
     docstring)."""
     index = _Index(program.closed.jaxpr)
-    found = [(call, site, key) for call in program.calls for site, key in _sites_of(call, index)]
+    places = [p.jaxpr for p in index.places.values() if not p.shared and p.kind != "other"]
+    calls = [*program.calls, *jax_draws.calls(places)]  # (JAX's own initializers' draws, found in the jaxprs)
+    found = [(call, site, key) for call in calls for site, key in _sites_of(call, index)]
     while True:
         out = _rewrite(program, index, [(site, key) for _, site, key in found])
         read = _read(out.jaxpr)

@@ -1,0 +1,275 @@
+"""JAX's own initializers found in a traced program, so that the engine draws them as it draws jinit's.
+
+A model written with `jax.nn.initializers` (Flax's defaults, ``nn.initializers.normal(0.02)``) makes each such
+parameter by two operations of its program: a draw of JAX's ``jax.random.normal``, ``uniform`` or
+``truncated_normal`` (a ``jit`` equation named ``_normal``, ``_uniform`` or ``_truncated_normal`` whose other
+arguments are constants), and its product with a constant scalar (the standard deviation, or variance scaling's
+factor). Computed as the framework computes it, operation by operation, JAX's draw holds about four times the
+parameter's bytes while it is made, and runs JAX's rolled threefry loop. `calls` reads those pairs from a
+program's jaxprs as calls of `JaxDraw`, an initializer whose law (`JaxNormal`, `JaxUniform`,
+`JaxTruncatedNormal`) is that draw times that factor, written with JAX's own functions behind the barrier that
+keeps XLA from merging the two (`distributions._materialized`): so `jinit._src.sites` makes sites of them, and
+the engine draws them bitwise as JAX's eager operations gave them, in the parameter's own memory.
+
+Only what is surely JAX's draw becomes a call: a scalar key; float32 or float64 (JAX draws narrower floats in
+their own dtype); arguments that are literals; a factor that is a literal or computed from literals alone (by
+its own operations, run eagerly as the framework ran them); the draw read by the product alone; and the
+equation's body the very jaxpr that the public function traces to for those arguments (`_is_jax`: the same
+object, which JAX's cache of traced functions gives, or else the same text).
+
+JAX internals relied on, and how a change of them is survived: the names of ``jax.random``'s jitted samplers
+and the arity of their arguments, and ``params["jaxpr"]`` of a ``jit`` equation. A JAX that renames them, or
+whose public function traces to another body, has no such calls: the framework's operations compute those
+parameters, as before (slower, the same values). A user's own function of the same name is not JAX's body.
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jex_core
+
+from jinit._src import base
+from jinit._src.distributions import (
+    Distribution,
+    _distribution,
+    _materialized,
+    _ncdf,
+    _normal_moments,
+    _truncated_cdf,
+    _uniform_cdf,
+    _uniform_moments,
+    inverse_cdf_step,
+    truncated_moments,
+)
+
+ARGUMENTS = {"_normal": 0, "_uniform": 2, "_truncated_normal": 2}
+"""JAX's jitted samplers, by the name of their ``jit`` equation, with how many arguments follow the key."""
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+FACTOR_STEPS = 8
+"""The most operations a factor may be computed by (variance scaling's is three: a product, a root, a quotient)."""
+SCALAR_OPS = frozenset({"sqrt", "div", "mul", "add", "sub", "neg", "convert_element_type", "max", "min"})
+
+
+@_distribution
+class JaxNormal(Distribution):
+    """``jax.random.normal(key, shape, dtype) * factor``, JAX's two operations (`jax.nn.initializers.normal`)."""
+
+    factor: Any
+
+    def sample(self, key, shape, dtype):
+        return _materialized(jax.random.normal(key, shape, dtype)) * jnp.asarray(self.factor, dtype)
+
+    def central_moments(self):
+        return _normal_moments(abs(float(self.factor)))
+
+    def magnitude(self):
+        return abs(float(self.factor))
+
+    def cdf(self, x):
+        s = float(self.factor)
+        return float(x >= 0) if s == 0 else _ncdf(x / abs(s))
+
+
+@_distribution
+class JaxUniform(Distribution):
+    """``jax.random.uniform(key, shape, dtype, minval, maxval) * factor`` (variance scaling's uniform: -1, 1)."""
+
+    minval: Any
+    maxval: Any
+    factor: Any
+
+    def sample(self, key, shape, dtype):
+        minval, maxval = jnp.asarray(self.minval, dtype), jnp.asarray(self.maxval, dtype)
+        return _materialized(jax.random.uniform(key, shape, dtype, minval, maxval)) * jnp.asarray(self.factor, dtype)
+
+    def central_moments(self):
+        ends = sorted(float(self.factor) * float(x) for x in (self.minval, self.maxval))
+        return _uniform_moments(*ends)
+
+    def magnitude(self):
+        return abs(float(self.factor)) * max(abs(float(self.minval)), abs(float(self.maxval)))
+
+    def cdf(self, x):
+        ends = sorted(float(self.factor) * float(v) for v in (self.minval, self.maxval))
+        return _uniform_cdf(x, *ends)
+
+
+@_distribution
+class JaxTruncatedNormal(Distribution):
+    """``jax.random.truncated_normal(key, lower, upper, shape, dtype) * factor`` (variance scaling's truncated
+    normal: ±2, its factor the standard deviation over 0.8796...)."""
+
+    lower: Any
+    upper: Any
+    factor: Any
+
+    def sample(self, key, shape, dtype):
+        lower, upper = jnp.asarray(self.lower, dtype), jnp.asarray(self.upper, dtype)
+        z = jax.random.truncated_normal(key, lower, upper, shape, dtype)
+        return _materialized(z) * jnp.asarray(self.factor, dtype)
+
+    def central_moments(self):
+        mean, mu2, mu4, mu6 = truncated_moments(float(self.lower), float(self.upper))
+        s = float(self.factor)
+        return s * mean, s**2 * mu2, s**4 * mu4, s**6 * mu6
+
+    def magnitude(self):
+        return abs(float(self.factor)) * max(abs(float(self.lower)), abs(float(self.upper)))
+
+    def resolution(self, dtype):
+        lower, upper = float(self.lower), float(self.upper)
+        erfs = (math.erf(lower / math.sqrt(2)), math.erf(upper / math.sqrt(2)))
+        return abs(float(self.factor)) * inverse_cdf_step(lower, upper, *erfs, dtype)
+
+    def cdf(self, x):
+        s = float(self.factor)
+        if s == 0:
+            return float(x >= 0)
+        z = _truncated_cdf(x / abs(s), float(self.lower), float(self.upper))
+        return z if s > 0 else 1.0 - _truncated_cdf(-x / abs(s), float(self.lower), float(self.upper))
+
+
+LAWS = {"_normal": JaxNormal, "_uniform": JaxUniform, "_truncated_normal": JaxTruncatedNormal}
+
+
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
+class JaxDraw(base.Initializer):
+    """JAX's sampler `sampler` (a key of `ARGUMENTS`) with `arguments`, times `factor`: a parameter that a
+    `jax.nn.initializers` initializer made, found in a program (`calls`). Not a factory of jinit's: it has no
+    config name, and is only made here."""
+
+    sampler: str = "_normal"
+    arguments: tuple = ()
+    factor: float = 1.0
+
+    name: ClassVar[str] = "jax_draw"
+
+    def law(self, shape: tuple[int, ...], dtype: np.dtype) -> Distribution:
+        return LAWS[self.sampler](*self.arguments, self.factor)
+
+
+def calls(jaxprs: list[Any]) -> list[base.Call]:
+    """The draws of JAX's initializers in `jaxprs` (a program's, each looked into alone), as recorded calls whose
+    key and result are the jaxpr's variables: the draw's key, and the product that is the parameter."""
+    out = []
+    for jaxpr in jaxprs:
+        producer = {v: eqn for eqn in jaxpr.eqns for v in eqn.outvars}
+        readers: dict[Any, int] = {}
+        for eqn in jaxpr.eqns:
+            for v in eqn.invars:
+                if isinstance(v, jex_core.Var):
+                    readers[v] = readers.get(v, 0) + 1
+        for v in jaxpr.outvars:
+            if isinstance(v, jex_core.Var):
+                readers[v] = readers.get(v, 0) + 1
+        products = {}
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "mul":
+                for v in eqn.invars:
+                    if isinstance(v, jex_core.Var):
+                        products.setdefault(v, eqn)
+        for eqn in jaxpr.eqns:
+            call = _call(eqn, producer, readers, products)
+            if call is not None:
+                out.append(call)
+    return out
+
+
+def _call(eqn: Any, producer: dict, readers: dict, products: dict) -> base.Call | None:
+    """The call that a draw equation and its product make, or None where they are not surely JAX's (module
+    docstring)."""
+    if eqn.primitive.name not in ("jit", "pjit") or len(eqn.outvars) != 1:
+        return None
+    sampler = eqn.params.get("name")
+    if sampler not in ARGUMENTS or len(eqn.invars) != 1 + ARGUMENTS[sampler]:
+        return None
+    key, *args = eqn.invars
+    drawn = eqn.outvars[0]
+    dtype = np.dtype(drawn.aval.dtype)
+    key_aval: Any = key.aval  # (typed as any abstract value: a key's is a ShapedArray)
+    if dtype not in DTYPES or not isinstance(key, jex_core.Var) or key_aval.shape != ():
+        return None
+    if not jnp.issubdtype(key_aval.dtype, jax.dtypes.prng_key):
+        return None
+    if not all(isinstance(a, jex_core.Literal) and np.shape(a.val) == () for a in args):
+        return None
+    product = products.get(drawn)
+    if product is None or readers.get(drawn) != 1 or len(product.outvars) != 1:
+        return None
+    (factor_var,) = [v for v in product.invars if v is not drawn] or [None]
+    result = product.outvars[0]
+    if factor_var is None or result.aval.shape != drawn.aval.shape or np.dtype(result.aval.dtype) != dtype:
+        return None
+    factor = _scalar(factor_var, producer, FACTOR_STEPS)
+    if factor is None or np.dtype(factor.dtype) != dtype or factor.shape != ():
+        return None
+    shape = tuple(drawn.aval.shape)
+    if not _is_jax(eqn, sampler, shape, dtype, tuple(_aval(a) for a in args)):
+        return None
+    arguments = tuple(float(np.asarray(a.val).astype(dtype)) for a in args)
+    if not all(math.isfinite(x) for x in (*arguments, float(factor))):
+        return None
+    init = JaxDraw(sampler=sampler, arguments=arguments, factor=float(factor))
+    return base.Call(init, key, shape, dtype, None, result)
+
+
+def _scalar(var: Any, producer: dict, steps: int) -> np.ndarray | None:
+    """The value of a scalar that is a literal or computed from literals by at most `steps` arithmetic
+    operations, each run eagerly as the framework ran it; None otherwise."""
+    if isinstance(var, jex_core.Literal):
+        aval: Any = var.aval
+        value = np.asarray(var.val, aval.dtype)
+        return value if value.shape == () else None
+    eqn = producer.get(var)
+    if eqn is None or steps <= 0 or eqn.primitive.name not in SCALAR_OPS or len(eqn.outvars) != 1:
+        return None
+    if var.aval.shape != ():
+        return None
+    values = []
+    for v in eqn.invars:
+        value = _scalar(v, producer, steps - 1)
+        if value is None:
+            return None
+        values.append(value)
+    try:
+        out = np.asarray(eqn.primitive.bind(*values, **eqn.params))
+    except Exception:  # anything JAX refuses here: not a constant factor
+        return None
+    return out.astype(var.aval.dtype) if out.shape == () else None
+
+
+def _aval(literal: Any) -> jax.ShapeDtypeStruct:
+    aval = literal.aval
+    return jax.ShapeDtypeStruct((), aval.dtype, weak_type=getattr(aval, "weak_type", False))
+
+
+def _is_jax(eqn: Any, sampler: str, shape: tuple, dtype: np.dtype, args: tuple) -> bool:
+    """Whether the equation's body is what JAX's public sampler traces to for this shape, dtype and arguments."""
+    reference = _reference(sampler, shape, dtype, args, eqn.invars[0].aval.dtype)
+    body = eqn.params.get("jaxpr")
+    return reference is not None and (body is reference[0] or str(body) == reference[1])
+
+
+@functools.lru_cache(maxsize=512)
+def _reference(sampler: str, shape: tuple, dtype: np.dtype, args: tuple, key: Any) -> tuple[Any, str] | None:
+    """The body of the one ``jit`` equation that JAX's public sampler traces to, and its text; None if it traces
+    to anything else."""
+    public = {
+        "_normal": lambda key: jax.random.normal(key, shape, dtype),
+        "_uniform": lambda key, a, b: jax.random.uniform(key, shape, dtype, a, b),
+        "_truncated_normal": lambda key, a, b: jax.random.truncated_normal(key, a, b, shape, dtype),
+    }[sampler]
+    try:
+        traced = jax.make_jaxpr(public)(jax.ShapeDtypeStruct((), key), *args)
+    except Exception:  # a JAX whose samplers take other arguments: no calls
+        return None
+    eqns = traced.jaxpr.eqns
+    if len(eqns) != 1 or eqns[0].params.get("name") != sampler or "jaxpr" not in eqns[0].params:
+        return None
+    body = eqns[0].params["jaxpr"]
+    return body, str(body)

@@ -1,0 +1,185 @@
+"""JAX's own initializers in a model, found in its program and drawn by the engine (`jinit._src.jax_draws`).
+
+A model as its user wrote it before jinit (Flax's defaults, `jax.nn.initializers`) gets the engine for the
+parameters that are a draw of JAX's ``normal``, ``uniform`` or ``truncated_normal`` times a constant: each must be
+bitwise what the model's eager initialization gives, under every PRNG implementation, and be drawn by the engine;
+anything that is not surely such a draw must be left to the program (still bitwise, not drawn).
+"""
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("flax", reason="flax is an optional extra: pip install -e '.[flax]'")
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jinit.flax
+from jinit._src import jax_draws, plan
+
+J = jax.nn.initializers
+KEY = jax.random.key(0)
+
+INITS = {
+    "normal": J.normal(0.02),
+    "uniform": J.uniform(0.3),
+    "truncated_normal": J.truncated_normal(0.5, lower=-1.0, upper=3.0),
+    "lecun_normal": J.lecun_normal(),
+    "glorot_normal": J.glorot_normal(),
+    "he_normal": J.he_normal(),
+    "lecun_uniform": J.lecun_uniform(),
+    "glorot_uniform": J.glorot_uniform(),
+    "he_uniform": J.he_uniform(),
+    "fan_avg_normal": J.variance_scaling(1.7, "fan_avg", "normal", in_axis=0, out_axis=-1),
+    "fan_out_uniform": J.variance_scaling(0.3, "fan_out", "uniform"),
+    "embed": nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0),  # Flax's `default_embed_init`
+}
+SHAPES = [(64, 32), (3, 5), (2, 3, 64)]  # drawn by the rows, by a kernel (no row width), by the rows (a 3-d fan)
+
+
+def same(a, b):
+    return jax.tree.structure(a) == jax.tree.structure(b) and jax.tree.all(
+        jax.tree.map(lambda x, y: x.dtype == y.dtype and np.asarray(x).tobytes() == np.asarray(y).tobytes(), a, b)
+    )
+
+
+class Param(nn.Module):
+    initializer: Any
+    shape: tuple
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self):
+        return self.param("w", self.initializer, self.shape, self.dtype)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The paths of the parameters that the engine draws (each plan's sites)."""
+    paths = []
+    real = plan.Plan.__call__
+
+    def spy(self, *args, **kwargs):
+        paths.extend(self.drawn)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(plan.Plan, "__call__", spy)
+    return paths
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("name", INITS)
+def test_jax_initializers_are_drawn_by_the_engine_bitwise(name, shape, drawn):
+    module = Param(INITS[name], shape)
+    assert same(jinit.flax.init(module, KEY), module.init(KEY))
+    assert drawn == ["params/w"]
+
+
+@pytest.mark.parametrize("name", ["normal", "lecun_normal", "glorot_uniform"])
+def test_float64_is_drawn_bitwise(name, drawn):
+    with jax.enable_x64(True):
+        module = Param(INITS[name], (64, 32), jnp.float64)
+        assert same(jinit.flax.init(module, KEY), module.init(KEY))
+    assert drawn == ["params/w"]
+
+
+@pytest.mark.parametrize("partitionable", [True, False], ids=["partitionable", "not partitionable"])
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg", "unsafe_rbg", "philox4x32"])
+def test_every_prng_implementation(impl, partitionable, key_of, drawn):
+    if not partitionable and impl != "threefry2x32":
+        pytest.skip("jax_threefry_partitionable changes threefry2x32 only")
+    key = key_of(5, impl)
+
+    class Two(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(4)(nn.Dense(64, kernel_init=J.normal(0.02))(x))
+
+    with jax.threefry_partitionable(partitionable):
+        module, x = Two(), jnp.ones((1, 32))
+        assert same(jinit.flax.init(module, key, x), module.init(key, x))
+    assert sorted(drawn) == ["params/Dense_0/kernel", "params/Dense_1/kernel"]
+
+
+class DefaultBlock(nn.Module):
+    @nn.compact
+    def __call__(self, x, _=None):
+        return nn.Dense(8, kernel_init=J.he_uniform())(nn.relu(nn.Dense(8)(x))), None  # lecun_normal, he_uniform
+
+
+def test_stacked_layers_of_jax_initializers_are_drawn_by_the_engine_bitwise(drawn):
+    scan = nn.scan(DefaultBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
+    module, x = scan(), jnp.ones((2, 8))
+    assert same(jinit.flax.init(module, KEY, x, None), module.init(KEY, x, None))
+    assert sorted(drawn) == ["params/Dense_0/kernel", "params/Dense_1/kernel"]  # (3, 8, 8) each
+
+
+def test_nnx_defaults_are_drawn_and_a_vmapped_stack_is_the_constructors(drawn):
+    from flax import nnx
+
+    class Model(nnx.Module):
+        def __init__(self, rngs):
+            self.head = nnx.Linear(8, 4, rngs=rngs)
+
+            @nnx.split_rngs(splits=3)
+            @nnx.vmap(in_axes=(0,), out_axes=0)
+            def stack(rngs):
+                return nnx.Linear(8, 8, rngs=rngs)
+
+            self.stack = stack(rngs)
+
+    def make():
+        return Model(nnx.Rngs(0))
+
+    assert same(nnx.state(jinit.flax.build(make)), nnx.state(make()))
+    assert "head/kernel" in drawn
+
+
+@jax.jit
+def _normal(key):  # a user's own function, of the name of JAX's sampler, that is not JAX's sampler
+    return jax.random.normal(key, (64, 32)) + 1.0
+
+
+def _twice(key, shape, dtype):  # JAX's draw read twice: no product of a draw
+    x = jax.random.normal(key, shape, dtype)
+    return x * 0.5 + x
+
+
+class Scaled(nn.Module):  # a factor computed from the input: not a constant
+    @nn.compact
+    def __call__(self, x):
+        return self.param("w", lambda key, shape: J.normal(1.0)(key, shape) * jnp.mean(x), (64, 32))
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        Param(lambda key, shape, dtype: _normal(key) * 0.5, (64, 32)),
+        Param(_twice, (64, 32)),
+        Param(J.normal(0.02), (64, 32), jnp.bfloat16),  # JAX draws a narrow float in its own dtype
+        Param(lambda key, shape, dtype: jax.random.normal(key, shape, dtype) * jnp.full((1, 32), 2.0, dtype), (64, 32)),
+        Param(lambda key, shape, dtype: jax.random.normal(key, shape, dtype) * 0.5 + 0.0, (64, 32)),
+    ],
+    ids=["user's _normal", "draw read twice", "bfloat16", "factor not a scalar", "product then sum"],
+)
+def test_what_is_not_surely_jaxs_draw_is_left_to_the_program(module, drawn):
+    assert same(jinit.flax.init(module, KEY), module.init(KEY))
+    assert drawn == []
+
+
+def test_a_factor_computed_from_an_input_is_left_to_the_program(drawn):
+    module, x = Scaled(), jnp.arange(4.0)
+    assert same(jinit.flax.init(module, KEY, x), module.init(KEY, x))
+    assert drawn == []
+
+
+def test_the_draws_initializer_is_a_value():
+    init = jax_draws.JaxDraw(sampler="_truncated_normal", arguments=(-2.0, 2.0), factor=0.5)
+    assert init == jax_draws.JaxDraw(sampler="_truncated_normal", arguments=(-2.0, 2.0), factor=0.5)
+    assert init != jax_draws.JaxDraw(sampler="_truncated_normal", arguments=(-2.0, 2.0), factor=-0.5)
+    expected = jax.random.truncated_normal(KEY, -2.0, 2.0, (64, 32)) * np.float32(0.5)
+    assert np.asarray(init(KEY, (64, 32))).tobytes() == np.asarray(expected).tobytes()
+    assert "jax_draw" in repr(init)
