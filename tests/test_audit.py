@@ -62,7 +62,7 @@ LAWS = [
     (jinit.scaled(jinit.truncated_normal(1.0, lower=-1.0, upper=3.0), -0.5), stats.truncnorm(-3, 1, scale=0.5)),
     (jinit.packed(jinit.glorot_normal(), 2), stats.truncnorm(-2, 2, scale=math.sqrt(2 / 80) / TRUNCATED_STDDEV)),
     # JAX's own initializers' draws, as `jinit._src.jax_draws` finds them in a model (a sampler times a factor)
-    (jax_draws.JaxDraw(sampler="_normal", factor=-0.3), stats.norm(0, 0.3)),
+    (jax_draws.JaxDraw(sampler="_normal", arguments=(), factor=-0.3), stats.norm(0, 0.3)),
     (jax_draws.JaxDraw(sampler="_uniform", arguments=(-1.0, 1.0), factor=0.25), stats.uniform(-0.25, 0.5)),
     (
         jax_draws.JaxDraw(sampler="_truncated_normal", arguments=(-1.0, 3.0), factor=-0.5),

@@ -78,6 +78,27 @@ def test_jax_initializers_are_drawn_by_the_engine_bitwise(name, shape, drawn):
     assert drawn == ["params/w"]
 
 
+def test_a_model_of_several_normals_and_uniforms_shares_their_loops_bitwise(drawn):
+    class Mixed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Dense(64, kernel_init=J.normal(0.02))(x)
+            x = nn.Dense(64, kernel_init=J.normal(0.003))(x)
+            x = nn.Dense(128, kernel_init=J.glorot_uniform())(x)
+            return nn.Dense(64, kernel_init=J.he_uniform())(x)
+
+    module, x = Mixed(), jnp.ones((1, 64))
+    assert same(jinit.flax.init(module, KEY, x), module.init(KEY, x))
+    assert len(drawn) == 4
+
+
+@pytest.mark.parametrize("name", ["normal", "lecun_normal", "glorot_uniform"])
+def test_under_jit_the_values_are_the_eager_ones(name, drawn):
+    module = Param(INITS[name], (64, 32))
+    assert same(jax.jit(lambda key: jinit.flax.init(module, key))(KEY), module.init(KEY))
+    assert drawn == ["params/w"]
+
+
 @pytest.mark.parametrize("name", ["normal", "lecun_normal", "glorot_uniform"])
 def test_float64_is_drawn_bitwise(name, drawn):
     with jax.enable_x64(True):
@@ -183,3 +204,5 @@ def test_the_draws_initializer_is_a_value():
     expected = jax.random.truncated_normal(KEY, -2.0, 2.0, (64, 32)) * np.float32(0.5)
     assert np.asarray(init(KEY, (64, 32))).tobytes() == np.asarray(expected).tobytes()
     assert "jax_draw" in repr(init)
+    with pytest.raises(ValueError, match="dtype=bfloat16"):
+        init(KEY, (64, 32), jnp.bfloat16)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jinit
-from jinit._src import kernel, rows
+from jinit._src import jax_draws, kernel, rows
 
 from cases import CASES
 
@@ -137,6 +137,10 @@ SHARING = [
     ),
     *(jinit.uniform(s) for s in (1e-6, 0.05, 1.0, 1e3)),
     *(jinit.random_uniform(lo, hi) for lo, hi in ((-1e-3, 1e-3), (-0.3, 0.5), (0.0, 1.0), (-1e3, -1.0))),
+    # JAX's own draws, as `jinit._src.jax_draws` finds them (float32 and float64 only)
+    *(jax_draws.JaxDraw("_normal", (), f) for f in (1e-30, -1e-6, 0.02, 1.0, 3e4)),
+    *(jax_draws.JaxDraw("_uniform", (-1.0, 1.0), f) for f in (1e-6, 0.3, 7e3)),
+    jax_draws.JaxDraw("_uniform", (0.0, 1.0), 0.3),
 ]  # fmt: skip
 """Laws of the classes that share loops (`Distribution.per_row`), with hyperparameters from tiny to huge."""
 

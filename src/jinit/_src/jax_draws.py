@@ -60,6 +60,7 @@ class JaxNormal(Distribution):
     """``jax.random.normal(key, shape, dtype) * factor``, JAX's two operations (`jax.nn.initializers.normal`)."""
 
     factor: Any
+    per_row: ClassVar[bool] = True  # (a product by each row's factor: the same rounding as by a scalar)
 
     def sample(self, key, shape, dtype):
         return _materialized(jax.random.normal(key, shape, dtype)) * jnp.asarray(self.factor, dtype)
@@ -82,6 +83,7 @@ class JaxUniform(Distribution):
     minval: Any
     maxval: Any
     factor: Any
+    per_row: ClassVar[bool] = True  # (JAX's uniform subtracts, multiplies and adds its bounds: no division)
 
     def sample(self, key, shape, dtype):
         minval, maxval = jnp.asarray(self.minval, dtype), jnp.asarray(self.maxval, dtype)
@@ -102,7 +104,8 @@ class JaxUniform(Distribution):
 @_distribution
 class JaxTruncatedNormal(Distribution):
     """``jax.random.truncated_normal(key, lower, upper, shape, dtype) * factor`` (variance scaling's truncated
-    normal: ±2, its factor the standard deviation over 0.8796...)."""
+    normal: ±2, its factor the standard deviation over 0.8796...). Its loops are not shared: JAX's sampler divides
+    its bounds by a constant, which XLA computes otherwise for bounds given per row (`distributions._divide`)."""
 
     lower: Any
     upper: Any
@@ -143,13 +146,15 @@ class JaxDraw(base.Initializer):
     `jax.nn.initializers` initializer made, found in a program (`calls`). Not a factory of jinit's: it has no
     config name, and is only made here."""
 
-    sampler: str = "_normal"
-    arguments: tuple = ()
-    factor: float = 1.0
+    sampler: str
+    arguments: tuple
+    factor: float
 
     name: ClassVar[str] = "jax_draw"
 
     def law(self, shape: tuple[int, ...], dtype: np.dtype) -> Distribution:
+        if np.dtype(dtype) not in DTYPES:
+            raise ValueError(f"JAX's draws are drawn by jinit in float32 and float64 only. Received: dtype={dtype}")
         return LAWS[self.sampler](*self.arguments, self.factor)
 
 
@@ -201,9 +206,10 @@ def _call(eqn: Any, producer: dict, readers: dict, products: dict) -> base.Call 
     product = products.get(drawn)
     if product is None or readers.get(drawn) != 1 or len(product.outvars) != 1:
         return None
-    (factor_var,) = [v for v in product.invars if v is not drawn] or [None]
+    first, second = product.invars
+    factor_var = second if first is drawn else first
     result = product.outvars[0]
-    if factor_var is None or result.aval.shape != drawn.aval.shape or np.dtype(result.aval.dtype) != dtype:
+    if factor_var is drawn or result.aval.shape != drawn.aval.shape or np.dtype(result.aval.dtype) != dtype:
         return None
     factor = _scalar(factor_var, producer, FACTOR_STEPS)
     if factor is None or np.dtype(factor.dtype) != dtype or factor.shape != ():
@@ -236,8 +242,9 @@ def _scalar(var: Any, producer: dict, steps: int) -> np.ndarray | None:
         if value is None:
             return None
         values.append(value)
-    try:
-        out = np.asarray(eqn.primitive.bind(*values, **eqn.params))
+    try:  # (eagerly also where jinit runs under a user's `jit`, as the framework ran it)
+        with jax.ensure_compile_time_eval():
+            out = np.asarray(eqn.primitive.bind(*values, **eqn.params))
     except Exception:  # anything JAX refuses here: not a constant factor
         return None
     return out.astype(var.aval.dtype) if out.shape == () else None
