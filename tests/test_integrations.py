@@ -314,6 +314,8 @@ def _reused(framework):
 def test_a_models_parameters_are_freed_with_its_last_reference(framework):
     """No reference cycle holds a model's parameters: a seed sweep's previous model is freed when it is replaced,
     not at the next garbage collection (NNX's `merge` of a `State` leaves one: Flax's `flatten_to_sequence`)."""
+    if framework == "nnx" and not jinit.flax._merge_order_works():
+        pytest.skip("this Flax lacks the ordering `jinit.flax` merges by: the state is merged, freed by the collector")
     make, _, leaves = _reused(framework)
     make(KEY)  # (the first call plans; what the plan keeps is not the parameters)
     gc.collect()

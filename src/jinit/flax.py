@@ -123,8 +123,8 @@ def init(
     included, and bitwise its values: every parameter made by a jinit initializer, or by a random initializer of
     ``jax.nn.initializers``, is drawn by the engine from the key Flax gave it, stacked layers (``nn.scan``,
     ``nn.vmap``) included; the others, and every other collection, are computed as Flax computes them, without
-    the forward pass's arithmetic. Works under
-    `jax.jit` and `jax.eval_shape`. For repeated initialization, `initializer` keeps the trace.
+    the forward pass's arithmetic. Works under `jax.jit` and `jax.eval_shape`. For repeated initialization,
+    `initializer` keeps the trace.
 
     With a mesh (`mesh=` or the mesh set by `jax.set_mesh`), a parameter boxed by `nn.with_partitioning` (or
     `nn.with_logical_partitioning`, with the logical axis rules in effect at the call; a scanned one with the
