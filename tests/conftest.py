@@ -5,7 +5,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from jinit._src import constant, engine, orthogonal, tree
+from jinit._src import constant, engine, orthogonal, plan, tree
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -28,6 +28,20 @@ def no_arrays(monkeypatch):
         (tree, "_derive"),
     ]:
         monkeypatch.setattr(module, name, allocated)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The paths of the parameters that the engine draws, call by call (each plan's sites)."""
+    paths = []
+    real = plan.Plan.__call__
+
+    def spy(self, *args, **kwargs):
+        paths.extend(self.drawn)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(plan.Plan, "__call__", spy)
+    return paths
 
 
 @pytest.fixture

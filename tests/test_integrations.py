@@ -21,7 +21,7 @@ from flax import nnx
 import jinit
 import jinit.flax
 import jinit.haiku
-from jinit._src import plan, program
+from jinit._src import program
 from jinit.haiku import to_haiku
 
 KEY = jax.random.key(0)
@@ -32,20 +32,6 @@ def same(a, b):
     return jax.tree.structure(a) == jax.tree.structure(b) and jax.tree.all(
         jax.tree.map(lambda x, y: x.dtype == y.dtype and bool(np.array_equal(x, y)), a, b)
     )
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """The paths of the parameters that the engine draws, call by call (each plan's sites)."""
-    paths = []
-    real = plan.Plan.__call__
-
-    def spy(self, *args, **kwargs):
-        paths.extend(self.drawn)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(plan.Plan, "__call__", spy)
-    return paths
 
 
 # ----------------------------------------------------------------------------------------------------- linen

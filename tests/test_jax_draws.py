@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jinit.flax
-from jinit._src import jax_draws, plan
+from jinit._src import jax_draws
 
 J = jax.nn.initializers
 KEY = jax.random.key(0)
@@ -54,20 +54,6 @@ class Param(nn.Module):
     @nn.compact
     def __call__(self):
         return self.param("w", self.initializer, self.shape, self.dtype)
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """The paths of the parameters that the engine draws (each plan's sites)."""
-    paths = []
-    real = plan.Plan.__call__
-
-    def spy(self, *args, **kwargs):
-        paths.extend(self.drawn)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(plan.Plan, "__call__", spy)
-    return paths
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)

@@ -93,12 +93,18 @@ def drawn(monkeypatch):
     return leaves
 
 
+def _init_on(module, mesh):
+    """`jinit.flax.init` of `module` on `mesh`, unboxed, checked bitwise against the unsharded `module.init`."""
+    ours = nn.unbox(jinit.flax.init(module, KEY, X, mesh=mesh))
+    reference = nn.unbox(module.init(KEY, X))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), ours, reference))
+    return ours
+
+
 @pytest.mark.parametrize("shape, names", MESHES)
 def test_linen_reshaped_partitioned_kernels_are_drawn_sharded(shape, names, drawn):
     mesh = mesh_of(shape, names)
-    ours = nn.unbox(jinit.flax.init(Heads(), KEY, X, mesh=mesh))
-    reference = nn.unbox(Heads().init(KEY, X))
-    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), ours, reference))
+    ours = _init_on(Heads(), mesh)
     attention = ours["params"]["MultiHeadDotProductAttention_0"]
     for name in ("query", "key", "value"):  # (features, heads, head_dim), the heads over "model"
         kernel = attention[name]["kernel"]
@@ -123,9 +129,7 @@ class Defaults(nn.Module):
 @pytest.mark.parametrize("shape, names", MESHES)
 def test_jaxs_own_initializers_are_drawn_sharded_with_their_eager_values(shape, names, drawn):
     mesh = mesh_of(shape, names)
-    ours = nn.unbox(jinit.flax.init(Defaults(), KEY, X, mesh=mesh))
-    reference = nn.unbox(Defaults().init(KEY, X))
-    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), ours, reference))
+    ours = _init_on(Defaults(), mesh)
     for layer, spec in (("Dense_0", P("data", "model")), ("Dense_1", P("model", None)), ("Dense_2", P(None, "model"))):
         kernel = ours["params"][layer]["kernel"]
         assert kernel.sharding.is_equivalent_to(NamedSharding(mesh, spec), 2), layer
