@@ -380,7 +380,8 @@ def _garbage(kind: str, factory: str, args: tuple, kwargs: dict, result: np.ndar
 
 _EXTENSIONS = {
     "keras fans": "Keras's fans of a rank-0 or rank-1 shape with the default axes (JAX raises ValueError)",
-    "zero size": "an empty array for a zero-size shape (JAX's variance scaling divides by a zero fan)",
+    "zero size": "an empty array for a zero-size shape (JAX's variance scaling divides by a zero fan, and jax 0.9's "
+    "orthogonal fails to compile the QR of an empty matrix)",
     "integer scalar": "a NumPy or JAX integer scalar as a shape or an axis, as JAX's zeros takes it",
     "synonym": "'untruncated_normal', Keras's synonym of 'normal'",
     "narrow orthogonal": "orthogonal matrices in float16 and bfloat16, computed in float32 (JAX's QR refuses them)",
@@ -391,7 +392,7 @@ _EXTENSIONS = {
 def _extension(factory: str, args: tuple, kwargs: dict, shape: tuple, spelled: Any, error: BaseException) -> str | None:
     """Which of `_EXTENSIONS` explains a call that JAX refused with `error` and jinit accepted, or None."""
     message = str(error)
-    if isinstance(error, ZeroDivisionError) and 0 in shape:
+    if 0 in shape and (isinstance(error, ZeroDivisionError) or type(error).__name__ == "MLIRError"):
         return "zero size"
     if "Can't compute input and output sizes" in message and len(shape) <= 1:
         return "keras fans"
