@@ -90,15 +90,17 @@ class JaxUniform(Distribution):
         return _materialized(jax.random.uniform(key, shape, dtype, minval, maxval)) * jnp.asarray(self.factor, dtype)
 
     def central_moments(self):
-        ends = sorted(float(self.factor) * float(x) for x in (self.minval, self.maxval))
-        return _uniform_moments(*ends)
+        return _uniform_moments(*self._ends())
 
     def magnitude(self):
-        return abs(float(self.factor)) * max(abs(float(self.minval)), abs(float(self.maxval)))
+        return max(abs(end) for end in self._ends())
 
     def cdf(self, x):
-        ends = sorted(float(self.factor) * float(v) for v in (self.minval, self.maxval))
-        return _uniform_cdf(x, *ends)
+        return _uniform_cdf(x, *self._ends())
+
+    def _ends(self) -> list[float]:
+        """The interval's ends, times the factor, in order."""
+        return sorted(float(self.factor) * float(v) for v in (self.minval, self.maxval))
 
 
 @_distribution
@@ -164,28 +166,22 @@ def calls(jaxprs: list[Any]) -> list[base.Call]:
     out = []
     for jaxpr in jaxprs:
         producer = {v: eqn for eqn in jaxpr.eqns for v in eqn.outvars}
-        readers: dict[Any, int] = {}
+        readers: dict[Any, list] = {}  # the equations that read each variable (an output counts as None)
         for eqn in jaxpr.eqns:
             for v in eqn.invars:
                 if isinstance(v, jex_core.Var):
-                    readers[v] = readers.get(v, 0) + 1
+                    readers.setdefault(v, []).append(eqn)
         for v in jaxpr.outvars:
             if isinstance(v, jex_core.Var):
-                readers[v] = readers.get(v, 0) + 1
-        products = {}
+                readers.setdefault(v, []).append(None)
         for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "mul":
-                for v in eqn.invars:
-                    if isinstance(v, jex_core.Var):
-                        products.setdefault(v, eqn)
-        for eqn in jaxpr.eqns:
-            call = _call(eqn, producer, readers, products)
+            call = _call(eqn, producer, readers)
             if call is not None:
                 out.append(call)
     return out
 
 
-def _call(eqn: Any, producer: dict, readers: dict, products: dict) -> base.Call | None:
+def _call(eqn: Any, producer: dict, readers: dict) -> base.Call | None:
     """The call that a draw equation and its product make, or None where they are not surely JAX's (module
     docstring)."""
     if eqn.primitive.name not in ("jit", "pjit") or len(eqn.outvars) != 1:
@@ -203,8 +199,9 @@ def _call(eqn: Any, producer: dict, readers: dict, products: dict) -> base.Call 
         return None
     if not all(isinstance(a, jex_core.Literal) and np.shape(a.val) == () for a in args):
         return None
-    product = products.get(drawn)
-    if product is None or readers.get(drawn) != 1 or len(product.outvars) != 1:
+    uses = readers.get(drawn, [])
+    product = uses[0] if len(uses) == 1 else None  # (read by the product alone)
+    if product is None or product.primitive.name != "mul" or len(product.outvars) != 1:
         return None
     first, second = product.invars
     factor_var = second if first is drawn else first
