@@ -113,11 +113,11 @@ IMPLS = ["threefry2x32", "threefry2x32 not partitionable", "rbg", "unsafe_rbg", 
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_every_implementation_gives_the_unsharded_values_on_every_mesh(impl):
+def test_every_implementation_gives_the_unsharded_values_on_every_mesh(impl, key_of):
     """docs/guides/sharding.md's table, measured: a layout changes no value, whatever the implementation (for
     philox, whose sharded draw jax 0.10.2 fails to compile, jinit draws the whole array, then lays it out)."""
     with jax.threefry_partitionable("not partitionable" not in impl):
-        key = jax.random.key(5, impl=impl.split()[0])
+        key = key_of(5, impl.split()[0])
         specs = {"w": jinit.ParamSpec((64, 32), jinit.normal(0.02), sharding=P("a", "b")),
                  "u": jinit.ParamSpec((32, 64), jinit.glorot_uniform(), sharding=P("b", "a"))}  # fmt: skip
         plain = {name: jinit.ParamSpec(spec.shape, spec.init) for name, spec in specs.items()}

@@ -175,7 +175,7 @@ class Initializer:
         if isinstance(x, Tracer):
             # under `jit`, `device=` of jnp's constructors (the constant initializers) is not a layout
             x = engine.constrain(x, sharding)
-        elif sharding is not None and x.sharding != sharding and x.sharding.is_equivalent_to(sharding, x.ndim):
+        elif sharding is not None and x.sharding != sharding and _equivalent(x.sharding, sharding, x.ndim):
             x = jax.device_put(x, sharding)  # the same layout, described as asked (P('x', None), not P('x',))
         return x
 
@@ -234,6 +234,15 @@ def _exact(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_exact(v) for v in value)
     return value
+
+
+def _equivalent(a: Any, b: Any, ndim: int) -> bool:
+    """Whether shardings `a` and `b` lay out an array of `ndim` dimensions alike; False where JAX cannot say (jax 0.9
+    compares no sharding with one of an abstract mesh, which Keras's layouts inside its mesh are)."""
+    try:
+        return a.is_equivalent_to(b, ndim)
+    except jax.errors.JaxRuntimeError:
+        return False
 
 
 def _outside_any_mesh() -> bool:

@@ -181,9 +181,12 @@ class Plan:
             avals = program.closed.out_avals
             sizes = [_size(avals[s.leaf]) for s in (*top, *others)]
             report = tree.Reporter(progress, sizes)
-        for site, value in zip(top, self._top(top, keys, root, traced, report), strict=True):
+        with _inside(self.mesh):  # (the kernels too: a JAX before 0.10 compiles them only inside the mesh)
+            drawn_top = self._top(top, keys, root, traced, report)
+            drawn_others = self._stacked(others, keys, root, traced)
+        for site, value in zip(top, drawn_top, strict=True):
             out[site.leaf] = value
-        for site, value in zip(others, self._stacked(others, keys, root, traced), strict=True):
+        for site, value in zip(others, drawn_others, strict=True):
             out[site.leaf] = value
             if report is not None:
                 report(program.paths[site.leaf], *_size(program.closed.out_avals[site.leaf]), value)
