@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import jinit
-from jinit._src import distributions, engine, kernel, rows
+from jinit._src import engine, kernel, rows
 
 SQRT2 = np.float32(np.sqrt(2))
 
@@ -239,14 +239,6 @@ def test_jaxs_keys_and_bits_agree(forced, impl):
     assert_bitwise(*both(forced, kernel.Kernel(keys_and_bits), key), impl)
 
 
-def test_the_truncated_bounds_kernel_agrees(forced):
-    def bounds():
-        return [distributions._erf_kernel(np.float32(a), np.float32(b), dtype=np.dtype(np.float32))
-                for a, b in [(-2, 2), (-0.3, 5.5), (-7.5, -3.25)]]  # fmt: skip
-
-    assert_bitwise(*both(forced, bounds), "erf bounds")
-
-
 def test_no_kernel_computes_a_reciprocal_square_root(forced, monkeypatch):
     """The one function the options round otherwise (`kernel.OPTIONS`) is in none of the kernels above, as XLA
     optimizes them; where XLA writes one (a division by a square root), this finds it."""
@@ -265,7 +257,6 @@ def test_no_kernel_computes_a_reciprocal_square_root(forced, monkeypatch):
     f32, words = np.dtype(np.float32), rows.key_words(jax.random.split(KEYS["threefry"](), 3))
     laws = [law for init in FAMILIES.values() if (law := init.law(shape, f32)) and rows.drawable(law, 3840, f32)]
     rows.draw([rows.Request(law, words, 3840, (3, *shape), f32) for law in laws])
-    distributions._erf_kernel(np.float32(-2), np.float32(2), dtype=np.dtype(np.float32))
     divided = kernel.Kernel(lambda x: 1 / jnp.sqrt(x))  # (what the check finds)
     divided(np.ones(64, np.float32))
     programs = {}

@@ -141,6 +141,10 @@ SHARING = [
     *(jax_draws.JaxDraw("_normal", (), f) for f in (1e-30, -1e-6, 0.02, 1.0, 3e4)),
     *(jax_draws.JaxDraw("_uniform", (-1.0, 1.0), f) for f in (1e-6, 0.3, 7e3)),
     jax_draws.JaxDraw("_uniform", (0.0, 1.0), 0.3),
+    *(jax_draws.JaxDraw("_truncated_normal", (-2.0, 2.0), f) for f in (1e-30, -1e-6, 0.05, 1.14, 3e4)),
+    # a bound near ±5.3, whose erf rounds otherwise in a loop's own erf (given as `erf_bounds` computes it, exact)
+    *(jax_draws.JaxDraw("_truncated_normal", b, 0.05) for b in ((-5.180441856384277, 5.360490322113037),
+                                                                (-0.6984464526176453, 5.341082572937012))),
 ]  # fmt: skip
 """Laws of the classes that share loops (`Distribution.per_row`), with hyperparameters from tiny to huge."""
 

@@ -21,8 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
-from jinit._src import kernel
-
 TRUNCATED_STDDEV = 0.87962566103423978
 """Standard deviation of N(0, 1) truncated to [-2, 2]: variance scaling divides by it (as JAX and Keras)."""
 COMPLEX_TRUNCATED_STDDEV = 0.95311164380491208
@@ -447,8 +445,10 @@ def _erf_bounds(lower: float, upper: float, lower_sign: float, upper_sign: float
     return float(a), float(b)
 
 
-@kernel.jit(static_argnames=("dtype",))
+@functools.partial(jax.jit, static_argnames=("dtype",))
 def _erf_kernel(lower, upper, *, dtype):
+    # (compiled as JAX compiles its sampler, without `kernel.OPTIONS`: under them XLA:CPU's scalar erf rounds
+    # differently within ulps of ±1, the erf of a bound near ±5.3 in float32)
     sqrt2 = np.array(np.sqrt(2), dtype)
     lower, upper = jax.lax.convert_element_type(lower, dtype), jax.lax.convert_element_type(upper, dtype)
     return jax.lax.erf(lower / sqrt2), jax.lax.erf(upper / sqrt2)

@@ -40,9 +40,12 @@ from jinit._src.distributions import (
     _materialized,
     _ncdf,
     _normal_moments,
+    _transcribed_truncated,
     _truncated_cdf,
+    _truncated_verified,
     _uniform_cdf,
     _uniform_moments,
+    erf_bounds,
     inverse_cdf_step,
     truncated_moments,
 )
@@ -106,16 +109,23 @@ class JaxUniform(Distribution):
 @_distribution
 class JaxTruncatedNormal(Distribution):
     """``jax.random.truncated_normal(key, lower, upper, shape, dtype) * factor`` (variance scaling's truncated
-    normal: ±2, its factor the standard deviation over 0.8796...). Its loops are not shared: JAX's sampler divides
-    its bounds by a constant, which XLA computes otherwise for bounds given per row (`distributions._divide`)."""
+    normal: ±2, its factor the standard deviation over 0.8796...). `erf_lower` and `erf_upper` are the erf of the
+    bounds that JAX's sampler computes (`distributions.erf_bounds`): the sampler is `distributions`'s
+    transcription of JAX's, given them, so that a kernel's own erf (`jinit._src.kernel.OPTIONS`) never rounds a
+    bound otherwise."""
 
     lower: Any
     upper: Any
+    erf_lower: Any
+    erf_upper: Any
     factor: Any
+    per_row: ClassVar[bool] = True  # (no division left: the erf of the bounds is given, the rest is IEEE arithmetic)
 
     def sample(self, key, shape, dtype):
-        lower, upper = jnp.asarray(self.lower, dtype), jnp.asarray(self.upper, dtype)
-        z = jax.random.truncated_normal(key, lower, upper, shape, dtype)
+        if _truncated_verified():
+            z = _transcribed_truncated(key, self.lower, self.upper, self.erf_lower, self.erf_upper, shape, dtype)
+        else:  # (a JAX whose sampler changed: its own)
+            z = jax.random.truncated_normal(key, self.lower, self.upper, shape, dtype)
         return _materialized(z) * jnp.asarray(self.factor, dtype)
 
     def central_moments(self):
@@ -127,9 +137,8 @@ class JaxTruncatedNormal(Distribution):
         return abs(float(self.factor)) * max(abs(float(self.lower)), abs(float(self.upper)))
 
     def resolution(self, dtype):
-        lower, upper = float(self.lower), float(self.upper)
-        erfs = (math.erf(lower / math.sqrt(2)), math.erf(upper / math.sqrt(2)))
-        return abs(float(self.factor)) * inverse_cdf_step(lower, upper, *erfs, dtype)
+        bounds = (float(self.lower), float(self.upper), float(self.erf_lower), float(self.erf_upper))
+        return abs(float(self.factor)) * inverse_cdf_step(*bounds, dtype)
 
     def cdf(self, x):
         s = float(self.factor)
@@ -157,6 +166,8 @@ class JaxDraw(base.Initializer):
     def law(self, shape: tuple[int, ...], dtype: np.dtype) -> Distribution:
         if np.dtype(dtype) not in DTYPES:
             raise ValueError(f"JAX's draws are drawn by jinit in float32 and float64 only. Received: dtype={dtype}")
+        if self.sampler == "_truncated_normal":
+            return JaxTruncatedNormal(*self.arguments, *erf_bounds(*self.arguments, np.dtype(dtype)), self.factor)
         return LAWS[self.sampler](*self.arguments, self.factor)
 
 

@@ -14,14 +14,17 @@ on the same Xeon: a GPT-2-medium's parameters under ``rbg`` in 1.4 s rather than
 for a ViT-L's uniform draws 0.30 s rather than 0.40 s. A CPU without AVX-512 keeps its widest registers.
 So a kernel asks for both (`OPTIONS`) where it is faster under them (the `older` predicate of `jit`): the draws
 whose bits come from RngBitGenerator, the rows' program, and small kernels whose compilation is all their cost
-(keys, checks, bounds). The per-shape threefry kernels compile as JAX's default, which runs them faster on every
-later call.
+(keys, checks). The per-shape threefry kernels compile as JAX's default, which runs them faster on every later
+call.
 
 The options do not give the same values everywhere: the two emitters differ in the last place for ``tan`` and
-``cbrt``, and the wider registers for a float32 ``rsqrt``, whose AVX-512 approximation is not AVX's (and XLA
-writes ``a / sqrt(b)`` as ``a * rsqrt(b)``). For what jinit's kernels compute, they give the same bits. That
-covers integer arithmetic, threefry, IEEE arithmetic and conversions, ``erf``, ``erf_inv``, ``exp``, ``log``,
-``sqrt``, XLA's RngBitGenerator and LAPACK's QR, and no kernel computes an ``rsqrt``.
+``cbrt``, the older ones for a float32 ``erf`` of a scalar within ulps of ±1 (``erf(5.36 / sqrt(2))`` is
+0.99999988, not 1.0), and the wider registers for a float32 ``rsqrt``, whose AVX-512 approximation is not AVX's
+(and XLA writes ``a / sqrt(b)`` as ``a * rsqrt(b)``). So the erf of a truncated normal's bounds, a scalar, is
+computed by a kernel compiled as JAX compiles its sampler (`jinit._src.distributions.erf_bounds`; the draws are
+given it), and for what jinit's kernels compute, the options give the same bits. That covers integer arithmetic,
+threefry, IEEE arithmetic and conversions, ``erf`` and ``erf_inv`` of arrays, ``exp``, ``log``, ``sqrt``, XLA's
+RngBitGenerator and LAPACK's QR, and no kernel computes an ``rsqrt``.
 tests/test_kernel.py checks this under a listed jaxlib (under any, with ``JINIT_CHECK_KERNEL_OPTIONS=1``):
 - every float32 input of the normal and truncated normal transforms;
 - the kernels of every family, in every dtype under ``rbg`` and in float32 under ``unsafe_rbg``;
