@@ -108,7 +108,36 @@ def test_every_prng_implementation(impl, partitionable, key_of, drawn):
     with jax.threefry_partitionable(partitionable):
         module, x = Two(), jnp.ones((1, 32))
         assert same(jinit.flax.init(module, key, x), module.init(key, x))
-    assert sorted(drawn) == ["params/Dense_0/kernel", "params/Dense_1/kernel"]
+        module, x = vmapped(Two, 0)(), jnp.ones((3, 1, 32))  # (a vmap's batched keys)
+        assert same(jinit.flax.init(module, key, x), module.init(key, x))
+    assert sorted(drawn) == ["params/Dense_0/kernel"] * 2 + ["params/Dense_1/kernel"] * 2  # (each model's)
+
+
+def vmapped(module, axis):
+    """`module` for each of a batch of inputs, its parameters stacked along `axis` (`nn.vmap`)."""
+    return nn.vmap(module, variable_axes={"params": axis}, split_rngs={"params": True}, in_axes=0, out_axes=0)
+
+
+class Wrapped(nn.Module):  # (a vmapped module inside a scan)
+    @nn.compact
+    def __call__(self, x, _=None):
+        y, _ = vmapped(DefaultBlock, 0)()(x)
+        return y, None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: vmapped(DefaultBlock, 0)(),
+        lambda: vmapped(DefaultBlock, 1)(),  # (the stacked axis second: a move)
+        lambda: nn.scan(Wrapped, variable_axes={"params": 0}, split_rngs={"params": True}, length=2)(),
+    ],
+    ids=["vmap", "vmap along axis 1", "vmap in a scan"],
+)
+def test_a_vmap_of_jax_initializers_is_drawn_by_the_engine_bitwise(make, drawn):
+    module, x = make(), jnp.ones((3, 2, 8))
+    assert same(jinit.flax.init(module, KEY, x, None), module.init(KEY, x, None))
+    assert len(drawn) == 2 and all(path.endswith("/kernel") for path in drawn)
 
 
 class DefaultBlock(nn.Module):
@@ -142,7 +171,14 @@ def test_nnx_defaults_are_drawn_and_a_vmapped_stack_is_the_constructors(drawn):
         return Model(nnx.Rngs(0))
 
     assert same(nnx.state(jinit.flax.build(make)), nnx.state(make()))
-    assert "head/kernel" in drawn
+    assert sorted(drawn) == ["head/kernel", "stack/kernel"]  # (the stack's keys batched by the vmap)
+
+
+def test_a_vmap_of_a_vmap_is_left_to_the_program(drawn):
+    """Keys batched twice are not read as JAX's draw (one `vmap` level only): the program computes them."""
+    module, x = vmapped(vmapped(DefaultBlock, 0), 0)(), jnp.ones((2, 3, 2, 8))
+    assert same(jinit.flax.init(module, KEY, x, None), module.init(KEY, x, None))
+    assert drawn == []
 
 
 @jax.jit

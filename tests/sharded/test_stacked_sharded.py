@@ -59,18 +59,22 @@ def test_linen_scan_created_sharded(layers_axis):
 
 
 class NNXBlock(nnx.Module):
-    def __init__(self, rngs):
-        init = nnx.with_partitioning(jinit.lecun_normal(), (None, "model"))
+    def __init__(self, rngs, init):
+        init = nnx.with_partitioning(init, (None, "model"))
         self.linear = nnx.Linear(16, 32, kernel_init=init, bias_init=jinit.zeros, rngs=rngs)
 
 
+@pytest.mark.parametrize("init", [jinit.lecun_normal(), nnx.initializers.lecun_normal()], ids=["jinit", "flax"])
 @pytest.mark.parametrize("layers_axis", [None, "data"], ids=["stack unsharded", "stack over data"])
-def test_nnx_vmap_created_sharded(layers_axis):
+def test_nnx_vmap_created_sharded(layers_axis, init, drawn):
+    """A stack of jinit's initializer, and of Flax's own (JAX's draw of the vmap's keys, `jinit._src.jax_draws`),
+    drawn by the engine with the sharding of its metadata."""
+
     def make(key):
         @nnx.split_rngs(splits=4)
         @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: layers_axis})
         def stack(rngs):
-            return NNXBlock(rngs)
+            return NNXBlock(rngs, init)
 
         return stack(nnx.Rngs(key))
 
@@ -81,6 +85,7 @@ def test_nnx_vmap_created_sharded(layers_axis):
     kernel = ours.linear.kernel[...]
     assert kernel.shape == (4, 16, 32)
     assert kernel.sharding.is_equivalent_to(NamedSharding(MESH, P(layers_axis, None, "model")), 3)
+    assert "linear/kernel" in drawn
 
 
 class Linear(eqx.Module):

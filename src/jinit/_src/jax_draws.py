@@ -11,11 +11,13 @@ program's jaxprs as calls of `JaxDraw`, an initializer whose law (`JaxNormal`, `
 keeps XLA from merging the two (`distributions._materialized`): so `jinit._src.sites` makes sites of them, and
 the engine draws them bitwise as JAX's eager operations gave them, in the parameter's own memory.
 
-Only what is surely JAX's draw becomes a call: a scalar key; float32 or float64 (JAX draws narrower floats in
+Only what is surely JAX's draw becomes a call: a scalar key, or the keys of one `vmap` (`nn.vmap`, `nnx.vmap`: a
+key array of one axis, whose draws are stacked along the result's first, a `Batched` key and result that
+`jinit._src.sites` reads as a `vmap` level); float32 or float64 (JAX draws narrower floats in
 their own dtype); arguments that are literals; a factor that is a literal or computed from literals alone (by
 its own operations, run eagerly as the framework ran them); the draw read by the product alone; and the
-equation's body the very jaxpr that the public function traces to for those arguments (`_is_jax`: the same
-object, which JAX's cache of traced functions gives, or else the same text).
+equation's body the very jaxpr that the public function (or its `vmap` over the keys) traces to for those
+arguments (`_is_jax`: the same object, which JAX's cache of traced functions gives, or else the same text).
 
 JAX internals relied on, and how a change of them is survived: the names of ``jax.random``'s jitted samplers
 and the arity of their arguments, and ``params["jaxpr"]`` of a ``jit`` equation. A JAX that renames them, or
@@ -167,8 +169,21 @@ class JaxDraw(base.Initializer):
         if np.dtype(dtype) not in DTYPES:
             raise ValueError(f"JAX's draws are drawn by jinit in float32 and float64 only. Received: dtype={dtype}")
         if self.sampler == "_truncated_normal":
-            return JaxTruncatedNormal(*self.arguments, *erf_bounds(*self.arguments, np.dtype(dtype)), self.factor)
+            lower, upper = self.arguments
+            return JaxTruncatedNormal(lower, upper, *erf_bounds(lower, upper, np.dtype(dtype)), self.factor)
         return LAWS[self.sampler](*self.arguments, self.factor)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Batched:
+    """A jaxpr's variable holding `size` values of one `vmap` along `axis`: a batched draw's keys or result, read by
+    `jinit._src.sites` as it reads a recorded tracer's `vmap` level (`level` names the vmap, shared by the key and
+    the result of one draw)."""
+
+    var: Any
+    axis: int
+    size: int
+    level: object
 
 
 def calls(jaxprs: list[Any]) -> list[base.Call]:
@@ -204,7 +219,10 @@ def _call(eqn: Any, producer: dict, readers: dict) -> base.Call | None:
     drawn = eqn.outvars[0]
     dtype = np.dtype(drawn.aval.dtype)
     key_aval: Any = key.aval  # (typed as any abstract value: a key's is a ShapedArray)
-    if dtype not in DTYPES or not isinstance(key, jex_core.Var) or key_aval.shape != ():
+    if dtype not in DTYPES or not isinstance(key, jex_core.Var) or len(key_aval.shape) > 1:
+        return None
+    batch = key_aval.shape[0] if key_aval.shape else None  # (a `vmap`'s keys: its draws stacked along axis 0)
+    if batch is not None and (not drawn.aval.shape or drawn.aval.shape[0] != batch):
         return None
     if not jnp.issubdtype(key_aval.dtype, jax.dtypes.prng_key):
         return None
@@ -222,14 +240,17 @@ def _call(eqn: Any, producer: dict, readers: dict) -> base.Call | None:
     factor = _scalar(factor_var, producer, FACTOR_STEPS)
     if factor is None or np.dtype(factor.dtype) != dtype or factor.shape != ():
         return None
-    shape = tuple(drawn.aval.shape)
-    if not _is_jax(eqn, sampler, shape, dtype, tuple(_aval(a) for a in args)):
+    shape = tuple(drawn.aval.shape)[0 if batch is None else 1 :]
+    if not _is_jax(eqn, sampler, shape, dtype, tuple(_aval(a) for a in args), batch):
         return None
     arguments = tuple(float(np.asarray(a.val).astype(dtype)) for a in args)
     if not all(math.isfinite(x) for x in (*arguments, float(factor))):
         return None
     init = JaxDraw(sampler=sampler, arguments=arguments, factor=float(factor))
-    return base.Call(init, key, shape, dtype, None, result)
+    if batch is None:
+        return base.Call(init, key, shape, dtype, None, result)
+    level = object()
+    return base.Call(init, Batched(key, 0, batch, level), shape, dtype, None, Batched(result, 0, batch, level))
 
 
 def _scalar(var: Any, producer: dict, steps: int) -> np.ndarray | None:
@@ -263,24 +284,30 @@ def _aval(literal: Any) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((), aval.dtype, weak_type=getattr(aval, "weak_type", False))
 
 
-def _is_jax(eqn: Any, sampler: str, shape: tuple, dtype: np.dtype, args: tuple) -> bool:
-    """Whether the equation's body is what JAX's public sampler traces to for this shape, dtype and arguments."""
-    reference = _reference(sampler, shape, dtype, args, eqn.invars[0].aval.dtype)
+def _is_jax(eqn: Any, sampler: str, shape: tuple, dtype: np.dtype, args: tuple, batch: int | None) -> bool:
+    """Whether the equation's body is what JAX's public sampler traces to for this shape, dtype and arguments (its
+    `vmap` over `batch` keys, with the arguments shared, where `batch` is not None)."""
+    reference = _reference(sampler, shape, dtype, args, eqn.invars[0].aval.dtype, batch)
     body = eqn.params.get("jaxpr")
     return reference is not None and (body is reference[0] or str(body) == reference[1])
 
 
 @functools.lru_cache(maxsize=512)
-def _reference(sampler: str, shape: tuple, dtype: np.dtype, args: tuple, key: Any) -> tuple[Any, str] | None:
-    """The body of the one ``jit`` equation that JAX's public sampler traces to, and its text; None if it traces
-    to anything else."""
+def _reference(
+    sampler: str, shape: tuple, dtype: np.dtype, args: tuple, key: Any, batch: int | None
+) -> tuple[Any, str] | None:
+    """The body of the one ``jit`` equation that JAX's public sampler (or its `vmap` over `batch` keys) traces to,
+    and its text; None if it traces to anything else."""
     public = {
         "_normal": lambda key: jax.random.normal(key, shape, dtype),
         "_uniform": lambda key, a, b: jax.random.uniform(key, shape, dtype, a, b),
         "_truncated_normal": lambda key, a, b: jax.random.truncated_normal(key, a, b, shape, dtype),
     }[sampler]
+    keys = jax.ShapeDtypeStruct(() if batch is None else (batch,), key)
+    if batch is not None:
+        public = jax.vmap(public, in_axes=(0, *(None for _ in args)))
     try:
-        traced = jax.make_jaxpr(public)(jax.ShapeDtypeStruct((), key), *args)
+        traced = jax.make_jaxpr(public)(keys, *args)
     except Exception:  # a JAX whose samplers take other arguments: no calls
         return None
     eqns = traced.jaxpr.eqns

@@ -201,6 +201,8 @@ def _unwrap(tracer: Any) -> tuple[Any, list[tuple[Any, Any, int | None]]]:
     """A recorded value's variable, and the `vmap` levels around it (innermost first): (trace, batch axis, size)."""
     if isinstance(tracer, jex_core.Var):  # a call found in the jaxpr itself (`jinit._src.jax_draws`)
         return tracer, []
+    if isinstance(tracer, jax_draws.Batched):  # the same, in a `vmap`: its one level
+        return tracer.var, [(tracer.level, tracer.axis, tracer.size)]
     levels = []
     while _batching is not None and isinstance(tracer, _batching.BatchTracer):
         axis = tracer.batch_dim
