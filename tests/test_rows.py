@@ -135,6 +135,9 @@ SHARING = [
         for scale in (1e-12, 0.1, 1.0, 2.0, 3.7, 1e5)
         for law in ("truncated_normal", "normal", "uniform")
     ),
+    *(jinit.truncated_normal(s) for s in (1e-6, 0.02, 1.0, 3e3)),
+    *(jinit.truncated_normal(s, lower=lo, upper=hi, mean=m) for s, lo, hi, m in (
+        (0.5, -1.3, 0.7, 2.0), (7.0, 0.5, 3.0, -1e3), (1e-3, -5.180441856384277, 5.360490322113037, 0.1))),
     *(jinit.uniform(s) for s in (1e-6, 0.05, 1.0, 1e3)),
     *(jinit.random_uniform(lo, hi) for lo, hi in ((-1e-3, 1e-3), (-0.3, 0.5), (0.0, 1.0), (-1e3, -1.0))),
     # JAX's own draws, as `jinit._src.jax_draws` finds them (float32 and float64 only)

@@ -550,6 +550,7 @@ class TruncatedNormal(Distribution):
     high: Any
     erf_lower: Any
     erf_upper: Any
+    per_row: ClassVar[bool] = True  # (the erf of the bounds is given: the rest is IEEE arithmetic, no division)
 
     def sample(self, key, shape, dtype):
         ct = compute_dtype(dtype)
