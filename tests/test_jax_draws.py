@@ -146,6 +146,22 @@ class DefaultBlock(nn.Module):
         return nn.Dense(8, kernel_init=J.he_uniform())(nn.relu(nn.Dense(8)(x))), None  # lecun_normal, he_uniform
 
 
+class NormalBlock(nn.Module):
+    @nn.compact
+    def __call__(self, x, _=None):
+        return nn.Dense(64, kernel_init=J.normal(0.02))(nn.Dense(64)(x)), None
+
+
+def test_a_normal_in_a_scan_is_left_to_the_program(drawn):
+    """In a scan's body, which the framework runs compiled, XLA merges the normal's last constant factor with the
+    product (an ulp apart from eager operations on a quarter of the elements): that draw is the program's, bitwise
+    ``module.init``'s; the truncated normal beside it is drawn."""
+    scan = nn.scan(NormalBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
+    module, x = scan(), jnp.ones((2, 64))
+    assert same(jinit.flax.init(module, KEY, x, None), module.init(KEY, x, None))
+    assert drawn == ["params/Dense_1/kernel"]  # (lecun_normal; Dense_0's normal(0.02) is computed)
+
+
 def test_stacked_layers_of_jax_initializers_are_drawn_by_the_engine_bitwise(drawn):
     scan = nn.scan(DefaultBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
     module, x = scan(), jnp.ones((2, 8))
@@ -204,13 +220,73 @@ class Scaled(nn.Module):  # a factor computed from the input: not a constant
         Param(_twice, (64, 32)),
         Param(J.normal(0.02), (64, 32), jnp.bfloat16),  # JAX draws a narrow float in its own dtype
         Param(lambda key, shape, dtype: jax.random.normal(key, shape, dtype) * jnp.full((1, 32), 2.0, dtype), (64, 32)),
-        Param(lambda key, shape, dtype: jax.random.normal(key, shape, dtype) * 0.5 + 0.0, (64, 32)),
+        Param(lambda key, shape, dtype: jax.random.normal(key, shape, dtype) * 0.5 + jnp.ones(shape, dtype), (64, 32)),
+        # a mean added to an inexact product: fused into one rounding in a loop, XLA would round it otherwise
+        Param(lambda key, shape, dtype: jax.random.truncated_normal(key, -1.5, 2.5, shape, dtype) * 0.1 + 1, (64, 32)),
+        Param(lambda key, shape, dtype: 0.25 + 0.3 * jax.random.normal(key, shape, dtype), (64, 32)),
     ],
-    ids=["user's _normal", "draw read twice", "bfloat16", "factor not a scalar", "product then sum"],
+    ids=[
+        "user's _normal",
+        "draw read twice",
+        "bfloat16",
+        "factor not a scalar",
+        "sum not of a scalar",
+        "product plus mean",
+        "mean plus product",
+    ],
 )
 def test_what_is_not_surely_jaxs_draw_is_left_to_the_program(module, drawn):
     assert same(jinit.flax.init(module, KEY), module.init(KEY))
     assert drawn == []
+
+
+@pytest.mark.parametrize(
+    "initializer",
+    [
+        lambda key, shape, dtype: jax.random.normal(key, shape, dtype) * 0.3 + 0.0,  # (-0.0 + 0.0 is 0.0)
+        lambda key, shape, dtype: 0.0 + 0.3 * jax.random.normal(key, shape, dtype),
+        lambda key, shape, dtype: jax.random.normal(key, shape, dtype) + 3.7,
+        lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -0.3, 0.7),
+        lambda key, shape, dtype: jax.random.truncated_normal(key, -1.5, 2.5, shape, dtype) * 0.1 + 0.0,
+    ],
+    ids=["product plus zero", "zero plus product", "draw plus mean", "uniform alone", "truncated plus zero"],
+)
+@pytest.mark.parametrize("shape", SHAPES[:2], ids=str)
+def test_a_constant_added_and_a_draw_alone_are_drawn_bitwise(initializer, shape, drawn):
+    """A constant scalar added to the product (Haiku's initializers add their mean) or to the draw, and a draw that
+    is the parameter itself (Haiku's `RandomUniform`): each operation as the program rounds it."""
+    module = Param(initializer, shape)
+    assert same(jinit.flax.init(module, KEY), module.init(KEY))
+    assert drawn == ["params/w"]
+
+
+def test_haikus_own_initializers_are_drawn_bitwise(drawn):
+    """A Haiku model left with Haiku's initializers (its `Linear` and `Embed` defaults, a normal, a uniform, variance
+    scaling), unrolled and in a `hk.layer_stack`: each weight drawn, bitwise ``f.init``'s (but the normal with a
+    mean, left to the program)."""
+    hk = pytest.importorskip("haiku", reason="dm-haiku is an optional extra: pip install -e '.[haiku]'")
+    import jinit.haiku
+
+    def forward(tokens):
+        x = hk.Embed(100, 32)(tokens)
+        x = hk.Linear(64, w_init=hk.initializers.RandomNormal(0.3))(x)
+        x = hk.Linear(32, w_init=hk.initializers.RandomUniform(-0.2, 0.4))(x)
+        x = hk.Linear(32, w_init=hk.initializers.RandomNormal(0.3, mean=0.5))(x)  # (left to the program)
+        x = hk.Linear(32, w_init=hk.initializers.VarianceScaling(2.0, "fan_in", "uniform"))(x)
+
+        @hk.layer_stack(3)
+        def stack(x):
+            x = hk.Linear(32, w_init=hk.initializers.VarianceScaling(1.0, "fan_avg", "normal"))(x)
+            return hk.Linear(32)(x)  # (Haiku's default: a truncated normal, times 1 / sqrt(fan-in), plus 0)
+
+        return stack(x)
+
+    f, tokens = hk.transform(forward), jnp.zeros((2, 5), jnp.int32)
+    assert same(jinit.haiku.init(f, KEY, tokens), f.init(KEY, tokens))
+    # (the stack's variance-scaling normal is left to the program: a normal in a compiled body, see below)
+    assert sorted(path for path in drawn if not path.endswith("/b")) == sorted(
+        ["embed/embeddings", "linear/w", "linear_1/w", "linear_3/w", "__layer_stack_no_per_layer/linear_1/w"]
+    )
 
 
 def test_a_factor_computed_from_an_input_is_left_to_the_program(drawn):

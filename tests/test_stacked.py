@@ -201,7 +201,7 @@ class Linear(eqx.Module):
 class EqxModel(eqx.Module):
     first: Linear
     stack: Linear
-    own: eqx.nn.Linear  # Equinox's own uniform initialization: computed as Equinox computes it
+    own: eqx.nn.Linear  # Equinox's own uniform initialization: JAX's draw, found in the program (`jax_draws`)
 
     def __init__(self, key):
         k1, k2, k3 = jax.random.split(key, 3)
@@ -214,7 +214,8 @@ def test_equinox_build_is_bitwise_the_constructor():
     build = jinit.equinox.builder(EqxModel)
     ours, theirs = build(KEY), EqxModel(KEY)
     assert same(eqx.filter(ours, eqx.is_array), eqx.filter(theirs, eqx.is_array))
-    assert sorted(build.drawn(KEY)) == ["first/bias", "first/weight", "stack/bias", "stack/weight"]
+    drawn = ["first/bias", "first/weight", "own/bias", "own/weight", "stack/bias", "stack/weight"]
+    assert sorted(build.drawn(KEY)) == drawn
     assert ours.stack.weight.shape == (5, 8, 8)
     again, expected = build(jax.random.key(3)), EqxModel(jax.random.key(3))
     assert same(eqx.filter(again, eqx.is_array), eqx.filter(expected, eqx.is_array))

@@ -6,8 +6,9 @@ made by ``eqx.filter_vmap`` of a constructor included) is traced once, as ``eqx.
 (nothing of the model is allocated while tracing); then every array a jinit initializer made is drawn by jinit's
 engine from the key the constructor gave it, bitwise what calling the constructor eagerly gives, each one
 created with the sharding the user's rules give its path, and so is every array a random initializer of
-``jax.nn.initializers`` made (`jinit._src.jax_draws`). Arrays made otherwise (an ``eqx.nn.Linear``'s own uniform
-draw) are computed as the constructor computes them. Equinox is imported when these are called, never by
+``jax.nn.initializers`` made, or that is JAX's draw itself (an ``eqx.nn.Linear``'s own uniform weight and bias:
+`jinit._src.jax_draws`). Arrays made otherwise are computed as the constructor computes them. Equinox is
+imported when these are called, never by
 ``import jinit`` (``pip install 'jinit[equinox]'``).
 """
 

@@ -148,9 +148,11 @@ def init(
     arithmetic is never run); every parameter made by a `to_haiku` initializer is drawn by jinit's engine from
     the key ``hk.next_rng_key()`` gave it, bitwise as ``f.init`` makes it, compiled once per distinct
     (initializer, shape, dtype) rather than per layer, ``hk.layer_stack``'s stacked layers included (one kernel
-    per stacked parameter, whatever the depth); the other parameters and the state are computed as Haiku
-    computes them. Works under `jax.jit` and `jax.eval_shape`. For repeated initialization, `initializer`
-    keeps the trace.
+    per stacked parameter, whatever the depth). So is a parameter of Haiku's own random initializers (its
+    defaults, ``TruncatedNormal``, ``RandomNormal`` and ``RandomUniform`` without a mean, ``VarianceScaling``:
+    `jinit._src.jax_draws`), bitwise their values (but a normal in ``hk.layer_stack``'s compiled body); the other
+    parameters and the state are computed as Haiku computes them. Works under `jax.jit` and `jax.eval_shape`.
+    For repeated initialization, `initializer` keeps the trace.
 
     Args:
       f: an ``hk.Transformed`` or ``hk.TransformedWithState``.

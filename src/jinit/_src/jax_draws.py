@@ -9,7 +9,9 @@ parameter's bytes while it is made, and runs JAX's rolled threefry loop. `calls`
 program's jaxprs as calls of `JaxDraw`, an initializer whose law (`JaxNormal`, `JaxUniform`,
 `JaxTruncatedNormal`) is that draw times that factor, written with JAX's own functions behind the barrier that
 keeps XLA from merging the two (`distributions._materialized`): so `jinit._src.sites` makes sites of them, and
-the engine draws them bitwise as JAX's eager operations gave them, in the parameter's own memory.
+the engine draws them bitwise as JAX's eager operations gave them, in the parameter's own memory. Haiku's
+initializers make theirs the same way, then add their mean (``s * draw + m``, 0 by default), or return the draw
+itself (``RandomUniform``): `JaxDraw` has a `mean`, and a factor of 1 for a draw alone.
 
 Only what is surely JAX's draw becomes a call: a scalar key, or the keys of one `vmap` (`nn.vmap`, `nnx.vmap`: a
 key array of one axis, whose draws are stacked along the result's first, a `Batched` key and result that
@@ -18,6 +20,13 @@ their own dtype); arguments that are literals; a factor that is a literal or com
 its own operations, run eagerly as the framework ran them); the draw read by the product alone; and the
 equation's body the very jaxpr that the public function (or its `vmap` over the keys) traces to for those
 arguments (`_is_jax`: the same object, which JAX's cache of traced functions gives, or else the same text).
+
+What the framework runs compiled (a scan's body, a jit's, even in an eager initialization) XLA optimizes as a
+whole: there it merges the normal sampler's last constant factor (``sqrt(2)``) with the product into one, which
+moves some values by an ulp (3215 of 12288 in an ``nn.scan`` of ``normal(0.02)``), and may drop the sum of a zero.
+So in those bodies ``_normal`` draws are left to the program, and a mean only where it is a zero added to a
+product by a positive factor (the uniform's and the truncated normal's last operations, a ``max`` and a clip,
+leave nothing to merge).
 
 JAX internals relied on, and how a change of them is survived: the names of ``jax.random``'s jitted samplers
 and the arity of their arguments, and ``params["jaxpr"]`` of a ``jit`` equation. A JAX that renames them, or
@@ -60,39 +69,54 @@ FACTOR_STEPS = 8
 SCALAR_OPS = frozenset({"sqrt", "div", "mul", "add", "sub", "neg", "convert_element_type", "max", "min"})
 
 
+def _scaled(draw: jax.Array, factor: Any, mean: Any, dtype: np.dtype) -> jax.Array:
+    """JAX's `draw` times `factor`, plus `mean` where one is added (Haiku's initializers add theirs): the program's
+    operations, each rounded as it rounds them (the barrier keeps XLA from merging the product into the draw)."""
+    x = _materialized(draw) * jnp.asarray(factor, dtype)
+    return x if mean is None else x + jnp.asarray(mean, dtype)
+
+
+def _offset(law: Any) -> float:
+    return 0.0 if law.mean is None else float(law.mean)
+
+
 @_distribution
 class JaxNormal(Distribution):
-    """``jax.random.normal(key, shape, dtype) * factor``, JAX's two operations (`jax.nn.initializers.normal`)."""
+    """``jax.random.normal(key, shape, dtype) * factor (+ mean)``, JAX's two operations (`jax.nn.initializers.normal`)
+    and Haiku's third."""
 
     factor: Any
+    mean: Any = None
     per_row: ClassVar[bool] = True  # (a product by each row's factor: the same rounding as by a scalar)
 
     def sample(self, key, shape, dtype):
-        return _materialized(jax.random.normal(key, shape, dtype)) * jnp.asarray(self.factor, dtype)
+        return _scaled(jax.random.normal(key, shape, dtype), self.factor, self.mean, dtype)
 
     def central_moments(self):
-        return _normal_moments(abs(float(self.factor)))
+        return _normal_moments(abs(float(self.factor)), _offset(self))
 
     def magnitude(self):
-        return abs(float(self.factor))
+        return abs(float(self.factor)) + abs(_offset(self))
 
     def cdf(self, x):
-        s = float(self.factor)
+        s, x = float(self.factor), x - _offset(self)
         return float(x >= 0) if s == 0 else _ncdf(x / abs(s))
 
 
 @_distribution
 class JaxUniform(Distribution):
-    """``jax.random.uniform(key, shape, dtype, minval, maxval) * factor`` (variance scaling's uniform: -1, 1)."""
+    """``jax.random.uniform(key, shape, dtype, minval, maxval) * factor (+ mean)`` (variance scaling's uniform: -1,
+    1; Haiku's `RandomUniform`: the draw alone, a factor of 1)."""
 
     minval: Any
     maxval: Any
     factor: Any
+    mean: Any = None
     per_row: ClassVar[bool] = True  # (JAX's uniform subtracts, multiplies and adds its bounds: no division)
 
     def sample(self, key, shape, dtype):
         minval, maxval = jnp.asarray(self.minval, dtype), jnp.asarray(self.maxval, dtype)
-        return _materialized(jax.random.uniform(key, shape, dtype, minval, maxval)) * jnp.asarray(self.factor, dtype)
+        return _scaled(jax.random.uniform(key, shape, dtype, minval, maxval), self.factor, self.mean, dtype)
 
     def central_moments(self):
         return _uniform_moments(*self._ends())
@@ -104,8 +128,8 @@ class JaxUniform(Distribution):
         return _uniform_cdf(x, *self._ends())
 
     def _ends(self) -> list[float]:
-        """The interval's ends, times the factor, in order."""
-        return sorted(float(self.factor) * float(v) for v in (self.minval, self.maxval))
+        """The interval's ends, times the factor, plus the mean, in order."""
+        return sorted(float(self.factor) * float(v) + _offset(self) for v in (self.minval, self.maxval))
 
 
 @_distribution
@@ -121,6 +145,7 @@ class JaxTruncatedNormal(Distribution):
     erf_lower: Any
     erf_upper: Any
     factor: Any
+    mean: Any = None
     per_row: ClassVar[bool] = True  # (no division left: the erf of the bounds is given, the rest is IEEE arithmetic)
 
     def sample(self, key, shape, dtype):
@@ -128,22 +153,22 @@ class JaxTruncatedNormal(Distribution):
             z = _transcribed_truncated(key, self.lower, self.upper, self.erf_lower, self.erf_upper, shape, dtype)
         else:  # (a JAX whose sampler changed: its own)
             z = jax.random.truncated_normal(key, self.lower, self.upper, shape, dtype)
-        return _materialized(z) * jnp.asarray(self.factor, dtype)
+        return _scaled(z, self.factor, self.mean, dtype)
 
     def central_moments(self):
         mean, mu2, mu4, mu6 = truncated_moments(float(self.lower), float(self.upper))
         s = float(self.factor)
-        return s * mean, s**2 * mu2, s**4 * mu4, s**6 * mu6
+        return s * mean + _offset(self), s**2 * mu2, s**4 * mu4, s**6 * mu6
 
     def magnitude(self):
-        return abs(float(self.factor)) * max(abs(float(self.lower)), abs(float(self.upper)))
+        return abs(float(self.factor)) * max(abs(float(self.lower)), abs(float(self.upper))) + abs(_offset(self))
 
     def resolution(self, dtype):
         bounds = (float(self.lower), float(self.upper), float(self.erf_lower), float(self.erf_upper))
         return abs(float(self.factor)) * inverse_cdf_step(*bounds, dtype)
 
     def cdf(self, x):
-        s = float(self.factor)
+        s, x = float(self.factor), x - _offset(self)
         if s == 0:
             return float(x >= 0)
         z = _truncated_cdf(x / abs(s), float(self.lower), float(self.upper))
@@ -155,13 +180,14 @@ LAWS = {"_normal": JaxNormal, "_uniform": JaxUniform, "_truncated_normal": JaxTr
 
 @dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class JaxDraw(base.Initializer):
-    """JAX's sampler `sampler` (a key of `ARGUMENTS`) with `arguments`, times `factor`: a parameter that a
-    `jax.nn.initializers` initializer made, found in a program (`calls`). Not a factory of jinit's: it has no
-    config name, and is only made here."""
+    """JAX's sampler `sampler` (a key of `ARGUMENTS`) with `arguments`, times `factor`, plus `mean` unless None: a
+    parameter that a `jax.nn.initializers` or Haiku initializer made, found in a program (`calls`). Not a factory
+    of jinit's: it has no config name, and is only made here."""
 
     sampler: str
     arguments: tuple
     factor: float
+    mean: float | None = None
 
     name: ClassVar[str] = "jax_draw"
 
@@ -170,8 +196,9 @@ class JaxDraw(base.Initializer):
             raise ValueError(f"JAX's draws are drawn by jinit in float32 and float64 only. Received: dtype={dtype}")
         if self.sampler == "_truncated_normal":
             lower, upper = self.arguments
-            return JaxTruncatedNormal(lower, upper, *erf_bounds(lower, upper, np.dtype(dtype)), self.factor)
-        return LAWS[self.sampler](*self.arguments, self.factor)
+            erfs = erf_bounds(lower, upper, np.dtype(dtype))
+            return JaxTruncatedNormal(lower, upper, *erfs, self.factor, self.mean)
+        return LAWS[self.sampler](*self.arguments, self.factor, self.mean)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -186,11 +213,12 @@ class Batched:
     level: object
 
 
-def calls(jaxprs: list[Any]) -> list[base.Call]:
-    """The draws of JAX's initializers in `jaxprs` (a program's, each looked into alone), as recorded calls whose
-    key and result are the jaxpr's variables: the draw's key, and the product that is the parameter."""
+def calls(jaxprs: list[tuple[Any, bool]]) -> list[base.Call]:
+    """The draws of JAX's initializers in `jaxprs` (a program's, each looked into alone, with whether the framework
+    runs it compiled: a scan's body, a jit's), as recorded calls whose key and result are the jaxpr's variables:
+    the draw's key, and the parameter it makes."""
     out = []
-    for jaxpr in jaxprs:
+    for jaxpr, compiled in jaxprs:
         producer = {v: eqn for eqn in jaxpr.eqns for v in eqn.outvars}
         readers: dict[Any, list] = {}  # the equations that read each variable (an output counts as None)
         for eqn in jaxpr.eqns:
@@ -201,19 +229,21 @@ def calls(jaxprs: list[Any]) -> list[base.Call]:
             if isinstance(v, jex_core.Var):
                 readers.setdefault(v, []).append(None)
         for eqn in jaxpr.eqns:
-            call = _call(eqn, producer, readers)
+            call = _call(eqn, producer, readers, compiled)
             if call is not None:
                 out.append(call)
     return out
 
 
-def _call(eqn: Any, producer: dict, readers: dict) -> base.Call | None:
-    """The call that a draw equation and its product make, or None where they are not surely JAX's (module
+def _call(eqn: Any, producer: dict, readers: dict, compiled: bool) -> base.Call | None:
+    """The call that a draw equation and what reads it make, or None where they are not surely JAX's (module
     docstring)."""
     if eqn.primitive.name not in ("jit", "pjit") or len(eqn.outvars) != 1:
         return None
     sampler = eqn.params.get("name")
     if sampler not in ARGUMENTS or len(eqn.invars) != 1 + ARGUMENTS[sampler]:
+        return None
+    if compiled and sampler == "_normal":  # (module docstring: compiled bodies)
         return None
     key, *args = eqn.invars
     drawn = eqn.outvars[0]
@@ -228,29 +258,74 @@ def _call(eqn: Any, producer: dict, readers: dict) -> base.Call | None:
         return None
     if not all(isinstance(a, jex_core.Literal) and np.shape(a.val) == () for a in args):
         return None
-    uses = readers.get(drawn, [])
-    product = uses[0] if len(uses) == 1 else None  # (read by the product alone)
-    if product is None or product.primitive.name != "mul" or len(product.outvars) != 1:
+    result, factor = _product(drawn, readers.get(drawn, []), producer)
+    if result is None or factor is None:
         return None
-    first, second = product.invars
-    factor_var = second if first is drawn else first
-    result = product.outvars[0]
-    if factor_var is drawn or result.aval.shape != drawn.aval.shape or np.dtype(result.aval.dtype) != dtype:
-        return None
-    factor = _scalar(factor_var, producer, FACTOR_STEPS)
-    if factor is None or np.dtype(factor.dtype) != dtype or factor.shape != ():
-        return None
+    result, mean = _plus(result, factor, readers.get(result, []), producer, compiled)
     shape = tuple(drawn.aval.shape)[0 if batch is None else 1 :]
     if not _is_jax(eqn, sampler, shape, dtype, tuple(_aval(a) for a in args), batch):
         return None
     arguments = tuple(float(np.asarray(a.val).astype(dtype)) for a in args)
-    if not all(math.isfinite(x) for x in (*arguments, float(factor))):
+    if not all(math.isfinite(x) for x in (*arguments, float(factor), 0.0 if mean is None else float(mean))):
         return None
-    init = JaxDraw(sampler=sampler, arguments=arguments, factor=float(factor))
+    init = JaxDraw(sampler, arguments, float(factor), None if mean is None else float(mean))
     if batch is None:
         return base.Call(init, key, shape, dtype, None, result)
     level = object()
     return base.Call(init, Batched(key, 0, batch, level), shape, dtype, None, Batched(result, 0, batch, level))
+
+
+def _product(drawn: Any, uses: list, producer: dict) -> tuple[Any, np.ndarray | None]:
+    """The parameter a draw makes, and its factor: the product by a constant scalar that alone reads the draw
+    (`jax.nn.initializers`); or the draw itself, times 1, where it is an output (Haiku's `RandomUniform`) or read
+    by a sum alone. (None, None) otherwise."""
+    dtype = np.dtype(drawn.aval.dtype)
+    reader = uses[0] if len(uses) == 1 else None
+    if reader is not None and reader.primitive.name == "mul":
+        result = reader.outvars[0]
+        factor = _constant_operand(reader, drawn, producer)
+        if factor is None or result.aval.shape != drawn.aval.shape or np.dtype(result.aval.dtype) != dtype:
+            return None, None
+        return result, factor
+    if None in uses or (reader is not None and reader.primitive.name == "add"):
+        return drawn, np.asarray(1, dtype)
+    return None, None
+
+
+def _plus(
+    product: Any, factor: np.ndarray, uses: list, producer: dict, compiled: bool
+) -> tuple[Any, np.ndarray | None]:
+    """The parameter that a constant scalar added to the product makes, where the sum alone reads it (Haiku adds
+    its initializers' mean, 0 by default), and that constant; else the product, and None.
+
+    Only a zero added to a product, or any constant added to the draw itself (a factor of 1): there the sum is the
+    same whether XLA fuses it with the product into one rounding (it does in a loop, not between the framework's
+    eager operations) or not. A mean added to an inexact product is left to the program; so, in a compiled body,
+    is any mean but a zero added to a product by a positive factor (which is never -0.0, the one value that adding
+    a zero changes, and that XLA may leave out)."""
+    add = uses[0] if len(uses) == 1 else None
+    if add is None or add.primitive.name != "add":
+        return product, None
+    mean = _constant_operand(add, product, producer)
+    result = add.outvars[0]
+    if mean is None or result.aval.shape != product.aval.shape or result.aval.dtype != product.aval.dtype:
+        return product, None
+    if (float(mean) != 0.0 and float(factor) != 1.0) or (compiled and (float(mean) != 0.0 or float(factor) <= 0)):
+        return product, None
+    return result, mean
+
+
+def _constant_operand(eqn: Any, var: Any, producer: dict) -> np.ndarray | None:
+    """The other operand of a binary `eqn` that reads `var` once, if it is a constant scalar of `var`'s dtype."""
+    if len(eqn.invars) != 2 or len(eqn.outvars) != 1:
+        return None
+    first, second = eqn.invars
+    if (first is var) == (second is var):
+        return None
+    value = _scalar(second if first is var else first, producer, FACTOR_STEPS)
+    if value is None or value.shape != () or np.dtype(value.dtype) != np.dtype(var.aval.dtype):
+        return None
+    return value
 
 
 def _scalar(var: Any, producer: dict, steps: int) -> np.ndarray | None:

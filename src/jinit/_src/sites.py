@@ -217,7 +217,7 @@ def find(program: Program) -> Found:
     """The sites of `program`, and the program that computes their keys and the other leaves (see the module
     docstring)."""
     index = _Index(program.closed.jaxpr)
-    places = [p.jaxpr for p in index.places.values() if not p.shared and p.kind != "other"]
+    places = [(p.jaxpr, p.kind != "top") for p in index.places.values() if not p.shared and p.kind != "other"]
     calls = [*program.calls, *jax_draws.calls(places)]  # (JAX's own initializers' draws, found in the jaxprs)
     found = [(call, site, key) for call in calls for site, key in _sites_of(call, index)]
     while True:
