@@ -9,7 +9,8 @@ parameters:
   are the linen one with ``jax_default_prng_impl`` set so; ``gpt2-linen-own`` the linen one as its user wrote
   it before jinit, with JAX's ``normal`` and Flax's ``zeros_init`` and ``ones_init``, whose normals jinit draws
   with the eager values (checked bitwise against the eager ``module.init``: XLA folds a normal's two constant
-  factors into one under ``jit``, which moves some values by an ulp);
+  factors into one under ``jit``, which moves some values by an ulp); ``gpt2-haiku-own`` the Haiku one with
+  Haiku's default initializers (truncated normals, zeros, ones), checked against the eager ``f.init``;
 - ``vit-scan``: a ViT-L/16-shaped encoder as big_vision writes it with its scan option (patch embedding,
   learned position embedding, 24 blocks of width 1024 and MLP 4096 under ``nn.remat`` inside ``nn.scan``, the
   final norm and a zero-initialized 1000-class head: 304 M), image 224x224; ``vit-scan-96``: the same with 96
@@ -135,7 +136,8 @@ def gpt2_nnx(blocks=24, width=1024, vocab=VOCAB):
     return lambda key: GPT(nnx.Rngs(key))
 
 
-def gpt2_haiku(blocks=24, width=1024, vocab=VOCAB):
+def gpt2_haiku(blocks=24, width=1024, vocab=VOCAB, own=False):
+    """With ``own``, Haiku's default initializers throughout (``None``: its truncated normals, zeros and ones)."""
     import haiku as hk
     import jax
     import jax.numpy as jnp
@@ -145,13 +147,16 @@ def gpt2_haiku(blocks=24, width=1024, vocab=VOCAB):
 
     std, residual = to_haiku(jinit.normal(0.02)), to_haiku(jinit.normal(0.02 / math.sqrt(2 * blocks)))
     zeros, ones = to_haiku(jinit.zeros), to_haiku(jinit.ones)
+    position = to_haiku(jinit.normal(0.01))
+    if own:
+        std = residual = zeros = ones = position = None
 
     def norm(x):
         return hk.LayerNorm(-1, True, True, scale_init=ones, offset_init=zeros)(x)
 
     def forward(tokens):
         x = hk.Embed(vocab, width, w_init=std)(tokens)
-        x = x + hk.Embed(CONTEXT, width, w_init=to_haiku(jinit.normal(0.01)))(jnp.arange(tokens.shape[-1]))
+        x = x + hk.Embed(CONTEXT, width, w_init=position)(jnp.arange(tokens.shape[-1]))
         for _ in range(blocks):
             h = norm(x)
             q, k, v = jnp.split(hk.Linear(3 * width, w_init=std, b_init=zeros)(h), 3, axis=-1)
@@ -278,6 +283,8 @@ SCENARIOS = {
     "gpt2-linen": ("linen", lambda small: gpt2_linen(*((2, 64, 1000) if small else ())), ("jit", "jinit")),
     "gpt2-nnx": ("nnx", lambda small: gpt2_nnx(*((2, 64, 1000) if small else ())), ("jit", "eager", "jinit")),
     "gpt2-haiku": ("haiku", lambda small: gpt2_haiku(*((2, 64, 1000) if small else ())), ("jit", "jinit")),
+    "gpt2-haiku-own": ("haiku", lambda small: gpt2_haiku(*((2, 64, 1000) if small else ()), own=True),
+                       ("jit", "eager", "jinit")),
     "gpt2-linen-own": ("linen", lambda small: gpt2_linen(*((2, 64, 1000) if small else ()), own=True),
                        ("jit", "eager", "jinit")),
     "gpt2-rbg": ("linen", lambda small: gpt2_linen(*((2, 64, 1000) if small else ())), ("jit", "jinit")),
@@ -325,7 +332,7 @@ def method(scenario, way, small=False):
     import jinit.haiku
 
     f, args = make(small)
-    init = jax.jit(f.init) if way == "jit" else jinit.haiku.initializer(f)
+    init = {"jit": jax.jit(f.init), "eager": f.init}.get(way) or jinit.haiku.initializer(f)
     return lambda key: init(key, *args)
 
 
