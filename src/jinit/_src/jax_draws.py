@@ -17,7 +17,8 @@ Only what is surely JAX's draw becomes a call: a scalar key, or the keys of one 
 key array of one axis, whose draws are stacked along the result's first, a `Batched` key and result that
 `jinit._src.sites` reads as a `vmap` level); float32 or float64 (JAX draws narrower floats in
 their own dtype); arguments that are literals; a factor that is a literal or computed from literals alone (by
-its own operations, run eagerly as the framework ran them); the draw read by the product alone; and the
+its own operations, run eagerly as the framework ran them); the draw read by the product alone (or itself the
+parameter), the product by a sum alone where one is added (`_plus` says which sums); and the
 equation's body the very jaxpr that the public function (or its `vmap` over the keys) traces to for those
 arguments (`_is_jax`: the same object, which JAX's cache of traced functions gives, or else the same text).
 

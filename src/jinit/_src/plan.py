@@ -169,21 +169,20 @@ class Plan:
         program, found, top, others = self.program, self.found, self.top, self.others
         inputs = program.arguments(args, kwargs)
         used = [x for x, u in zip(inputs, found.used, strict=True) if u]
-        with _inside(self.mesh):
-            values = self.run(used)
-        rest, keys = values[: len(found.rest)], values[len(found.rest) :]
         traced = any(isinstance(x, Tracer) for x in (*inputs, root))
-        out: list[Any] = [None] * len(program.paths)
-        for position, value in zip(found.rest, rest, strict=True):
-            out[position] = value
         report = None
         if progress is not None and not traced:  # one count over every drawn parameter, top ones first
             avals = program.closed.out_avals
             sizes = [_size(avals[s.leaf]) for s in (*top, *others)]
             report = tree.Reporter(progress, sizes)
-        with _inside(self.mesh):  # (the kernels too: a JAX before 0.10 compiles them only inside the mesh)
+        with _inside(self.mesh):  # the program and the kernels (a JAX before 0.10 compiles those only inside it)
+            values = self.run(used)
+            keys = values[len(found.rest) :]
             drawn_top = self._top(top, keys, root, traced, report)
             drawn_others = self._stacked(others, keys, root, traced)
+        out: list[Any] = [None] * len(program.paths)
+        for position, value in zip(found.rest, values[: len(found.rest)], strict=True):
+            out[position] = value
         for site, value in zip(top, drawn_top, strict=True):
             out[site.leaf] = value
         for site, value in zip(others, drawn_others, strict=True):
