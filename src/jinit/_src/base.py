@@ -98,6 +98,8 @@ class Initializer:
     """What dtypes it samples: ``"real"`` floats, ``"inexact"`` (real or complex floats) or ``"any"``."""
     bare: ClassVar[bool] = False
     """Whether it prints as its bare name (the ready values ``zeros`` and ``ones``)."""
+    lapack: ClassVar[bool] = False
+    """Whether its kernel calls LAPACK on CPU (the QR of `orthogonal`): see `calls_lapack`."""
 
     def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -234,6 +236,17 @@ def _exact(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_exact(v) for v in value)
     return value
+
+
+def calls_lapack(init: Any) -> bool:
+    """Whether `init` or an initializer it holds (a wrapper's inner one, in a field or a tuple of them) calls LAPACK
+    (`Initializer.lapack`): a program of jinit's holds at most one such draw (`jinit._src.plan.Plan._stacked`)."""
+    if not isinstance(init, Initializer):
+        return False
+    if init.lapack:
+        return True
+    values = [getattr(init, field.name) for field in dataclasses.fields(init)]
+    return any(calls_lapack(x) for value in values for x in (value if isinstance(value, tuple | list) else (value,)))
 
 
 def _equivalent(a: Any, b: Any, ndim: int) -> bool:

@@ -69,6 +69,7 @@ class _Orthogonal(Initializer):
     column_axis: int = -1
     dtype: str | None = None
     dtypes = "inexact"
+    lapack = True
 
     def __post_init__(self) -> None:
         self._set(

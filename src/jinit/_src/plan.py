@@ -13,7 +13,8 @@ initializers, state), and draws each site by the engine:
   ``remat``), or one the program reshapes or transposes, by one compiled kernel per distinct site: the draws of
   its keys, batched and moved as the program does it (`jinit._src.sites.Step`), written in place, laid out as its
   sharding says, each device generating only its own shard. Compilation is that of the distinct sites, whatever
-  the depth. A stacked model's few top parameters (`TOP_IN_KERNEL`) are drawn in that kernel too.
+  the depth. A stacked model's few top parameters (`TOP_IN_KERNEL`) are drawn in that kernel too. (Each draw
+  that calls LAPACK, an orthogonal one, past the first has a program of its own: `_programs`.)
 - but eagerly, on one CPU device, for JAX's partitionable threefry, an unsharded site of either kind whose
   layers lie one after another in memory (stacked along axis 0, reshaped at most: `_rowable`) is drawn by the
   rows (`jinit._src.rows`): one program for all of them, a loop per distribution, compiled per row count and
@@ -264,11 +265,24 @@ class Plan:
                 site_keys.append(keys[site.key])
         out = [None] * len(others) if traced else self._by_rows(self.rowable, site_keys, self.others_top)
         which = tuple(i for i, value in enumerate(out) if value is None)
-        if which:
-            drawn = _kernel(tuple(site_keys[i] for i in which), plan=self, which=which)
-            for i, value in zip(which, drawn, strict=True):
+        for part in _programs(which, [base.calls_lapack(others[i].call.init) for i in which], traced):
+            drawn = _kernel(tuple(site_keys[i] for i in part), plan=self, which=part)
+            for i, value in zip(part, drawn, strict=True):
                 out[i] = value
         return out
+
+
+def _programs(which: tuple[int, ...], lapack: list[bool], traced: bool) -> list[tuple[int, ...]]:
+    """The sites `which` split into the programs of `_kernel`: one, but at most one site that calls LAPACK
+    (`base.calls_lapack`) in each where it runs eagerly. Under jaxlib 0.10.2 on CPU, a program with two LAPACK QRs
+    of drawn matrices (two stacked `orthogonal` kernels) hung in about 1 of 300 runs, every thread waiting
+    (tests/test_stacked.py); no run of a program with one hung. Under a user's trace the sites join the user's
+    program, whatever the split: one program."""
+    if traced or sum(lapack) <= 1:
+        return [which] if which else []
+    solo = [i for i, calls in zip(which, lapack, strict=True) if calls]
+    first = tuple(i for i, calls in zip(which, lapack, strict=True) if not calls or i == solo[0])
+    return [first, *((i,) for i in solo[1:])]
 
 
 def find(program: Program) -> sites.Found:
