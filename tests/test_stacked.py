@@ -491,3 +491,53 @@ def test_a_value_computed_from_a_draw_is_traced_again_with_the_draws(traces, mak
     module = make()
     assert same(jinit.flax.init(module, KEY, X, None), module.init(KEY, X, None))
     assert traces == [True, False]
+
+
+# ------------------------------------------------------------------------------- what the program is left with
+
+
+class Defaults(nn.Module):
+    """Flax's own initializers beside jinit's in a scanned block: JAX's normal in the body, which the program
+    computes (`jinit._src.jax_draws`), and the layer norm's constants, stacked by the scan."""
+
+    @nn.compact
+    def __call__(self, x, _=None):
+        h = nn.LayerNorm()(x)
+        return x + nn.Dense(13, kernel_init=jinit.glorot_uniform(), bias_init=nn.initializers.normal(0.5))(h), None
+
+
+class DefaultsModel(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x, _ = nn.scan(Defaults, variable_axes={"params": 0}, split_rngs={"params": True}, length=7)()(x, None)
+        return nn.Dense(11, kernel_init=jinit.he_normal(), bias_init=nn.initializers.zeros)(x)
+
+
+def test_the_program_compiles_only_what_the_engine_leaves_it(monkeypatch):
+    """The framework's own parameters left to the program are computed without compiling what the host computes:
+    the scan's layers' keys come from the host with the sites' keys (no split compiled), its body no longer
+    computes the sites' keys, and constants are filled in NumPy (no broadcast compiled); bitwise, eagerly too."""
+    compiled, bodies = [], []
+
+    def listen(event, duration, fun_name=None, **_):
+        if event.endswith("backend_compile_duration"):
+            compiled.append(fun_name)
+
+    real = program._bind_each
+
+    def spy(jaxpr, consts, args):
+        bodies.extend(e.params["jaxpr"].jaxpr for e in jaxpr.eqns if e.primitive.name == "scan")
+        return real(jaxpr, consts, args)
+
+    monkeypatch.setattr(program, "_bind_each", spy)
+    module, x = DefaultsModel(), jnp.linspace(-1, 1, 26).reshape(2, 13)  # (shapes no other test compiles)
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        ours = jinit.flax.init(module, KEY, x)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert same(ours, module.init(KEY, x))
+    assert len(bodies) == 1 and not any(map(program._typed_key, bodies[0].outvars))  # no site's key
+    # the bias's draw and the layer norm's two constants, stacked, and nothing else
+    assert [v.aval.shape for v in bodies[0].outvars] == [(13,), (13,), (13,)]
+    assert not {"jit(_threefry_split)", "jit(random_split)", "jit(broadcast_in_dim)"} & set(compiled), compiled

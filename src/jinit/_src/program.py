@@ -18,8 +18,11 @@ way, and a stand-in is never evaluated (it would raise, having no implementation
 
 `evaluate` runs a jaxpr operation by operation, only the operations its outputs need, each as JAX runs it eagerly
 (its own cached primitives and jitted functions), and drops each value after its last use, so the framework's own
-parameters and state cost their own memory and no more. Their values are the eager initialization's: a program
-is compiled whole only where compiling cannot change a value (`evaluator`: keys, integers, constants). The key
+parameters and state cost their own memory and no more. What the host computes exactly is not compiled: the keys
+(`jinit._src.host_keys`), those a scan's layers take included (`_handed_keys`), and arrays filled with a literal
+(`_filled`); a body is compiled without the outputs nobody reads (`_needed`). Their values are the eager
+initialization's: a program is compiled whole only where compiling cannot change a value (`evaluator`: keys,
+integers, constants). The key
 operations of an implementation whose bits come from XLA's RngBitGenerator (``unsafe_rbg``) are compiled one by
 one (`_key_op`): bound eagerly, JAX runs their dozen integer operations one at a time, each compiled on first
 use (0.4 s for ``unsafe_rbg``'s ``fold_in``), where compiled together they cost one compilation and give the
@@ -28,9 +31,11 @@ same integers.
 JAX internals relied on, and how a change is survived: a primitive of `jax.extend.core` batched by a rule in
 ``jax.interpreters.batching.primitive_batchers`` (the stand-ins; where either is missing, initializers draw
 while tracing, as before); ``eqn.primitive.bind`` with ``get_bind_params`` (the
-way JAX's own ``eval_jaxpr`` evaluates); `evaluation_works` checks once per process, on a program shaped like an
-initialization, that `evaluate` gives what the program gives eagerly, and if not (or if anything raises) the
-program is run by `jax.extend.core.jaxpr_as_fun`, eagerly: every operation computed, the same values.
+way JAX's own ``eval_jaxpr`` evaluates); ``partial_eval.dce_jaxpr_consts`` (without it, bodies are compiled whole);
+a ``broadcast_in_dim`` literal's ``val``; `evaluation_works` checks once per process, on a program shaped like an
+initialization, that `evaluate` gives what the program gives eagerly (and a fill what ``jnp.full`` gives), and if not
+(or if anything raises) the program is run by `jax.extend.core.jaxpr_as_fun`, eagerly: every operation computed, the
+same values.
 The ``sharding`` and ``device`` properties of ``jax.core.Tracer``, replaced while tracing on a JAX before 0.12
 (`cheap_attribute_probes`): only where they are properties whose code calls ``_origin_msg``, by properties that
 raise the same AttributeError; on any other JAX they are left alone, and tracing is as fast or as slow as JAX's.
@@ -49,6 +54,11 @@ from jax.extend import core as jex_core
 from jax.sharding import Mesh
 
 from jinit._src import base, checks, engine, host_keys, kernel, tree
+
+try:  # dead-code elimination into bodies (`_needed`); see the module docstring
+    from jax._src.interpreters import partial_eval as _pe
+except ImportError:  # pragma: no cover - a JAX that moved it: bodies computed whole, the same values
+    _pe = None
 
 
 @dataclasses.dataclass
@@ -338,21 +348,78 @@ def evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], li
         return on_jax
     # the keys on the host, the rest (a framework's own initializers, its state) by JAX
     rest = [i for i in range(len(jaxpr.outvars)) if i not in set(keys)]
-    host = host_keys.compile(jaxpr.replace(outvars=[jaxpr.outvars[i] for i in keys]), consts)
+    program = jaxpr.replace(outvars=[jaxpr.outvars[i] for i in rest])
+    handed = _handed_keys(program)
+    key_vars = [jaxpr.outvars[i] for i in keys]
+    host = host_keys.compile(jaxpr.replace(outvars=key_vars + handed), consts) if handed else None
     if host is None:
-        return on_jax
-    others = _jax_evaluator(jaxpr.replace(outvars=[jaxpr.outvars[i] for i in rest]), consts)
+        handed, host = [], host_keys.compile(jaxpr.replace(outvars=key_vars), consts)
+        if host is None:
+            return on_jax
+    given = _needed(_given(program, handed), consts) if handed else None
+    others = functools.cache(lambda: _needed(program, consts))
 
     def split(args: Sequence[Any]) -> list:
         if any(isinstance(a, Tracer) for a in args):
             return on_jax(args)
+        computed = host(args)
+        # (under a mesh, JAX lays out the keys it computes as it does eagerly)
+        values = given([*args, *computed[len(keys) :]]) if given and checks.no_mesh() else others()(args)
         out: list[Any] = [None] * len(jaxpr.outvars)
-        for positions, values in ((keys, host(args)), (rest, others(args))):
-            for i, value in zip(positions, values, strict=True):
+        for positions, part in ((keys, computed[: len(keys)]), (rest, values)):
+            for i, value in zip(positions, part, strict=True):
                 out[i] = value
         return out
 
     return split
+
+
+def _key_only(eqn: Any) -> bool:
+    """Whether `eqn` makes typed keys alone, from keys or key data, with no body (a split, a fold-in, a slice)."""
+    return not bodies(eqn) and all(_typed_key(v) for v in eqn.outvars)
+
+
+def _typed_key(v: Any) -> bool:
+    dtype = getattr(getattr(v, "aval", None), "dtype", None)
+    return dtype is not None and jax.numpy.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _handed_keys(jaxpr: Any) -> list[Any]:
+    """The typed keys that `jaxpr`'s key operations make at its top level for the operations it needs that are not
+    key operations (a scan's layers' keys, split from the model's): where the host computes them with the sites'
+    keys, JAX compiles no split of its own (0.2 s of a scanned ViT's first call)."""
+    needed = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
+    handed: dict[Any, None] = {}
+    for eqn in reversed(jaxpr.eqns):
+        if not (eqn.effects or any(v in needed for v in eqn.outvars)):
+            continue
+        reads = [v for v in eqn.invars if isinstance(v, jex_core.Var)]
+        needed.update(reads)
+        if not _key_only(eqn):
+            handed.update((v, None) for v in reads if _typed_key(v))
+    made = {v for eqn in jaxpr.eqns if _key_only(eqn) for v in eqn.outvars}
+    return [v for v in reversed(handed) if v in made]
+
+
+def _given(jaxpr: Any, handed: list[Any]) -> Any:
+    """`jaxpr` taking the `handed` keys as inputs after its own, without the key operations that made them."""
+    made = set(handed)
+    eqns = [eqn for eqn in jaxpr.eqns if not (_key_only(eqn) and any(v in made for v in eqn.outvars))]
+    return jaxpr.replace(invars=[*jaxpr.invars, *handed], eqns=eqns)
+
+
+def _needed(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list]:
+    """`_jax_evaluator` of what `jaxpr`'s outputs need, inside bodies too: a ``scan`` whose body also computes the
+    keys that the host computes (the sites' keys of a stacked model) is compiled without them (0.2 s of a ViT-L's
+    first call). What is left is the same operations on the same inputs, each output still one of its body's."""
+    if _pe is None:
+        return _jax_evaluator(jaxpr, consts)
+    try:
+        jaxpr, used_consts, used = _pe.dce_jaxpr_consts(jaxpr, [True] * len(jaxpr.outvars))
+    except Exception:  # (a JAX whose elimination fails on this program: computed whole, the same values)
+        return _jax_evaluator(jaxpr, consts)
+    run = _jax_evaluator(jaxpr, [c for c, u in zip(consts, used_consts, strict=True) if u])
+    return lambda args: run([a for a, u in zip(args, used, strict=True) if u])
 
 
 def _jax_evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list]:
@@ -470,11 +537,14 @@ def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
     def read(v: Any) -> Any:
         return v.val if isinstance(v, jex_core.Literal) else env[v]
 
+    on_host = not any(isinstance(a, Tracer) for a in (*consts, *args)) and checks.no_mesh()
     for i, eqn in enumerate(kept):
         bound = eqn.primitive.get_bind_params(eqn.params)  # (subfuns, params) before JAX 0.7, params since
         subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
         static = tuple(sorted(params.items())) if not subfuns and _generated_keys(eqn) else None
-        if static is not None and _hashable(static):
+        if on_host and _filled(eqn):
+            out = _full(eqn.outvars[0].aval, eqn.invars[0].val)
+        elif static is not None and _hashable(static):
             out = _key_op(*map(read, eqn.invars), primitive=eqn.primitive, params=static)
         else:
             out = eqn.primitive.bind(*subfuns, *map(read, eqn.invars), **params)
@@ -483,6 +553,34 @@ def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
             if isinstance(v, jex_core.Var) and last.get(v) == i and v not in outputs:
                 env.pop(v, None)
     return [read(v) for v in jaxpr.outvars]
+
+
+def _filled(eqn: Any) -> bool:
+    """Whether `eqn` fills an array with a literal (``jnp.zeros``, ``jnp.ones``, ``jnp.full``: a framework's
+    constant parameters and state), which `_bind_each` makes in NumPy: eagerly, JAX compiles a program for each
+    shape (0.04 s each, four of them in a ViT's first call), for the same bits in a new array on the default
+    device. Not where the result is laid out on devices, or weakly typed (as NumPy makes no array)."""
+    if eqn.primitive.name != "broadcast_in_dim" or not isinstance(eqn.invars[0], jex_core.Literal):
+        return False
+    weak = getattr(eqn.outvars[0].aval, "weak_type", False)
+    return eqn.params.get("sharding") is None and not weak and np.ndim(eqn.invars[0].val) == 0
+
+
+def _full(aval: Any, value: Any) -> jax.Array:
+    """A new array of `aval`'s shape and dtype filled with `value`, on the default device: a large one in memory
+    that JAX adopts (no second copy), a small one copied there."""
+    dtype = np.dtype(aval.dtype)
+    n = int(np.prod(aval.shape, dtype=np.int64))
+    if n * dtype.itemsize < LARGE:
+        return jax.device_put(np.full(aval.shape, value, dtype))
+    host = engine._aligned_empty(n, dtype).reshape(aval.shape)  # (zeroed: a zero fill touches no page)
+    if np.asarray(value, dtype).tobytes() != bytes(dtype.itemsize):
+        host[...] = value
+    return jax.device_put(host, may_alias=True)
+
+
+LARGE = 1 << 20
+"""The bytes from which `_full` fills memory that JAX adopts rather than copies (a page-aligned mapping each)."""
 
 
 def _fresh(x: Any) -> Any:
@@ -511,14 +609,20 @@ def evaluation_works() -> bool:
 
     # keys wrapped, sliced and unwrapped, a float computed, one not: every operation a parameterized bind, and
     # cheap to run eagerly (0.1 s of first compilations, where hashing keys would compile threefry: 0.3 s)
-    args = (np.array([[1, 2], [3, 4]], np.uint32), jax.numpy.arange(6.0).reshape(2, 3))
+    args = (np.array([[1, 2], [3, 4]], np.uint32), jax.device_put(np.arange(6.0, dtype=np.float32).reshape(2, 3)))
     try:
         closed = jax.make_jaxpr(program)(*args)
         ours = _bind_each(closed.jaxpr, closed.consts, jax.tree.leaves(args))
         theirs = jax.tree.leaves(program(*args))  # eagerly, as the framework's own initialization runs
         ours = [_plain(x) for x in ours]
         theirs = [_plain(x) for x in theirs]
-        return len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+        if not (len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))):
+            return False
+        # a literal filled in NumPy (`_filled`), against what `jnp.full` is documented to give (no compiling)
+        filled = jax.make_jaxpr(lambda: jax.numpy.full((2, 3), -1.5, jax.numpy.bfloat16))()
+        (full,) = _bind_each(filled.jaxpr, filled.consts, [])
+        expected = np.full((2, 3), -1.5, jax.numpy.bfloat16)
+        return full.dtype == expected.dtype and np.asarray(full).tobytes() == expected.tobytes()
     except Exception:
         return False
 
