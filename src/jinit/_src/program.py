@@ -22,20 +22,18 @@ parameters and state cost their own memory and no more. What the host computes e
 (`jinit._src.host_keys`), those a scan's layers take included (`_handed_keys`), and arrays filled with a literal
 (`_filled`); a body is compiled without the outputs nobody reads (`_needed`). Their values are the eager
 initialization's: a program is compiled whole only where compiling cannot change a value (`evaluator`: keys,
-integers, constants). The key
-operations of an implementation whose bits come from XLA's RngBitGenerator (``unsafe_rbg``) are compiled one by
-one (`_key_op`): bound eagerly, JAX runs their dozen integer operations one at a time, each compiled on first
-use (0.4 s for ``unsafe_rbg``'s ``fold_in``), where compiled together they cost one compilation and give the
-same integers.
+integers, constants). The key operations of an implementation whose bits come from XLA's RngBitGenerator
+(``unsafe_rbg``) are compiled one by one (`_key_op`): bound eagerly, JAX runs their dozen integer operations one
+at a time, each compiled on first use (0.4 s for ``unsafe_rbg``'s ``fold_in``), where compiled together they cost
+one compilation and give the same integers.
 
 JAX internals relied on, and how a change is survived: a primitive of `jax.extend.core` batched by a rule in
 ``jax.interpreters.batching.primitive_batchers`` (the stand-ins; where either is missing, initializers draw
-while tracing, as before); ``eqn.primitive.bind`` with ``get_bind_params`` (the
-way JAX's own ``eval_jaxpr`` evaluates); ``partial_eval.dce_jaxpr_consts`` (without it, bodies are compiled whole);
-a ``broadcast_in_dim`` literal's ``val``; `evaluation_works` checks once per process, on a program shaped like an
-initialization, that `evaluate` gives what the program gives eagerly (and a fill what ``jnp.full`` gives), and if not
-(or if anything raises) the program is run by `jax.extend.core.jaxpr_as_fun`, eagerly: every operation computed, the
-same values.
+while tracing, as before); ``eqn.primitive.bind`` with ``get_bind_params`` (the way JAX's own ``eval_jaxpr``
+evaluates); ``partial_eval.dce_jaxpr_consts`` (without it, bodies are compiled whole); a ``broadcast_in_dim``
+literal's ``val``. `evaluation_works` checks once per process, on a program shaped like an initialization, that
+`evaluate` gives what the program gives eagerly (and a fill what ``jnp.full`` gives), and if not (or if anything
+raises) the program is run by `jax.extend.core.jaxpr_as_fun`, eagerly: every operation computed, the same values.
 The ``sharding`` and ``device`` properties of ``jax.core.Tracer``, replaced while tracing on a JAX before 0.12
 (`cheap_attribute_probes`): only where they are properties whose code calls ``_origin_msg``, by properties that
 raise the same AttributeError; on any other JAX they are left alone, and tracing is as fast or as slow as JAX's.
