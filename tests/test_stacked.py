@@ -497,8 +497,8 @@ def test_a_value_computed_from_a_draw_is_traced_again_with_the_draws(traces, mak
 
 
 class Defaults(nn.Module):
-    """Flax's own initializers beside jinit's in a scanned block: JAX's normal in the body, which the program
-    computes (`jinit._src.jax_draws`), and the layer norm's constants, stacked by the scan."""
+    """Flax's own initializers beside jinit's in a scanned block: JAX's normal in the body, which
+    `jinit._src.jax_draws` leaves to the program, and the layer norm's constants, stacked by the scan."""
 
     @nn.compact
     def __call__(self, x, _=None):
