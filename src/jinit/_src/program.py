@@ -378,8 +378,7 @@ def _key_only(eqn: Any) -> bool:
 
 
 def _typed_key(v: Any) -> bool:
-    dtype = getattr(getattr(v, "aval", None), "dtype", None)
-    return dtype is not None and jax.numpy.issubdtype(dtype, jax.dtypes.prng_key)
+    return host_keys._key_impl(getattr(v, "aval", None)) is not None
 
 
 def _handed_keys(jaxpr: Any) -> list[Any]:
@@ -429,8 +428,7 @@ def _jax_evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]
 
 def _is_key(v: Any) -> bool:
     """Whether a program's output is a key (typed, or a legacy ``uint32`` key's data)."""
-    dtype = getattr(getattr(v, "aval", None), "dtype", None)
-    return dtype is not None and (jax.numpy.issubdtype(dtype, jax.dtypes.prng_key) or dtype == np.uint32)
+    return _typed_key(v) or getattr(getattr(v, "aval", None), "dtype", None) == np.uint32
 
 
 def _exact(jaxpr: Any) -> bool:
