@@ -167,6 +167,7 @@ class _Index:
         self.places: dict[int, _Place] = {}
         self.defined: dict[int, _Place] = {}
         self._consumers: dict[int, dict[Any, list[int]]] = {}
+        self._producers: dict[int, dict[Any, Any]] = {}
         self._visit(self.top)
 
     def _visit(self, place: _Place) -> None:
@@ -195,6 +196,14 @@ class _Index:
                         table.setdefault(v, []).append(i)
             self._consumers[id(place.jaxpr)] = table
         return table.get(var, [])
+
+    def producers(self, jaxpr: Any) -> dict[Any, Any]:
+        """The equation that defines each variable of `jaxpr` (built once per jaxpr, not once per site)."""
+        table = self._producers.get(id(jaxpr))
+        if table is None:
+            table = {v: eqn for eqn in jaxpr.eqns for v in eqn.outvars}
+            self._producers[id(jaxpr)] = table
+        return table
 
 
 def _unwrap(tracer: Any) -> tuple[Any, list[tuple[Any, Any, int | None]]]:
@@ -295,7 +304,7 @@ def _sites_of(call: base.Call, index: _Index) -> Iterator[tuple[Site, tuple[_Pla
             return
         key, steps = (key_place, key_var), vmaps
         containing = {id(p.jaxpr) for p in key_place.ancestors()}  # the scans whose layers have their own keys
-    if not _consistent(call, result, steps, key, place):
+    if not _consistent(call, result, steps, key, place, index):
         return
     for leaf, moves in _follow(index, place, result, (), 0):
         stacked = [_stack(m, containing) if isinstance(m, _Exit) else m for m in moves]
@@ -304,7 +313,7 @@ def _sites_of(call: base.Call, index: _Index) -> Iterator[tuple[Site, tuple[_Pla
             yield site, key
 
 
-def _consistent(call: base.Call, result: Any, vmaps: list, key: tuple | None, place: _Place) -> bool:
+def _consistent(call: base.Call, result: Any, vmaps: list, key: tuple | None, place: _Place, index: _Index) -> bool:
     """Whether the variables found for a call are its own: the result's abstract value is the call's shape and
     dtype batched by its `vmap` levels, and (in one jaxpr) the result is computed from the key. A JAX whose
     tracers no longer lead to their variables fails here, and the call is no site."""
@@ -313,12 +322,12 @@ def _consistent(call: base.Call, result: Any, vmaps: list, key: tuple | None, pl
         shape.insert(step.out_axis, step.size)
     if tuple(result.aval.shape) != tuple(shape) or result.aval.dtype != call.dtype:
         return False
-    return key is None or key[0] is not place or _reaches(place.jaxpr, key[1], result)
+    return key is None or key[0] is not place or _reaches(index.producers(place.jaxpr), key[1], result)
 
 
-def _reaches(jaxpr: Any, source: Any, target: Any) -> bool:
-    """Whether `target` is computed from `source` in `jaxpr` (an equation with a body counts as one step)."""
-    producer = {v: eqn for eqn in jaxpr.eqns for v in eqn.outvars}
+def _reaches(producer: dict[Any, Any], source: Any, target: Any) -> bool:
+    """Whether `target` is computed from `source` in the jaxpr whose equations `producer` gives by the variable
+    each defines (an equation with a body counts as one step)."""
     seen, stack = set(), [target]
     while stack:
         var = stack.pop()
