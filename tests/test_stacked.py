@@ -541,3 +541,43 @@ def test_the_program_compiles_only_what_the_engine_leaves_it(monkeypatch):
     # the bias's draw and the layer norm's two constants, stacked, and nothing else
     assert [v.aval.shape for v in bodies[0].outvars] == [(13,), (13,), (13,)]
     assert not {"jit(_threefry_split)", "jit(random_split)", "jit(broadcast_in_dim)"} & set(compiled), compiled
+
+
+class Constants(nn.Module):
+    """jinit's kernel beside Flax's own constants (a layer norm's scale and bias, a zeros bias): with the key
+    computed on the host, all that the program is left with is fills."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(9, kernel_init=jinit.he_normal(), bias_init=nn.initializers.zeros)(nn.LayerNorm()(x))
+
+
+@pytest.mark.parametrize("make", [Constants, DefaultsModel], ids=["fills", "scan"])
+def test_fills_alone_are_evaluated_without_the_check_that_compiles(monkeypatch, make):
+    """Where all the program is left with is fills made in NumPy, only the check of fills (which compiles nothing)
+    is made, not the one of eager evaluation, whose own compilations would be a first call's only ones but the
+    draws'; where anything else is left (a scan), that check is made. Bitwise either way."""
+    made = []
+    monkeypatch.setattr(program, "evaluation_works", lambda: made.append("evaluation") or True)
+    real = program.filling_works
+    monkeypatch.setattr(program, "filling_works", lambda: made.append("filling") or real())
+    module, x = make(), jnp.linspace(-1, 1, 26).reshape(2, 13)
+    assert same(jinit.flax.init(module, KEY, x), module.init(KEY, x))
+    assert ("evaluation" in made) == (make is DefaultsModel), made
+    assert "filling" in made or make is DefaultsModel, made
+
+
+def test_the_check_of_fills_compiles_nothing():
+    compiled = []
+
+    def listen(event, duration, fun_name=None, **_):
+        if event.endswith("backend_compile_duration"):
+            compiled.append(fun_name)
+
+    program.filling_works.cache_clear()
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        assert program.filling_works()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiled == []

@@ -32,8 +32,9 @@ JAX internals relied on, and how a change is survived: a primitive of `jax.exten
 while tracing, as before); ``eqn.primitive.bind`` with ``get_bind_params`` (the way JAX's own ``eval_jaxpr``
 evaluates); ``partial_eval.dce_jaxpr_consts`` (without it, bodies are compiled whole); a ``broadcast_in_dim``
 literal's ``val``. `evaluation_works` checks once per process, on a program shaped like an initialization, that
-`evaluate` gives what the program gives eagerly (and a fill what ``jnp.full`` gives), and if not (or if anything
-raises) the program is run by `jax.extend.core.jaxpr_as_fun`, eagerly: every operation computed, the same values.
+`evaluate` gives what the program gives eagerly, and `filling_works` that a fill is what ``jnp.full`` gives (the
+one check made where fills are all that is left to evaluate: it compiles nothing); if not (or if anything raises)
+the program is run by `jax.extend.core.jaxpr_as_fun`, eagerly: every operation computed, the same values.
 The ``sharding`` and ``device`` properties of ``jax.core.Tracer``, replaced while tracing on a JAX before 0.12
 (`cheap_attribute_probes`): only where they are properties whose code calls ``_origin_msg``, by properties that
 raise the same AttributeError; on any other JAX they are left alone, and tracing is as fast or as slow as JAX's.
@@ -420,8 +421,12 @@ def _needed(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list
 
 
 def _jax_evaluator(jaxpr: Any, consts: Sequence[Any]) -> Callable[[Sequence[Any]], list]:
+    """A small exact program compiled whole, but one of fills alone evaluated (in NumPy, compiling nothing) where
+    `_on_host`; any other program evaluated."""
     if len(jaxpr.eqns) <= WHOLE and _compilable_keys(jaxpr) and _exact(jaxpr):  # (no `evaluation_works` to check)
         run = kernel.jit(jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(jaxpr, list(consts))))  # integers only
+        if all(_filled(eqn) for eqn in _kept(jaxpr)):
+            return lambda args: evaluate(jaxpr, consts, args) if _on_host(consts, args) else list(run(*args))
         return lambda args: list(run(*args))
     return lambda args: evaluate(jaxpr, consts, args)
 
@@ -504,7 +509,7 @@ def evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
     """The outputs of `jaxpr` (open, its constants `consts`) for `args`, from the operations they need only, bound
     one by one as JAX evaluates eagerly, each value dropped after its last use (see the module docstring); those
     that no operation computes, new arrays (`_fresh`)."""
-    if evaluation_works():
+    if _evaluable(jaxpr, consts, args):
         out = _bind_each(jaxpr, consts, args)
     else:
         out = list(jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(jaxpr, list(consts)))(*args))
@@ -513,7 +518,23 @@ def evaluate(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
     return [_fresh(x) if isinstance(v, jex_core.Literal) or v in constants else x for v, x in pairs]
 
 
-def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
+def _evaluable(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> bool:
+    """Whether `_bind_each` gives the eager results here (`evaluation_works`), or needs no check that compiles: where
+    all it would run are fills made in NumPy (`_filled`), checked without compiling (`filling_works`). That is all
+    that is left of a model whose keys the host computes (its constant parameters and state), and there the check's
+    own compilations (0.08 s) would be every compilation of its first call but the draws'."""
+    if _on_host(consts, args) and all(_filled(eqn) for eqn in _kept(jaxpr)):
+        return filling_works()
+    return evaluation_works()
+
+
+def _on_host(consts: Sequence[Any], args: Sequence[Any]) -> bool:
+    """Whether `_bind_each` makes fills in NumPy (`_full`): concrete inputs, and no mesh set."""
+    return not any(isinstance(a, Tracer) for a in (*consts, *args)) and checks.no_mesh()
+
+
+def _kept(jaxpr: Any) -> list[Any]:
+    """The equations that `jaxpr`'s outputs need (or that have effects), in order."""
     needed = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
     kept = []
     for eqn in reversed(jaxpr.eqns):
@@ -521,6 +542,11 @@ def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
             kept.append(eqn)
             needed.update(v for v in eqn.invars if isinstance(v, jex_core.Var))
     kept.reverse()
+    return kept
+
+
+def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
+    kept = _kept(jaxpr)
     last: dict[Any, int] = {}  # each variable's last reader among the kept equations
     for i, eqn in enumerate(kept):
         for v in eqn.invars:
@@ -533,7 +559,7 @@ def _bind_each(jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
     def read(v: Any) -> Any:
         return v.val if isinstance(v, jex_core.Literal) else env[v]
 
-    on_host = not any(isinstance(a, Tracer) for a in (*consts, *args)) and checks.no_mesh()
+    on_host = _on_host(consts, args)
     for i, eqn in enumerate(kept):
         bound = eqn.primitive.get_bind_params(eqn.params)  # (subfuns, params) before JAX 0.7, params since
         subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
@@ -594,8 +620,9 @@ def _fresh(x: Any) -> Any:
 
 @functools.cache
 def evaluation_works() -> bool:
-    """Whether `_bind_each` gives the eager results of a program like a model's initialization (checked once per
-    process: a JAX that changes its jaxprs makes jinit slower, never different)."""
+    """Whether `_bind_each` gives the eager results of a program like a model's initialization, fills included
+    (`filling_works`): checked once per process (a JAX that changes its jaxprs makes jinit slower, never
+    different)."""
 
     def program(data: Any, x: Any) -> Any:
         unused = x * 3  # (not needed: never computed)
@@ -612,11 +639,21 @@ def evaluation_works() -> bool:
         theirs = jax.tree.leaves(program(*args))  # eagerly, as the framework's own initialization runs
         ours = [_plain(x) for x in ours]
         theirs = [_plain(x) for x in theirs]
-        if not (len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))):
+        same = len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    except Exception:
+        return False
+    return same and filling_works()
+
+
+@functools.cache
+def filling_works() -> bool:
+    """Whether `_bind_each` fills a literal in NumPy (`_filled`) as ``jnp.full`` is documented to (checked once per
+    process, without compiling)."""
+    try:
+        eqns = jax.make_jaxpr(lambda: jax.numpy.full((2, 3), -1.5, jax.numpy.bfloat16))().jaxpr.eqns
+        if len(eqns) != 1 or not _filled(eqns[0]):
             return False
-        # a literal filled in NumPy (`_filled`), against what `jnp.full` is documented to give (no compiling)
-        filled = jax.make_jaxpr(lambda: jax.numpy.full((2, 3), -1.5, jax.numpy.bfloat16))()
-        (full,) = _bind_each(filled.jaxpr, filled.consts, [])
+        full = _full(eqns[0].outvars[0].aval, eqns[0].invars[0].val)
         expected = np.full((2, 3), -1.5, jax.numpy.bfloat16)
         return full.dtype == expected.dtype and np.asarray(full).tobytes() == expected.tobytes()
     except Exception:
