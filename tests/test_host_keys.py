@@ -18,7 +18,7 @@ from jax.extend import random as jex_random
 import jinit
 import jinit.flax
 import jinit.haiku
-from jinit._src import host_keys, program
+from jinit._src import distributions, host_keys, program
 from jinit.haiku import to_haiku
 
 X = jnp.linspace(-1, 1, 16).reshape(2, 8)
@@ -163,6 +163,47 @@ def test_known_keys_are_those_of_jaxs_compiled_example(impl, partitionable):
             assert host_keys.verified(impl)
         finally:
             host_keys._verified.cache_clear()
+
+
+@pytest.mark.parametrize("bounds", sorted(distributions.KNOWN_ERFS, key=str), ids=str)
+def test_known_erfs_are_those_xla_computes(bounds):
+    """`distributions.KNOWN_ERFS` is what `_erf_kernel` computes under this release (so reading them under the
+    releases of `CHECKED` is right), and under one of those, on CPU, `erf_bounds` gives them without compiling."""
+    if not host_keys.checked():
+        pytest.skip(f"jax {jax.__version__} on {jax.default_backend()}: the erfs are computed")
+    lower, upper, dtype = bounds
+    compiled = []
+
+    def listen(event, duration, fun_name=None, **_):
+        if event.endswith("backend_compile_duration"):
+            compiled.append(fun_name)
+
+    with jax.enable_x64(dtype == np.float64), jax.ensure_compile_time_eval():
+        distributions._erf_bounds.cache_clear()
+        distributions._erf_kernel.clear_cache()
+        jax.monitoring.register_event_duration_secs_listener(listen)
+        try:
+            given = distributions.erf_bounds(lower, upper, dtype)
+        finally:
+            jax.monitoring.unregister_event_duration_listener(listen)
+            distributions._erf_bounds.cache_clear()
+        computed = tuple(float(x) for x in distributions._erf_kernel(lower, upper, dtype=dtype))
+    assert computed == distributions.KNOWN_ERFS[bounds] == given
+    assert compiled == []
+
+
+def test_erf_bounds_follow_x64_once_cached():
+    """A float64 bound's erf is computed in float32 without x64 and in float64 with it, whatever was asked first
+    (the cache is keyed by the dtype XLA computes in)."""
+    bounds = (-1.25, 2.75)  # (bounds no other test asks for)
+    with jax.enable_x64(False):
+        narrow = distributions.erf_bounds(*bounds, np.dtype(np.float64))
+    with jax.enable_x64(True):
+        wide = distributions.erf_bounds(*bounds, np.dtype(np.float64))
+        with jax.ensure_compile_time_eval():
+            expected = tuple(float(x) for x in distributions._erf_kernel(*bounds, dtype=np.dtype(np.float64)))
+    assert wide == expected
+    assert narrow == tuple(float(np.float32(x)) for x in narrow) != wide
 
 
 def test_under_a_checked_release_the_check_compiles_nothing_and_still_catches_a_wrong_host(monkeypatch):

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
+from jinit._src import host_keys
+
 TRUNCATED_STDDEV = 0.87962566103423978
 """Standard deviation of N(0, 1) truncated to [-2, 2]: variance scaling divides by it (as JAX and Keras)."""
 COMPLEX_TRUNCATED_STDDEV = 0.95311164380491208
@@ -434,15 +436,29 @@ class Uniform(Distribution):
 def erf_bounds(lower: float, upper: float, dtype: np.dtype) -> tuple[float, float]:
     """``erf(lower / sqrt(2))`` and ``erf(upper / sqrt(2))`` in `dtype`, computed at run time by XLA on the default
     backend, as `jax.random.truncated_normal` computes them (bounded cache: once per bounds and dtype)."""
+    dtype = jax.dtypes.canonicalize_dtype(dtype)  # (what XLA computes in: float32 for float64 without x64)
     return _erf_bounds(lower, upper, math.copysign(1.0, lower), math.copysign(1.0, upper), dtype)
 
 
 @functools.lru_cache(maxsize=1024)
 def _erf_bounds(lower: float, upper: float, lower_sign: float, upper_sign: float, dtype: np.dtype) -> tuple:
     """`erf_bounds`, cached by the bounds with their signs (``-0.0 == 0.0`` as a key, but not as an erf)."""
+    known = KNOWN_ERFS.get((lower, upper, np.dtype(dtype)))
+    if known is not None and host_keys.checked():  # (a release listed there, on CPU)
+        return known
     with jax.ensure_compile_time_eval():  # concrete, also when first needed under a trace
         a, b = _erf_kernel(lower, upper, dtype=dtype)
     return float(a), float(b)
+
+
+KNOWN_ERFS = {
+    (-2.0, 2.0, np.dtype(np.float32)): (float.fromhex("-0x1.e8b43p-1"), float.fromhex("0x1.e8b43p-1")),
+    (-2.0, 2.0, np.dtype(np.float64)): (float.fromhex("-0x1.e8b4307d3627ap-1"), float.fromhex("0x1.e8b4307d3627ap-1")),
+}
+"""`erf_bounds` of the usual bounds (a variance-scaling truncated normal's, Keras's, Haiku's: ±2 standard
+deviations), as XLA:CPU computes them under the releases of `jinit._src.host_keys.CHECKED`: there, on CPU, they are
+not compiled again (0.025 s of the first call of every model with a truncated normal). tests/test_host_keys.py
+derives them from `_erf_kernel` under those releases; elsewhere they are computed, as all others are."""
 
 
 @functools.partial(jax.jit, static_argnames=("dtype",))
