@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jinit.flax
-from jinit._src import jax_draws
+from jinit._src import host_keys, jax_draws
 
 J = jax.nn.initializers
 KEY = jax.random.key(0)
@@ -304,3 +304,62 @@ def test_the_draws_initializer_is_a_value():
     assert "jax_draw" in repr(init)
     with pytest.raises(ValueError, match="dtype=bfloat16"):
         init(KEY, (64, 32), jnp.bfloat16)
+
+
+ARITHMETIC = {"sqrt": jnp.sqrt, "neg": jnp.negative, "div": jnp.divide, "mul": jnp.multiply, "add": jnp.add}
+ARITHMETIC["sub"] = jnp.subtract
+
+
+def _operands(rng, dtype, n, arity, positive):
+    """`n` tuples of `arity` normal numbers of `dtype`, their magnitudes spread over its whole exponent range."""
+    info = np.finfo(dtype)
+    exponents = rng.uniform(info.minexp + 1, info.maxexp - 1, (arity, n))
+    signs = 1.0 if positive else rng.choice([-1.0, 1.0], (arity, n))
+    return (signs * rng.uniform(1, 2, (arity, n)) * np.exp2(exponents)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ARITHMETIC)
+def test_a_factors_arithmetic_on_the_host_is_xlas_eager_arithmetic(name, dtype):
+    """Under a release where the host computes a factor's operations (`host_keys.checked`), each is bitwise what
+    JAX's eager operation gives: on scalars as a factor is computed, and elementwise on a hundred thousand operands
+    spread over the dtype's range; and wherever XLA:CPU flushes a subnormal to zero, the host leaves it to JAX."""
+    if not host_keys.checked():
+        pytest.skip(f"jax {jax.__version__} on {jax.default_backend()}: a factor's operations are JAX's")
+    function, rng = ARITHMETIC[name], np.random.default_rng(sum(map(ord, name)))
+    with jax.enable_x64(dtype == np.float64):
+        arity = 1 if name in ("sqrt", "neg") else 2
+        (eqn,) = jax.make_jaxpr(function)(*[dtype(1)] * arity).jaxpr.eqns
+        scalars = _operands(rng, dtype, 300, arity, positive=name == "sqrt")
+        hosted = 0
+        for values in zip(*scalars, strict=True):
+            ours = jax_draws._on_host(eqn, list(values))
+            if ours is not None:
+                hosted += 1
+                assert ours.dtype == np.dtype(dtype)
+                assert ours.tobytes() == jax_draws._eager(eqn, list(values)).tobytes(), (name, values)
+        assert hosted >= 180  # (a product or quotient of magnitudes drawn so overflows or underflows in a quarter)
+        arrays = _operands(rng, dtype, 100_000, arity, positive=name == "sqrt")
+        with np.errstate(all="ignore"):
+            host = jax_draws.HOST_OPS[name](*arrays)
+        xla = np.asarray(function(*arrays))
+        info = np.finfo(dtype)
+        normal = np.isfinite(host) & ((host == 0) | (np.abs(host) >= info.tiny))
+        assert normal.mean() > 0.6 and host[normal].tobytes() == xla[normal].tobytes()
+        tiny = np.asarray(info.tiny, dtype)
+        if name in ("mul", "div"):  # a subnormal result: XLA:CPU gives zero, and the host does not compute it
+            values = [tiny, np.asarray(0.5 if name == "mul" else 2.0, dtype)]
+            assert jax_draws._on_host(eqn, values) is None and float(jax_draws._eager(eqn, values)) == 0.0
+
+
+@pytest.mark.parametrize("name", ["lecun_normal", "he_uniform", "fan_avg_normal"])
+def test_variance_scalings_factor_is_computed_on_the_host(monkeypatch, name, drawn):
+    """Under such a release, a variance scaling's factor (a ``sqrt`` and a ``div``, or a ``mul`` and a ``sqrt``) is
+    computed without JAX's eager operations, each compiled on first use: the parameter is still drawn, bitwise."""
+    if not host_keys.checked():
+        pytest.skip(f"jax {jax.__version__} on {jax.default_backend()}: a factor's operations are JAX's")
+    module = Param(INITS[name], (64, 32))
+    expected = module.init(KEY)
+    monkeypatch.setattr(jax_draws, "_eager", lambda eqn, values: None)
+    assert same(jinit.flax.init(module, KEY), expected)
+    assert drawn == ["params/w"]

@@ -496,7 +496,10 @@ CHECKED = frozenset({("0.10.2", "0.10.2")})
 gives the keys `KNOWN` records (and tests/test_engine.py that `jax.random.bits` is threefry's specification).
 Under those, on CPU, `verified` compares the host's keys with `KNOWN`, and `jinit._src.threefry.verified` holds,
 without compiling JAX's program (one compilation, 0.1 s of every process's first initialization); under any
-other release or platform, JAX's program is compiled and its output compared, as before."""
+other release or platform, JAX's program is compiled and its output compared, as before. The same releases, on CPU,
+give the erfs of the usual truncation bounds without compiling (`jinit._src.distributions.KNOWN_ERFS`, checked by
+tests/test_host_keys.py) and a factor's IEEE arithmetic in NumPy (`jinit._src.jax_draws.HOST_OPS`, checked by
+tests/test_jax_draws.py)."""
 
 KNOWN = {
     ("threefry2x32", True): "9a89032addd93b20511b64823003cc38",

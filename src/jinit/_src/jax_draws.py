@@ -13,13 +13,13 @@ the engine draws them bitwise as JAX's eager operations gave them, in the parame
 initializers make theirs the same way, then add their mean (``s * draw + m``, 0 by default), or return the draw
 itself (``RandomUniform``): `JaxDraw` has a `mean`, and a factor of 1 for a draw alone.
 
-Only what is surely JAX's draw becomes a call: a scalar key, or the keys of one `vmap` (`nn.vmap`, `nnx.vmap`: a
-key array of one axis, whose draws are stacked along the result's first, a `Batched` key and result that
-`jinit._src.sites` reads as a `vmap` level); float32 or float64 (JAX draws narrower floats in
-their own dtype); arguments that are literals; a factor that is a literal or computed from literals alone (by
-its own operations, run eagerly as the framework ran them); the draw read by the product alone (or itself the
-parameter), the product by a sum alone where one is added (`_plus` says which sums); and the
-equation's body the very jaxpr that the public function (or its `vmap` over the keys) traces to for those
+Only what is surely JAX's draw becomes a call: a scalar key, or the keys of one `vmap` (`nn.vmap`, `nnx.vmap`: a key
+array of one axis, whose draws are stacked along the result's first, a `Batched` key and result that
+`jinit._src.sites` reads as a `vmap` level); float32 or float64 (JAX draws narrower floats in their own dtype);
+arguments that are literals; a factor that is a literal or computed from literals alone (by its own operations, run
+eagerly as the framework ran them, or in NumPy where IEEE 754 makes that the same: `HOST_OPS`); the draw read by the
+product alone (or itself the parameter), the product by a sum alone where one is added (`_plus` says which sums);
+and the equation's body the very jaxpr that the public function (or its `vmap` over the keys) traces to for those
 arguments (`_is_jax`: the same object, which JAX's cache of traced functions gives, or else the same text).
 
 What the framework runs compiled (a scan's body, a jit's, even in an eager initialization) XLA optimizes as a
@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
-from jinit._src import base
+from jinit._src import base, host_keys
 from jinit._src.distributions import (
     Distribution,
     _distribution,
@@ -347,12 +347,54 @@ def _scalar(var: Any, producer: dict, steps: int) -> np.ndarray | None:
         if value is None:
             return None
         values.append(value)
+    out = _on_host(eqn, values)
+    if out is None:
+        out = _eager(eqn, values)
+    return out.astype(var.aval.dtype) if out is not None and out.shape == () else None
+
+
+def _eager(eqn: Any, values: list) -> np.ndarray | None:
+    """`eqn` of `values` run by JAX eagerly (compiled once per operation and dtype), as the framework ran it; None
+    where JAX refuses it."""
     try:  # (eagerly also where jinit runs under a user's `jit`, as the framework ran it)
         with jax.ensure_compile_time_eval():
-            out = np.asarray(eqn.primitive.bind(*values, **eqn.params))
+            return np.asarray(eqn.primitive.bind(*values, **eqn.params))
     except Exception:  # anything JAX refuses here: not a constant factor
         return None
-    return out.astype(var.aval.dtype) if out.shape == () else None
+
+
+HOST_OPS = {
+    "sqrt": np.sqrt,
+    "div": np.divide,
+    "mul": np.multiply,
+    "add": np.add,
+    "sub": np.subtract,
+    "neg": np.negative,
+}
+"""The operations of a factor that IEEE 754 rounds correctly, as XLA:CPU's instructions for them do: computed in
+NumPy (`_on_host`), where JAX compiles each on first use (0.02 s apiece; a variance scaling's factor is a ``sqrt``
+and a ``div``, in every first call of a model with Flax's default kernels)."""
+
+
+def _on_host(eqn: Any, values: list) -> np.ndarray | None:
+    """`eqn` of `values` in NumPy where that is surely XLA:CPU's eager result, else None: one of `HOST_OPS` on
+    operands of the result's dtype (float32 or float64), under a release that tests/test_jax_draws.py checked on CPU
+    (`jinit._src.host_keys.checked`), with operands and result normal numbers or zeros (XLA:CPU flushes subnormals to
+    zero, and its NaNs need not be NumPy's)."""
+    operation = HOST_OPS.get(eqn.primitive.name)
+    dtype = np.dtype(eqn.outvars[0].aval.dtype)
+    if operation is None or dtype not in DTYPES or any(np.dtype(v.dtype) != dtype for v in values):
+        return None
+    if any(v is not None for v in eqn.params.values()) or not host_keys.checked():  # (default accuracy, dtype)
+        return None
+    with np.errstate(all="ignore"):
+        out = np.asarray(operation(*values), dtype)
+    return out if all(_normal_or_zero(x) for x in (*values, out)) else None
+
+
+def _normal_or_zero(x: np.ndarray) -> bool:
+    magnitude = abs(float(x))
+    return magnitude == 0.0 or (math.isfinite(magnitude) and magnitude >= np.finfo(x.dtype).tiny)
 
 
 def _aval(literal: Any) -> jax.ShapeDtypeStruct:
