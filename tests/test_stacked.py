@@ -224,6 +224,33 @@ def test_equinox_build_is_bitwise_the_constructor():
     with pytest.raises(TypeError, match=r"eqx\.Module"):
         jinit.equinox.build(lambda k: 3, KEY)
 
+    with pytest.raises(TypeError, match=r"eqx\.Module.*constructor\(\)=\(3, 4\)"):
+        jinit.equinox.build(lambda k: (3, 4), KEY)
+
+
+class Normalized(eqx.Module):
+    linear: Linear
+    norm: eqx.nn.BatchNorm  # state: running statistics, kept apart by `eqx.nn.make_with_state`
+
+    def __init__(self, key):
+        self.linear = Linear(4, 8, key)
+        self.norm = eqx.nn.BatchNorm(8, "batch", mode="batch")
+
+
+def test_equinox_build_of_a_model_and_its_state():
+    """``eqx.nn.make_with_state``'s constructor returns the model and its state: both are built, bitwise."""
+    make = eqx.nn.make_with_state(Normalized)
+    build = jinit.equinox.builder(make)
+    (model, state), (their_model, their_state) = build(KEY), make(KEY)
+    assert isinstance(state, eqx.nn.State) and isinstance(model, Normalized)
+    assert same(eqx.filter((model, state), eqx.is_array), eqx.filter((their_model, their_state), eqx.is_array))
+    assert {"0/linear/weight", "0/linear/bias"} <= set(build.drawn(KEY))
+    x = jnp.linspace(-1, 1, 12).reshape(3, 4)
+    forward = jax.vmap(
+        lambda m, s, x: m.norm(x @ m.linear.weight + m.linear.bias, s), (None, None, 0), (0, None), axis_name="batch"
+    )
+    assert same(forward(model, state, x), forward(their_model, their_state, x))
+
 
 # ------------------------------------------------------------------------------------------ PRNG implementations
 

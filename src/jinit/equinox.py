@@ -15,6 +15,7 @@ imported when these are called, never by
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 from jax.sharding import Mesh
 
 from jinit._src import checks, plan
@@ -24,7 +25,8 @@ from jinit._src.tree import Progress
 class ModuleBuild:
     """An Equinox constructor, traced once per input signature and drawn by jinit's engine on every call.
 
-    Made by `builder`; call it as the constructor: ``build(*args, progress=None, **kwargs)`` returns the module.
+    Made by `builder`; call it as the constructor: ``build(*args, progress=None, **kwargs)`` returns the module
+    (or what the constructor returns: a model and its state from ``eqx.nn.make_with_state``).
     """
 
     def __init__(self, constructor: Callable[..., Any], mesh: Mesh | None, shardings: Sequence[tuple]) -> None:
@@ -37,9 +39,11 @@ class ModuleBuild:
 
         def arrays(*args: Any, **kwargs: Any) -> Any:
             module = constructor(*args, **kwargs)
-            if not isinstance(module, eqx.Module):
+            is_module = lambda x: isinstance(x, eqx.Module)  # noqa: E731
+            if not any(map(is_module, jax.tree.leaves(module, is_leaf=is_module))):
                 raise TypeError(
-                    f"Argument `constructor` must return an `eqx.Module`. {checks.received('constructor()', module)}"
+                    "Argument `constructor` must return an `eqx.Module`, or a pytree holding one (a model and its "
+                    f"state, as `eqx.nn.make_with_state` makes them). {checks.received('constructor()', module)}"
                 )
             params, static = eqx.partition(module, eqx.is_array)
             statics.append(static)
@@ -79,7 +83,8 @@ def builder(
     Pass the keys as arrays (``build(jax.random.key(1))``): a new key then traces nothing again.
 
     Args:
-      constructor: a callable that returns an `eqx.Module` (a module class, or a function).
+      constructor: a callable that returns an `eqx.Module` (a module class, or a function), or a pytree holding
+        modules, such as ``eqx.nn.make_with_state(Model)``'s model and state.
       mesh: as in `build`.
       shardings: as in `build`.
 
@@ -111,7 +116,8 @@ def build(
     device generating only its own shard; with `mesh=`, the arrays no rule matches are replicated over it.
 
     Args:
-      constructor: a callable that returns an `eqx.Module`.
+      constructor: a callable that returns an `eqx.Module`, or a pytree holding modules (such as
+        ``eqx.nn.make_with_state(Model)``, whose ``(model, state)`` is then returned).
       *args: its positional arguments (its keys among them).
       **kwargs: its keyword arguments.
       mesh: the mesh of the partition specs.
@@ -123,10 +129,10 @@ def build(
         the given ones are used as they are, after their shape, dtype and sharding are checked.
 
     Returns:
-      The module.
+      The module (or the pytree the constructor returns).
 
     Raises:
-      TypeError: `constructor` is not callable or does not return an `eqx.Module`; a rule is not a
+      TypeError: `constructor` is not callable or returns no `eqx.Module`; a rule is not a
         ``(regex, PartitionSpec)`` pair.
       ValueError: a rule's regex does not compile, or a spec does not fit its array.
 
