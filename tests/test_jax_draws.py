@@ -333,7 +333,7 @@ def test_a_factors_arithmetic_on_the_host_is_xlas_eager_arithmetic(name, dtype):
         scalars = _operands(rng, dtype, 300, arity, positive=name == "sqrt")
         hosted = 0
         for values in zip(*scalars, strict=True):
-            ours = jax_draws._on_host(eqn, list(values))
+            ours = jax_draws._in_numpy(eqn, list(values))
             if ours is not None:
                 hosted += 1
                 assert ours.dtype == np.dtype(dtype)
@@ -349,7 +349,7 @@ def test_a_factors_arithmetic_on_the_host_is_xlas_eager_arithmetic(name, dtype):
         tiny = np.asarray(info.tiny, dtype)
         if name in ("mul", "div"):  # a subnormal result: XLA:CPU gives zero, and the host does not compute it
             values = [tiny, np.asarray(0.5 if name == "mul" else 2.0, dtype)]
-            assert jax_draws._on_host(eqn, values) is None and float(jax_draws._eager(eqn, values)) == 0.0
+            assert jax_draws._in_numpy(eqn, values) is None and float(jax_draws._eager(eqn, values)) == 0.0
 
 
 @pytest.mark.parametrize("name", ["lecun_normal", "he_uniform", "fan_avg_normal"])

@@ -37,9 +37,11 @@ class ModuleBuild:
         rules = checks.rules(shardings, "shardings", "PartitionSpec", checks.partition)
         statics: list[Any] = []  # the module's non-array part, as each trace made it
 
+        def is_module(x: Any) -> bool:
+            return isinstance(x, eqx.Module)
+
         def arrays(*args: Any, **kwargs: Any) -> Any:
             module = constructor(*args, **kwargs)
-            is_module = lambda x: isinstance(x, eqx.Module)  # noqa: E731
             if not any(map(is_module, jax.tree.leaves(module, is_leaf=is_module))):
                 raise TypeError(
                     "Argument `constructor` must return an `eqx.Module`, or a pytree holding one (a model and its "

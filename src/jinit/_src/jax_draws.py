@@ -347,7 +347,7 @@ def _scalar(var: Any, producer: dict, steps: int) -> np.ndarray | None:
         if value is None:
             return None
         values.append(value)
-    out = _on_host(eqn, values)
+    out = _in_numpy(eqn, values)
     if out is None:
         out = _eager(eqn, values)
     return out.astype(var.aval.dtype) if out is not None and out.shape == () else None
@@ -372,11 +372,11 @@ HOST_OPS = {
     "neg": np.negative,
 }
 """The operations of a factor that IEEE 754 rounds correctly, as XLA:CPU's instructions for them do: computed in
-NumPy (`_on_host`), where JAX compiles each on first use (0.02 s apiece; a variance scaling's factor is a ``sqrt``
+NumPy (`_in_numpy`), where JAX compiles each on first use (0.02 s apiece; a variance scaling's factor is a ``sqrt``
 and a ``div``, in every first call of a model with Flax's default kernels)."""
 
 
-def _on_host(eqn: Any, values: list) -> np.ndarray | None:
+def _in_numpy(eqn: Any, values: list) -> np.ndarray | None:
     """`eqn` of `values` in NumPy where that is surely XLA:CPU's eager result, else None: one of `HOST_OPS` on
     operands of the result's dtype (float32 or float64), under a release that tests/test_jax_draws.py checked on CPU
     (`jinit._src.host_keys.checked`), with operands and result normal numbers or zeros (XLA:CPU flushes subnormals to
