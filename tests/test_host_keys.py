@@ -11,6 +11,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+from compiling import compiled
 from flax import nnx
 from jax.extend import core as jex_core
 from jax.extend import random as jex_random
@@ -172,24 +173,17 @@ def test_known_erfs_are_those_xla_computes(bounds):
     if not host_keys.checked():
         pytest.skip(f"jax {jax.__version__} on {jax.default_backend()}: the erfs are computed")
     lower, upper, dtype = bounds
-    compiled = []
-
-    def listen(event, duration, fun_name=None, **_):
-        if event.endswith("backend_compile_duration"):
-            compiled.append(fun_name)
-
     with jax.enable_x64(dtype == np.float64), jax.ensure_compile_time_eval():
         distributions._erf_bounds.cache_clear()
         distributions._erf_kernel.clear_cache()
-        jax.monitoring.register_event_duration_secs_listener(listen)
         try:
-            given = distributions.erf_bounds(lower, upper, dtype)
+            with compiled() as names:
+                given = distributions.erf_bounds(lower, upper, dtype)
         finally:
-            jax.monitoring.unregister_event_duration_listener(listen)
             distributions._erf_bounds.cache_clear()
         computed = tuple(float(x) for x in distributions._erf_kernel(lower, upper, dtype=dtype))
     assert computed == distributions.KNOWN_ERFS[bounds] == given
-    assert compiled == []
+    assert names == []
 
 
 def test_erf_bounds_follow_x64_once_cached():
@@ -238,22 +232,13 @@ def test_the_hosts_keys_reach_the_device_without_compiling():
     `jnp.asarray` makes them, with nothing compiled (`jnp.asarray` compiles a ``stage`` per new shape)."""
     closed = jax.make_jaxpr(lambda k: (jax.random.split(k, (3, 7)), jax.random.key_data(k)[0] + 3))(jax.random.key(0))
     run = host_keys.compile(closed.jaxpr, closed.consts)
-    compiled = []
-
-    def listen(event, duration, **_):
-        if event.endswith("backend_compile_duration"):
-            compiled.append(event)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with compiled() as names:
         keys, word = run([jax.random.key(5)])
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     expected_keys, expected_word = (
         jax.random.split(jax.random.key(5), (3, 7)),
         jax.random.key_data(jax.random.key(5))[0] + 3,
     )
-    assert compiled == []
+    assert names == []
     np.testing.assert_array_equal(jax.random.key_data(keys), jax.random.key_data(expected_keys))
     np.testing.assert_array_equal(word, expected_word)
     for ours, theirs in ((keys, expected_keys), (word, expected_word)):

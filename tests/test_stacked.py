@@ -13,6 +13,7 @@ import haiku as hk  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from compiling import compiled  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import jinit  # noqa: E402
@@ -285,18 +286,9 @@ def test_every_registered_implementation_is_tested():
 
 
 def _compiles(fn):
-    events = []
-
-    def listen(event, duration, **_):
-        if event == "/jax/core/compile/backend_compile_duration":
-            events.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with compiled() as names:
         jax.block_until_ready(fn())
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    return len(events)
+    return len(names)
 
 
 def test_compilation_does_not_grow_with_the_number_of_stacked_layers():
@@ -544,12 +536,7 @@ def test_the_program_compiles_only_what_the_engine_leaves_it(monkeypatch):
     """The framework's own parameters left to the program are computed without compiling what the host computes:
     the scan's layers' keys come from the host with the sites' keys (no split compiled), its body no longer
     computes the sites' keys, and constants are filled in NumPy (no broadcast compiled); bitwise, eagerly too."""
-    compiled, bodies = [], []
-
-    def listen(event, duration, fun_name=None, **_):
-        if event.endswith("backend_compile_duration"):
-            compiled.append(fun_name)
-
+    bodies = []
     real = program._bind_each
 
     def spy(jaxpr, consts, args):
@@ -558,16 +545,13 @@ def test_the_program_compiles_only_what_the_engine_leaves_it(monkeypatch):
 
     monkeypatch.setattr(program, "_bind_each", spy)
     module, x = DefaultsModel(), jnp.linspace(-1, 1, 26).reshape(2, 13)  # (shapes no other test compiles)
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with compiled() as names:
         ours = jinit.flax.init(module, KEY, x)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     assert same(ours, module.init(KEY, x))
     assert len(bodies) == 1 and not any(map(program._typed_key, bodies[0].outvars))  # no site's key
     # the bias's draw and the layer norm's two constants, stacked, and nothing else
     assert [v.aval.shape for v in bodies[0].outvars] == [(13,), (13,), (13,)]
-    assert not {"jit(_threefry_split)", "jit(random_split)", "jit(broadcast_in_dim)"} & set(compiled), compiled
+    assert not {"jit(_threefry_split)", "jit(random_split)", "jit(broadcast_in_dim)"} & set(names), names
 
 
 class Constants(nn.Module):
@@ -595,16 +579,7 @@ def test_fills_alone_are_evaluated_without_the_check_that_compiles(monkeypatch, 
 
 
 def test_the_check_of_fills_compiles_nothing():
-    compiled = []
-
-    def listen(event, duration, fun_name=None, **_):
-        if event.endswith("backend_compile_duration"):
-            compiled.append(fun_name)
-
     program.filling_works.cache_clear()
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with compiled() as names:
         assert program.filling_works()
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    assert compiled == []
+    assert names == []

@@ -386,17 +386,12 @@ def _handed_keys(jaxpr: Any) -> list[Any]:
     """The typed keys that `jaxpr`'s key operations make at its top level for the operations it needs that are not
     key operations (a scan's layers' keys, split from the model's): where the host computes them with the sites'
     keys, JAX compiles no split of its own (0.2 s of a scanned ViT's first call)."""
-    needed = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
-    handed: dict[Any, None] = {}
-    for eqn in reversed(jaxpr.eqns):
-        if not (eqn.effects or any(v in needed for v in eqn.outvars)):
-            continue
-        reads = [v for v in eqn.invars if isinstance(v, jex_core.Var)]
-        needed.update(reads)
+    handed: dict[Any, None] = {}  # (ordered)
+    for eqn in _kept(jaxpr):
         if not _key_only(eqn):
-            handed.update((v, None) for v in reads if _typed_key(v))
+            handed.update((v, None) for v in eqn.invars if isinstance(v, jex_core.Var) and _typed_key(v))
     made = {v for eqn in jaxpr.eqns if _key_only(eqn) for v in eqn.outvars}
-    return [v for v in reversed(handed) if v in made]
+    return [v for v in handed if v in made]
 
 
 def _given(jaxpr: Any, handed: list[Any]) -> Any:
