@@ -91,7 +91,8 @@ def test_moments_are_scipys(init, dist):
 def test_every_distribution_class_is_tested():
     laws = [_law(init) for init, _ in LAWS]
     tested = {type(law) for law in laws} | {type(law.inner) for law in laws if hasattr(law, "inner")}
-    assert tested == set(distributions.Distribution.__subclasses__())
+    ours = {c for c in distributions.Distribution.__subclasses__() if c.__module__.startswith("jinit.")}
+    assert tested == ours  # (jinit's own: a test may define one of its own)
 
 
 def test_truncated_moments_are_mirrored_and_continuous_across_the_mills_branches():

@@ -2,13 +2,15 @@
 draw. Which of a model's parameters a plan draws by them: tests/test_stacked.py."""
 
 import gc
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jinit
-from jinit._src import jax_draws, kernel, rows
+from jinit._src import distributions, jax_draws, kernel, rows, threefry
 
 from cases import CASES
 
@@ -178,4 +180,113 @@ def test_laws_of_a_class_share_one_loop_each_row_drawn_with_its_own(dtype):
         assert len({rows._group(r) for r in requests}) == (len(classes) if kernel.checked_jaxlib() else len(laws))
         for init, layer_keys, leaf in zip(inits, keys, rows.draw(requests), strict=True):
             expected = np.stack([np.asarray(init(k, shape, dtype)) for k in layer_keys])
+            np.testing.assert_array_equal(_bits(leaf), _bits(expected), err_msg=f"{init} {dtype}")
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_drawn_keys_give_the_bits_of_their_rows_own_keys(width):
+    """A `threefry.drawn` key's bits, in each width a real sample reads and in any shape of its row's size, are
+    those its row's `threefry.ROW` key gives (reshape-stable, the narrower ones truncated)."""
+    data = np.random.default_rng(width).integers(0, 2**32, (5, 4), dtype=np.uint32)
+    data[:, 2] = 0  # (a row's position: its high word, and a low one that no row carries past)
+    data[:, 3] %= 2**31
+    words = jax.jit(threefry.rows_words, static_argnums=1)(data, width)
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        for shape in ((width,), (width // 8, 8)):
+
+            @jax.jit
+            def both(data, words, shape=shape, dtype=dtype):
+                def bits(impl):
+                    return jax.vmap(lambda d: jax.random.bits(jax.random.wrap_key_data(d, impl=impl), shape, dtype))
+
+                return bits(threefry.ROW)(data), bits(threefry.drawn(width))(words)
+
+            own, drawn = both(data, words)
+            assert own.dtype == dtype and own.shape == (5, *shape)
+            np.testing.assert_array_equal(drawn, own, err_msg=f"{dtype} {shape}")
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        lambda k: jax.random.bits(k, (32,), np.uint32),  # (another size than the row's)
+        lambda k: jax.random.bits(jax.random.split(k)[0], (64,), np.uint32),
+        lambda k: jax.random.bits(jax.random.fold_in(k, 1), (64,), np.uint32),
+    ],
+    ids=["size", "split", "fold_in"],
+)
+def test_drawn_keys_refuse_what_their_words_cannot_give(use):
+    words = np.zeros((2, 64), np.uint32)
+    with pytest.raises(threefry.NotOneRow):
+        jax.jit(lambda w: jax.vmap(use)(jax.random.wrap_key_data(w, impl=threefry.drawn(64))))(words)
+
+
+def test_drawn_keys_refuse_64_bit_words():
+    with jax.enable_x64(True), pytest.raises(threefry.NotOneRow):
+        jax.jit(lambda w: jax.random.bits(jax.random.wrap_key_data(w, impl=threefry.drawn(64)), (64,), np.uint64))(
+            np.zeros(64, np.uint32)
+        )
+
+
+@distributions._distribution
+class _SplitNormal(distributions.Distribution):
+    """A sampler that splits its key: no row's words give it (`threefry.NotOneRow`)."""
+
+    stddev: Any
+
+    def sample(self, key, shape, dtype):
+        return jax.random.normal(jax.random.split(key)[1], shape, dtype) * jnp.asarray(self.stddev, dtype)
+
+
+def test_a_sampler_that_reads_its_key_otherwise_is_drawn_from_its_rows_keys(monkeypatch):
+    """Drawn with one whose words are hashed ahead, it makes the program draw every row from its `threefry.ROW`
+    key instead, and both are still their keys' own draws."""
+    hashed, fill = [], rows._fill
+
+    def spy(*args, **kwargs):
+        hashed.append(kwargs["hashed"])
+        return fill(*args, **kwargs)
+
+    monkeypatch.setattr(rows, "_fill", spy)
+    keys = jax.random.split(jax.random.key(5), 3)
+    laws = [_SplitNormal(np.float32(0.5)), distributions.Normal(np.float32(2.0))]
+    requests = [rows.Request(law, rows.key_words(keys), 256, (3, 4, 64), np.dtype(np.float32)) for law in laws]
+    drawn = rows.draw(requests)
+    assert hashed == [(True, True), (False, False)]
+    for law, leaf in zip(laws, drawn, strict=True):
+        expected = np.stack([np.asarray(law.sample(k, (4, 64), np.float32)) for k in keys])
+        np.testing.assert_array_equal(_bits(leaf), _bits(expected), err_msg=type(law).__name__)
+
+
+def test_the_words_are_hashed_once_per_width(monkeypatch):
+    """Distributions of one width share one hash of their rows' words; float64 draws (64-bit words) keep their
+    rows' keys; every leaf is its keys' own draw."""
+    hashes, words = [], threefry.rows_words
+
+    def spy(data, width):
+        hashes.append(width)
+        return words(data, width)
+
+    monkeypatch.setattr(threefry, "rows_words", spy)
+    jax.clear_caches()  # (so that the program is traced here)
+    keys = jax.random.split(jax.random.key(6), 2)
+    cases = [
+        (jinit.normal(0.02), (3, 64), np.float32),  # (rows of 64: 192 elements)
+        (jinit.uniform(0.3), (1, 64), np.float32),
+        (jinit.truncated_normal(0.1), (5, 64), jnp.bfloat16),
+        (jinit.glorot_uniform(), (4, 256), np.float32),  # (rows of 1024)
+        (jinit.normal(0.5), (2, 64), np.float64),
+    ]
+    with jax.enable_x64(True):
+        requests = [
+            rows.Request(init.law(shape, np.dtype(dtype)), rows.key_words(keys), int(np.prod(shape)), (2, *shape),
+                         np.dtype(dtype))
+            for init, shape, dtype in cases
+        ]  # fmt: skip
+        assert [rows.hashable(r.dtype) for r in requests] == [True, True, True, True, False]
+        drawn = rows.draw(requests)
+        assert len({rows._group(r) for r in requests}) == 5
+        assert sorted(hashes) == [64, 1024]
+        for (init, shape, dtype), leaf in zip(cases, drawn, strict=True):
+            expected = np.stack([np.asarray(init(k, shape, dtype)) for k in keys])
             np.testing.assert_array_equal(_bits(leaf), _bits(expected), err_msg=f"{init} {dtype}")

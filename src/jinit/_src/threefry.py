@@ -12,10 +12,12 @@ On CPU the hash itself is twenty unrolled rounds of `lax` integer operations, wh
 (JAX lowers its `threefry2x32` primitive on CPU to a rolled loop, several times slower). Elsewhere it is JAX's
 primitive. A batch of keys' bits (JAX lowers a draw from a batch of keys by vmapping the implementation's bits)
 are written on the batch's arrays by a `jax.custom_batching.custom_vmap` rule, the same operations, rather than
-batched operation by operation, which was half of a rows program's lowering. Threefry is an exactly specified
-integer function, so the bits are the same either way; `verified` checks it once per process against
-`jax.random.bits` before the stream is used (under a release the tests checked, by that check), and jinit falls
-back to drawing with the user's own key (JAX's code, exactly) if it ever differs.
+batched operation by operation, which was half of a rows program's lowering. The rows (`jinit._src.rows`) hash
+their words themselves (`rows_words`) and hand them to JAX's samplers as keys of `drawn`, whose bits are the
+words. Threefry is an exactly specified integer function, so the bits are the same either way; `verified`
+checks it once per process against `jax.random.bits` before the stream is used (under a release the tests
+checked, by that check), and jinit falls back to drawing with the user's own key (JAX's code, exactly) if it ever
+differs.
 """
 
 import functools
@@ -158,6 +160,45 @@ def _positioned_impl(random_bits: Any, name: str, tag: str) -> Any:
 POSITIONED = _positioned_impl(positioned_bits, "jinit_positioned_threefry2x32", "jpt")
 ROW = _positioned_impl(row_bits, "jinit_row_threefry2x32", "jrt")
 """`POSITIONED` for draws that reach no multiple of ``2**32`` past their position (`row_bits`)."""
+
+
+def rows_words(data: jax.Array, width: int) -> jax.Array:
+    """The 32-bit words of ``[rows, width]`` elements, each row drawn from its `ROW` key data (``data[rows, 4]``):
+    row ``r`` is ``jax.random.bits(wrap_key_data(data[r], impl=ROW), (width,))``, hashed without `vmap`."""
+    return _bits(data, 32, (width,), carry=False)
+
+
+class NotOneRow(Exception):
+    """A sampler read a `drawn` key other than as the bits of one draw of its row's size: the caller draws from
+    the row's own key instead (`jinit._src.rows`). Raised where JAX lowers the sampler's use of the key."""
+
+
+@functools.cache
+def drawn(width: int) -> Any:
+    """A PRNG implementation whose key is the 32-bit words of a row of `width` elements (`rows_words`), already
+    hashed: ``jax.random.bits`` of it, in 8, 16 or 32 bits and any shape of `width` elements, gives those words
+    (the narrower ones truncated, as `positioned_bits` truncates them), which is what the row's own `ROW` key
+    gives, bit for bit, partitionable threefry being reshape-stable. Anything else (64-bit words, another size,
+    a split or fold-in) raises `NotOneRow`.
+
+    So JAX's own samplers (`jax.random.uniform`, ``normal``, ``truncated_normal``) run unchanged on words hashed
+    elsewhere: one hash for the rows of several distributions of a width, whose lowering, like a sampler's, is
+    the rows' program's (one per width in use, at most `jinit._src.rows.WIDTH` ones: bounded).
+    """
+
+    def random_bits(data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
+        if bit_width > 32 or math.prod(shape) != width:
+            raise NotOneRow(f"{bit_width}-bit words of shape {tuple(shape)} from a row of {width}")
+        words = data.reshape(shape)
+        return words if bit_width == 32 else words.astype(np.dtype(f"uint{bit_width}"))
+
+    def other(*args: Any) -> Any:
+        raise NotOneRow("a key derived from a row's words")
+
+    return jex_random.define_prng_impl(
+        key_shape=(width,), seed=other, split=other, random_bits=random_bits, fold_in=other,
+        name=f"jinit_drawn_words_{width}", tag=f"jdw{width}",
+    )  # fmt: skip
 
 
 def positioned_key(key_data: jax.Array, position: jax.Array) -> jax.Array:
