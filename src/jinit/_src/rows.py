@@ -92,7 +92,7 @@ def draw(requests: list[Request]) -> list[jax.Array]:
         first = requests[indices[0]]
         w = min(width(requests[i].n) or 0 for i in indices)
         laws.append(_law([requests[i] for i in indices], w))
-        datas.append(np.concatenate([_rows(requests[i], w) for i in indices]))
+        datas.append(_rows([requests[i] for i in indices], w))
         widths.append(w)
         dtypes.append(first.dtype)
     args = (tuple(datas), tuple(laws))
@@ -149,14 +149,20 @@ def shares_loops(law: Distribution) -> bool:
     return type(law).per_row and kernel.checked_jaxlib()
 
 
-def _rows(request: Request, w: int) -> np.ndarray:
-    """The rows' positioned key data, ``uint32[rows, 4]``: each draw's key and a row's stream position."""
-    per_draw = request.n // w
-    starts = np.arange(per_draw, dtype=np.uint64) * np.uint64(w)
-    positions = np.stack([starts >> np.uint64(32), starts & np.uint64(0xFFFFFFFF)], axis=1).astype(np.uint32)
-    draws = request.data.shape[0]
-    keys = np.repeat(request.data.astype(np.uint32, copy=False), per_draw, axis=0)
-    return np.concatenate([keys, np.tile(positions, (draws, 1))], axis=1)
+def _rows(members: list[Request], w: int) -> np.ndarray:
+    """The rows' positioned key data of a group's `members`, ``uint32[rows, 4]``: each draw's key and a row's
+    stream position, written in place (each draw's rows one after another, the members' in turn)."""
+    out = np.empty((sum(m.data.shape[0] * m.n // w for m in members), 4), np.uint32)
+    row = 0
+    for member in members:
+        draws, per_draw = member.data.shape[0], member.n // w
+        starts = np.arange(per_draw, dtype=np.uint64) * np.uint64(w)
+        rows = out[row : row + draws * per_draw].reshape(draws, per_draw, 4)
+        rows[:, :, :2] = member.data[:, None, :]
+        rows[:, :, 2] = (starts >> np.uint64(32)).astype(np.uint32)
+        rows[:, :, 3] = starts.astype(np.uint32)  # (the low word: truncated)
+        row += draws * per_draw
+    return out
 
 
 @kernel.jit(static_argnames=("widths", "dtypes", "hashed"))
