@@ -289,6 +289,43 @@ def test_a_scan_without_a_carry_runs_its_layers_at_once(carry, reverse, monkeypa
     assert batched == ([True] if carry is None else [])
 
 
+@pytest.mark.parametrize("impl", HOST)
+def test_independent_fold_ins_run_as_one_batched_step_with_jaxs_keys(impl, monkeypatch):
+    """A parameter's fold-in each, as linen folds a path's hash and NNX a stream's count (a chain of counters):
+    those that read none of each other's keys run as one step per kind, later ones (a fold-in of a fold-in) in a
+    round of their own, and every key is JAX's."""
+    batches = []
+    original = host_keys._fold_ins
+
+    def spy(eqns):
+        batches.append(len(eqns))
+        return original(eqns)
+
+    monkeypatch.setattr(host_keys, "_fold_ins", spy)
+
+    def keys(key, count):
+        linen = [jax.random.fold_in(key, h) for h in (17, 2**31 + 5, 99, 4, 123456789)]
+        counted = []
+        for _ in range(6):  # (NNX: the count read, then incremented)
+            counted.append(jax.random.fold_in(key, count))
+            count = count + 1
+        deeper = [jax.random.fold_in(k, 3) for k in linen]  # (each after its own parent)
+        layers = jax.random.split(key, 3)
+        batched = [jax.vmap(jax.random.fold_in, (0, None))(layers, w) for w in range(4)]  # (batched keys: a kind)
+        return [jax.random.key_data(k) for k in (*linen, *counted, *deeper, *batched)]
+
+    with jax.default_prng_impl(impl):
+        key = jax.random.key(11)
+        closed = jax.make_jaxpr(keys)(key, np.uint32(40))
+        run = host_keys.compile(closed.jaxpr, closed.consts)
+        assert run is not None
+        ours, theirs = run([key, np.uint32(40)]), keys(key, np.uint32(40))
+    assert sorted(batches) == [4, 5, 11]  # (the batched layers', the deeper ones', the first ones')
+    assert len(ours) == len(theirs) == 20
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_scan_whose_body_cannot_be_batched_runs_layer_by_layer(monkeypatch):
     def cannot(*_):
         raise host_keys.Unsupported("a JAX whose bodies do not batch")

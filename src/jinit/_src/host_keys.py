@@ -7,7 +7,8 @@ initialization's own work, although it hashes a few hundred words. `compile` tur
 function of NumPy arrays: integer operations only, each written with XLA's semantics (wrapping arithmetic, shifts
 past the width giving zero), the threefry hash (`jinit._src.threefry.hash_host`), and the key operations
 (``random_seed``, ``random_split``, ``random_fold_in``, ``random_wrap``, ``random_unwrap``, ``random_clone``)
-expanded through the key's own implementation, traced once per operation into the same integer operations. It
+expanded through the key's own implementation, traced once per operation into the same integer operations (the
+fold-ins that do not read each other's keys, a model's one per parameter, batched into one: `_schedule`). It
 works for every implementation whose functions are built of those operations: ``threefry2x32`` (partitionable
 or not) and ``rbg`` (whose key derivation is threefry's); any other (``unsafe_rbg`` derives keys with XLA's bit
 generator) and any program with another operation (a float, a random draw) is left to `jinit._src.program`.
@@ -240,10 +241,10 @@ class _Compiled:
             if not any(wanted_out):
                 continue
             step, used = self._step(eqn, wanted_out)
-            steps.append(step)
+            steps.append((eqn, step))
             live.update(v for v, u in zip(eqn.invars, used, strict=True) if u and isinstance(v, jex_core.Var))
         steps.reverse()
-        self.steps = steps
+        self.steps = _schedule(steps)
         self.used = [v in live for v in jaxpr.invars]  # the inputs read
 
     def __call__(self, consts: Sequence[np.ndarray], args: Sequence[Any]) -> list[np.ndarray]:
@@ -406,6 +407,81 @@ class _Compiled:
             env[out] = program([], [_read(env, eqn.invars[0])])[0]
 
         return apply
+
+
+BATCHED_FOLD_INS = 4
+"""The fewest independent fold-ins of one kind that `_schedule` runs as one batched step."""
+
+
+def _schedule(steps: list[tuple[Any, Callable[[Env], None]]]) -> list[Callable[[Env], None]]:
+    """The steps of a jaxpr's equations, `steps` in the jaxpr's order, in an order that runs each after the steps
+    whose results it reads, with fold-ins that do not read each other's keys run as one step per implementation,
+    shape and word dtype: NumPy hashes them all in one pass rather than one small pass each (a model's one per
+    drawn parameter: 12 ms less of every call of a linen GPT-2 medium, with 98, and 19 ms of Hugging Face's Flax
+    BERT-large, with 148).
+
+    Each round runs every step but the fold-ins that can run (again and again, in the jaxpr's order: a chain of
+    counters, as NNX's streams count, runs in one round), then every fold-in that can run, batched by kind; the
+    rounds repeat until all have run. The integers are the same: the batched step runs the implementation's
+    fold-in batched by `jax.vmap`, as JAX's own batched fold-in does (which `verified` checks, in a scan).
+    """
+    kinds = [_fold_in_kind(eqn) for eqn, _ in steps]
+    if sum(kind is not None for kind in kinds) < BATCHED_FOLD_INS:
+        return [step for _, step in steps]
+    producer = {v: i for i, (eqn, _) in enumerate(steps) for v in eqn.outvars}
+    reads = [{producer[v] for v in eqn.invars if isinstance(v, jex_core.Var) and v in producer} for eqn, _ in steps]
+    done: set[int] = set()
+    pending = list(range(len(steps)))
+    order: list[Callable[[Env], None]] = []
+    while pending:
+        ran = True
+        while ran:  # every other step that can run
+            ran, waiting = False, []
+            for i in pending:
+                if kinds[i] is None and reads[i] <= done:
+                    order.append(steps[i][1])
+                    done.add(i)
+                    ran = True
+                else:
+                    waiting.append(i)
+            pending = waiting
+        ready: dict[tuple, list[int]] = {}
+        for i in pending:
+            if kinds[i] is not None and reads[i] <= done:
+                ready.setdefault(kinds[i], []).append(i)  # type: ignore[arg-type]
+        assert ready or not pending  # (a jaxpr's equations read only earlier ones: something can always run)
+        for members in ready.values():
+            if len(members) >= BATCHED_FOLD_INS:
+                order.append(_fold_ins([steps[i][0] for i in members]))
+            else:
+                order.extend(steps[i][1] for i in members)
+            done.update(members)
+        pending = [i for i in pending if i not in done]
+    return order
+
+
+def _fold_in_kind(eqn: Any) -> tuple | None:
+    """A fold-in's implementation, batch shape and word dtype (what `_fold_ins` batches together); None for any
+    other equation."""
+    if eqn.primitive.name != "random_fold_in":
+        return None
+    keys, words = eqn.invars[0].aval, eqn.invars[1].aval
+    return _key_impl(keys), np.broadcast_shapes(keys.shape, words.shape), np.dtype(words.dtype)
+
+
+def _fold_ins(eqns: list[Any]) -> Callable[[Env], None]:
+    """One step for fold-ins of one kind (`_fold_in_kind`) that read none of each other's results."""
+    impl, batch, dtype = _fold_in_kind(eqns[0])  # type: ignore[misc]
+    program = _key_program(impl, "random_fold_in", (len(eqns), *batch), dtype, *_flags())
+    data_shape = (*batch, *impl.key_shape)
+
+    def step(env: Env) -> None:
+        keys = np.stack([np.broadcast_to(_read(env, e.invars[0]), data_shape) for e in eqns])
+        words = np.stack([np.broadcast_to(_read(env, e.invars[1]), batch) for e in eqns])
+        for e, out in zip(eqns, program([], [keys, words])[0], strict=True):
+            env[e.outvars[0]] = out
+
+    return step
 
 
 def _flags() -> tuple[bool, bool]:
