@@ -183,7 +183,7 @@ def drawn(width: int) -> Any:
 
     So JAX's own samplers (`jax.random.uniform`, ``normal``, ``truncated_normal``) run unchanged on words hashed
     elsewhere: one hash for the rows of several distributions of a width, whose lowering, like a sampler's, is
-    the rows' program's (one per width in use, at most `jinit._src.rows.WIDTH` ones: bounded).
+    the rows' program's. (Kept per width: the rows' are the five powers of two from 64 to 1024.)
     """
 
     def random_bits(data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
