@@ -388,8 +388,8 @@ class _Compiled:
         if impl is None:
             raise Unsupported(name)
         if name == "random_fold_in":
-            batch = np.broadcast_shapes(eqn.invars[0].aval.shape, eqn.invars[1].aval.shape)
-            program = _key_program(impl, name, batch, np.dtype(eqn.invars[1].aval.dtype), *_flags())
+            _, batch, dtype = _fold_in_kind(eqn)  # type: ignore[misc]
+            program = _key_program(impl, name, batch, dtype, *_flags())
 
             def fold_in(env: Env) -> None:
                 keys, words = _read(env, eqn.invars[0]), _read(env, eqn.invars[1])
